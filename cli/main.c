@@ -1,0 +1,48 @@
+/* ctr-starlight — wiring only: picks the verb and hands it argv. */
+#include "cleanup.h"
+#include "log.h"
+#include "verbs.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#ifdef SL_HAVE_CONVERT
+int sl_cmd_convert(int argc, char **argv);
+#endif
+
+static const struct sl_verb verbs[] = {
+#ifdef SL_HAVE_CONVERT
+    {"convert", "Convert an image to the Starlight format and push it", sl_cmd_convert},
+#endif
+    {NULL, NULL, NULL},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "Usage: ctr-starlight COMMAND [OPTIONS] [ARGS]\n\n"
+                 "Starlight-C image tool: converts images to the lazy Starlight format.\n\n"
+                 "Commands:\n");
+    for (const struct sl_verb *v = verbs; v->name; v++)
+        fprintf(out, "  %-10s %s\n", v->name, v->summary);
+    fprintf(out, "\nRun `ctr-starlight COMMAND --help` for the options of a command.\n");
+}
+
+int main(int argc, char **argv)
+{
+    sl_log_setup("ctr-starlight", SL_LOG_TEXT, SL_LOG_INFO);
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("ctr-starlight %s\n", SL_VERSION);
+        return 0;
+    }
+    for (const struct sl_verb *v = verbs; v->name; v++)
+        if (strcmp(argv[1], v->name) == 0)
+            return v->run(argc - 1, argv + 1);
+    fprintf(stderr, "ctr-starlight: unknown command `%s`\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

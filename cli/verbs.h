@@ -1,0 +1,12 @@
+/* verbs.h — the verbs of ctr-starlight. Each verb lives in cmd-<verb>.c and receives argv with
+ * argv[0] = "<verb>". Returns the process exit code. */
+#ifndef SL_CLI_VERBS_H
+#define SL_CLI_VERBS_H
+
+struct sl_verb {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);
+};
+
+#endif

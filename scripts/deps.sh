@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs every Debian package Starlight-C needs to build, test, demo and benchmark.
+# Idempotent: packages already present are not reinstalled; apt-get update runs only when
+# something is missing. Works on a fresh Debian 12 machine as root (or with sudo).
+set -euo pipefail
+
+PKGS=(
+  # build
+  build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
+  # libraries
+  libcurl4-openssl-dev libyaml-dev libjansson-dev libpq-dev libwebsockets-dev
+  libgrpc-dev protobuf-c-compiler libprotobuf-c-dev libprotobuf-dev
+  libarchive-dev libdeflate-dev zlib1g-dev libzstd-dev libssl-dev libsqlite3-dev
+  libcmocka-dev libfuse3-dev fuse3 libnetfilter-queue-dev
+  # real parts used by tests, demo and benchmarks
+  containerd runc docker-registry skopeo busybox-static debootstrap
+  postgresql apache2-utils
+  stargz-snapshotter golang-github-containerd-containerd-dev
+  iproute2 iptables iputils-ping gnuplot-nox curl ca-certificates python3 zstd
+)
+
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "deps: all ${#PKGS[@]} packages present"
+  exit 0
+fi
+
+echo "deps: installing ${#missing[@]} packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "deps: done"
