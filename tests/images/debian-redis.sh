@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Builds a two-layer Debian image with redis-server, the way a Dockerfile would:
+#   layer 1: debootstrap --variant=minbase SUITE (apt caches and lists removed)
+#   layer 2: `apt-get install redis-server` run in an overlayfs over layer 1; the upperdir is
+#            tarred with overlay whiteouts converted to OCI ones (.wh.NAME, .wh..wh..opq).
+# Usage: debian-redis.sh SUITE OUTDIR. Needs root, debootstrap and the Debian mirror the
+# machine's apt already uses (override with SL_DEBIAN_MIRROR).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+suite=$1 out=$2
+
+debian_mirror() {
+    local url
+    if [ -n "${SL_DEBIAN_MIRROR:-}" ]; then
+        echo "$SL_DEBIAN_MIRROR"
+        return
+    fi
+    # The first plain Debian archive URL in the apt sources (one-line or deb822 format).
+    url=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+        /etc/apt/sources.list.d/*.sources 2>/dev/null |
+        grep -Eo '(https?|ftp)://[^ ]+/debian/?( |$)' | grep -v -- '-security' |
+        head -n1 | tr -d ' ') || true
+    echo "${url:-http://deb.debian.org/debian}"
+}
+
+[ "$(id -u)" -eq 0 ] || {
+    echo "debian-redis.sh: needs root (debootstrap, chroot, overlayfs)" >&2
+    exit 1
+}
+mirror=$(debian_mirror)
+work=$(mktemp -d "${TMPDIR:-/tmp}/sl-image-$suite.XXXXXX")
+cleanup() {
+    local m
+    for m in "$work/merged/proc" "$work/merged/etc/resolv.conf" "$work/merged"; do
+        if mountpoint -q "$m" 2>/dev/null; then umount "$m" || umount -l "$m"; fi
+    done
+    rm -rf --one-file-system "$work"
+}
+trap cleanup EXIT
+
+echo "debian-redis: debootstrap $suite from $mirror" >&2
+base="$work/base"
+debootstrap --variant=minbase "$suite" "$base" "$mirror" >"$work/debootstrap.log" 2>&1 || {
+    tail -n 30 "$work/debootstrap.log" >&2
+    exit 1
+}
+printf '#!/bin/sh\nexit 101\n' >"$base/usr/sbin/policy-rc.d"
+chmod 755 "$base/usr/sbin/policy-rc.d"
+# Nothing of the build machine stays in the image.
+echo localhost >"$base/etc/hostname"
+: >"$base/etc/resolv.conf"
+find "$base/var/cache/apt" "$base/var/lib/apt/lists" -type f -delete
+rm -f "$base/var/log/bootstrap.log"
+
+mkdir -p "$work/upper" "$work/ovl-work" "$work/merged"
+mount -t overlay overlay \
+    -o "lowerdir=$base,upperdir=$work/upper,workdir=$work/ovl-work,redirect_dir=off,index=off,metacopy=off" \
+    "$work/merged"
+mount -t proc proc "$work/merged/proc"
+mount --bind -o ro /etc/resolv.conf "$work/merged/etc/resolv.conf"
+in_chroot() {
+    chroot "$work/merged" /usr/bin/env -i DEBIAN_FRONTEND=noninteractive LC_ALL=C \
+        PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"
+}
+echo "debian-redis: apt-get install redis-server" >&2
+{
+    in_chroot apt-get -o APT::Sandbox::User=root update -q
+    in_chroot apt-get -o APT::Sandbox::User=root install -y -q --no-install-recommends \
+        redis-server
+    in_chroot apt-get clean
+    in_chroot redis-server --version
+} >"$work/apt.log" 2>&1 || {
+    tail -n 30 "$work/apt.log" >&2
+    exit 1
+}
+grep -o 'v=[0-9.]*' "$work/apt.log" | sed 's/^/debian-redis: redis /' >&2 || true
+umount "$work/merged/etc/resolv.conf"
+umount "$work/merged/proc"
+find "$work/merged/var/cache/apt" "$work/merged/var/lib/apt/lists" -type f -delete
+umount "$work/merged"
+
+echo "debian-redis: writing layers" >&2
+python3 "$here/oci.py" dir-layer "$base" "$work/base.tar"
+python3 "$here/oci.py" dir-layer --upper "$work/upper" "$work/redis.tar"
+python3 "$here/oci.py" layout "$out" --layer "$work/base.tar" --layer "$work/redis.tar" \
+    --created-by "debootstrap --variant=minbase $suite" \
+    --created-by "apt-get install --no-install-recommends redis-server" \
+    --config '{"Cmd":["redis-server","--protected-mode","no"],
+               "Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+               "ExposedPorts":{"6379/tcp":{}},"WorkingDir":"/var/lib/redis"}'
