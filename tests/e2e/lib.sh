@@ -1,0 +1,419 @@
+# shellcheck shell=bash
+# Shared library for end-to-end scenarios and benchmarks. Source it from a bash script:
+#
+#   . "$(dirname "$0")/../lib.sh"      # sets -euo pipefail and installs the cleanup trap
+#   e2e_require containerd ctr runc
+#   e2e_start_registry                  # -> E2E_REGISTRY=127.0.0.1:PORT
+#   e2e_start_containerd [SOCKET]       # -> e2e_ctr ..., E2E_CTR, E2E_CONTAINERD_*
+#   e2e_start_postgres [DBNAME]         # -> E2E_PG_CONNINFO, E2E_PG_URL, E2E_PG_PORT
+#
+# Every daemon binds 127.0.0.1 only, on a port picked at run time, with its state in the
+# per-run directory E2E_DIR. On exit (normal, error or signal) the trap runs commands
+# registered with e2e_on_exit (last first), kills containerd's tasks, then containerd, then
+# the other daemons by PID, unmounts everything under E2E_DIR and removes it
+# (SL_E2E_KEEP=1 keeps the directory, for debugging). Logs of failed runs are printed.
+#
+# Exit codes: 0 pass, 1 fail, 77 skip (a missing component; under CI=true that fails).
+
+set -euo pipefail
+
+E2E_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+: "${SL_BUILD:=$E2E_SRC/build}"
+: "${SL_BIN:=$SL_BUILD/bin}"
+export E2E_SRC SL_BUILD SL_BIN
+E2E_NAME=$(basename "$(cd "$(dirname "$0")" && pwd)")
+E2E_DIR=
+E2E_PIDS=()        # "kind:pid" of started daemons, in start order
+E2E_ON_EXIT=()     # commands run first on exit, last registered first
+E2E_PORTS_USED=()  # ports handed out in this run
+
+e2e_log() {
+    printf '[%s %s] %s\n' "$E2E_NAME" "$(date +%H:%M:%S)" "$*" >&2
+}
+
+# e2e_fail MSG: report a failure and exit 1 (the trap cleans up).
+e2e_fail() {
+    printf '[%s] FAIL: %s\n' "$E2E_NAME" "$*" >&2
+    exit 1
+}
+
+# e2e_skip MSG: exit 77, or fail when CI=true (CI must run every scenario).
+e2e_skip() {
+    if [ "${CI:-}" = true ]; then
+        e2e_fail "cannot run under CI: $*"
+    fi
+    printf '[%s] SKIP: %s\n' "$E2E_NAME" "$*" >&2
+    exit 77
+}
+
+# e2e_require CMD...: skip (or fail under CI) unless every command exists. A path (with a /)
+# must be an executable file.
+e2e_require() {
+    local c missing=()
+    for c in "$@"; do
+        if [[ "$c" == */* ]]; then
+            [ -x "$c" ] || missing+=("$c")
+        else
+            command -v "$c" >/dev/null 2>&1 || missing+=("$c")
+        fi
+    done
+    [ "${#missing[@]}" -eq 0 ] || e2e_skip "missing: ${missing[*]}"
+}
+
+# e2e_on_exit CMD...: run CMD (as one command line) at exit, before the standard teardown.
+e2e_on_exit() {
+    E2E_ON_EXIT+=("$*")
+}
+
+# e2e_wait_for DESC SECONDS CMD...: poll CMD every 0.1 s until it succeeds; fail after SECONDS.
+e2e_wait_for() {
+    local desc=$1 secs=$2 i
+    shift 2
+    for ((i = 0; i < secs * 10; i++)); do
+        if "$@" >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    e2e_fail "timed out after ${secs}s waiting for $desc"
+}
+
+# Remove leftovers of earlier runs that died without cleaning up: a run directory whose owner
+# and daemons are all gone gets its mounts removed and is deleted.
+_e2e_reap_stale() {
+    local d pid alive
+    for d in "${TMPDIR:-/tmp}"/sl-e2e.*; do
+        [ -f "$d/owner.pid" ] || continue
+        alive=0
+        for pid in $(cat "$d/owner.pid" "$d/daemons.pid" 2>/dev/null); do
+            if kill -0 "$pid" 2>/dev/null; then alive=1; fi
+        done
+        [ "$alive" = 0 ] || continue
+        _e2e_unmount_under "$d"
+        rm -rf --one-file-system "$d" 2>/dev/null || true
+    done
+}
+
+_e2e_unmount_under() {
+    local dir=$1 m
+    # Deepest first; a mount that stays busy is detached lazily.
+    findmnt -rn -o TARGET 2>/dev/null | awk -v d="$dir/" 'index($0, d) == 1' |
+        awk '{ print length, $0 }' | sort -rn | cut -d' ' -f2- |
+        while read -r m; do
+            m=$(printf '%b' "$m") # findmnt escapes spaces as \x20
+            umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+        done
+}
+
+# e2e_tmpdir: create (once) and print the per-run directory E2E_DIR, traversable by other
+# users (PostgreSQL runs as postgres), removed on exit.
+e2e_tmpdir() {
+    if [ -z "$E2E_DIR" ]; then
+        _e2e_reap_stale
+        E2E_DIR=$(mktemp -d "${TMPDIR:-/tmp}/sl-e2e.XXXXXX")
+        chmod 755 "$E2E_DIR"
+        mkdir -p "$E2E_DIR/logs"
+        echo "$$" >"$E2E_DIR/owner.pid"
+        export E2E_DIR
+    fi
+    echo "$E2E_DIR"
+}
+
+# e2e_free_port: print a TCP port that nothing listens on (and not handed out before in this
+# run). Binding can still race with other work; starters retry on a bind failure.
+e2e_free_port() {
+    local p i
+    for ((i = 0; i < 200; i++)); do
+        p=$((20000 + RANDOM % 25000))
+        [[ " ${E2E_PORTS_USED[*]} " == *" $p "* ]] && continue
+        if [ -z "$(ss -Hltn "sport = :$p" 2>/dev/null)" ]; then
+            E2E_PORTS_USED+=("$p")
+            echo "$p"
+            return 0
+        fi
+    done
+    e2e_fail "no free TCP port found"
+}
+
+_e2e_add_pid() {
+    E2E_PIDS+=("$1:$2")
+    echo "$2" >>"$E2E_DIR/daemons.pid"
+}
+
+_e2e_alive() {
+    kill -0 "$1" 2>/dev/null
+}
+
+# _e2e_stop PID [SECONDS]: SIGTERM, wait, then SIGKILL.
+_e2e_stop() {
+    local pid=$1 secs=${2:-10} i
+    _e2e_alive "$pid" || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < secs * 10; i++)); do
+        _e2e_alive "$pid" || break
+        sleep 0.1
+    done
+    if _e2e_alive "$pid"; then
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+# True unless this shell runs in a named network namespace (`ip netns exec`) or, where PID 1's
+# namespace is visible, in any namespace other than PID 1's.
+_e2e_in_root_netns() {
+    local init
+    [ -z "$(ip netns identify "$BASHPID" 2>/dev/null)" ] || return 1
+    init=$(readlink /proc/1/ns/net 2>/dev/null) || return 0
+    [ -z "$init" ] || [ "$(readlink /proc/self/ns/net)" = "$init" ]
+}
+
+# e2e_start_registry: start a distribution registry on 127.0.0.1:<free port> with storage in
+# E2E_DIR. Exports E2E_REGISTRY (host:port) and E2E_REGISTRY_PID.
+e2e_start_registry() {
+    local dir port pid attempt i
+    e2e_require docker-registry curl
+    e2e_tmpdir >/dev/null
+    dir="$E2E_DIR/registry"
+    mkdir -p "$dir/storage"
+    for attempt in 1 2 3; do
+        port=$(e2e_free_port)
+        cat >"$dir/config.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $dir/storage
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$port
+  secret: sl-e2e-$RANDOM$RANDOM
+health:
+  storagedriver:
+    enabled: false
+EOF
+        docker-registry serve "$dir/config.yml" >>"$E2E_DIR/logs/registry.log" 2>&1 &
+        pid=$!
+        _e2e_add_pid registry "$pid"
+        for ((i = 0; i < 100; i++)); do
+            _e2e_alive "$pid" || break
+            if curl -fsS -o /dev/null "http://127.0.0.1:$port/v2/" 2>/dev/null; then
+                export E2E_REGISTRY="127.0.0.1:$port" E2E_REGISTRY_PID=$pid
+                e2e_log "registry on $E2E_REGISTRY (pid $pid)"
+                return 0
+            fi
+            sleep 0.1
+        done
+        _e2e_stop "$pid" 2
+        e2e_log "registry did not come up on port $port (attempt $attempt)"
+    done
+    tail -n 20 "$E2E_DIR/logs/registry.log" >&2 || true
+    e2e_fail "could not start docker-registry"
+}
+
+# e2e_start_containerd [SNAPSHOTTER_SOCKET]: start containerd with its own config, root, state
+# and sockets under E2E_DIR, CRI disabled. With a socket, the config has a
+# [proxy_plugins.starlight] snapshotter at that address (start the snapshotter first).
+# Exports E2E_CONTAINERD_ADDRESS, E2E_CONTAINERD_ROOT, E2E_CONTAINERD_STATE,
+# E2E_CONTAINERD_PID, E2E_CTR ("ctr --address ADDR", for word-splitting use) and the bash
+# function e2e_ctr (exported with export -f).
+e2e_start_containerd() {
+    local sock=${1:-} dir pid i
+    e2e_require containerd ctr runc containerd-shim-runc-v2
+    e2e_tmpdir >/dev/null
+    _e2e_in_root_netns || e2e_fail "containerd must not start inside a network namespace" \
+        "(runc then fails: no cgroup mount found); use nsenter --net for clients only"
+    dir="$E2E_DIR/containerd"
+    mkdir -p "$dir/root" "$dir/state" "$dir/opt"
+    E2E_CONTAINERD_ADDRESS="$dir/containerd.sock"
+    # unix socket paths are limited to 107 bytes
+    [ "${#E2E_CONTAINERD_ADDRESS}" -lt 100 ] || e2e_fail "socket path too long: $dir (set TMPDIR)"
+    {
+        echo 'version = 2'
+        echo "root = \"$dir/root\""
+        echo "state = \"$dir/state\""
+        echo 'disabled_plugins = ["io.containerd.grpc.v1.cri"]'
+        echo '[grpc]'
+        echo "  address = \"$E2E_CONTAINERD_ADDRESS\""
+        echo '[ttrpc]'
+        echo "  address = \"$dir/containerd.sock.ttrpc\""
+        echo '[debug]'
+        echo '  address = ""'
+        echo '  level = "info"'
+        echo '[metrics]'
+        echo '  address = ""'
+        echo '[plugins."io.containerd.internal.v1.opt"]'
+        echo "  path = \"$dir/opt\""
+        if [ -n "$sock" ]; then
+            echo '[proxy_plugins.starlight]'
+            echo '  type = "snapshot"'
+            echo "  address = \"$sock\""
+        fi
+    } >"$dir/config.toml"
+    containerd --config "$dir/config.toml" >>"$E2E_DIR/logs/containerd.log" 2>&1 &
+    pid=$!
+    _e2e_add_pid containerd "$pid"
+    export E2E_CONTAINERD_ADDRESS E2E_CONTAINERD_PID=$pid
+    export E2E_CONTAINERD_ROOT="$dir/root" E2E_CONTAINERD_STATE="$dir/state"
+    export E2E_CTR="ctr --address $E2E_CONTAINERD_ADDRESS"
+    for ((i = 0; i < 200; i++)); do
+        _e2e_alive "$pid" || break
+        if ctr --address "$E2E_CONTAINERD_ADDRESS" version >/dev/null 2>&1; then
+            e2e_log "containerd on $E2E_CONTAINERD_ADDRESS (pid $pid)"
+            return 0
+        fi
+        sleep 0.1
+    done
+    tail -n 20 "$E2E_DIR/logs/containerd.log" >&2 || true
+    e2e_fail "containerd did not start"
+}
+
+# e2e_ctr ARGS...: ctr talking to this run's containerd.
+e2e_ctr() {
+    ctr --address "$E2E_CONTAINERD_ADDRESS" "$@"
+}
+export -f e2e_ctr
+
+# e2e_start_postgres [DBNAME]: initdb + pg_ctl as user postgres, data under E2E_DIR, listening
+# on 127.0.0.1:<free port> and a unix socket in E2E_DIR/pg, fsync off; creates DBNAME
+# (default starlight). Exports E2E_PG_PORT, E2E_PG_HOST (127.0.0.1), E2E_PG_SOCKDIR,
+# E2E_PG_DB, E2E_PG_CONNINFO (libpq key=value), E2E_PG_URL (postgresql://...), E2E_PG_PID.
+e2e_start_postgres() {
+    local db=${1:-starlight} bin dir port attempt
+    bin=${SL_PG_BIN:-/usr/lib/postgresql/15/bin}
+    e2e_require "$bin/initdb" "$bin/pg_ctl" "$bin/createdb" runuser
+    id postgres >/dev/null 2>&1 || e2e_skip "no postgres user"
+    e2e_tmpdir >/dev/null
+    dir="$E2E_DIR/pg"
+    mkdir -p "$dir"
+    chown postgres: "$dir"
+    runuser -u postgres -- "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 \
+        --no-sync >>"$E2E_DIR/logs/postgres.log" 2>&1 || {
+        tail -n 20 "$E2E_DIR/logs/postgres.log" >&2
+        e2e_fail "initdb failed"
+    }
+    for attempt in 1 2 3; do
+        port=$(e2e_free_port)
+        if runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
+            -o "-c fsync=off -c listen_addresses=127.0.0.1 -p $port -k $dir" \
+            start >>"$E2E_DIR/logs/postgres.log" 2>&1; then
+            E2E_PG_PID=$(head -n1 "$dir/data/postmaster.pid")
+            _e2e_add_pid postgres "$E2E_PG_PID"
+            runuser -u postgres -- "$bin/createdb" -h "$dir" -p "$port" "$db" \
+                >>"$E2E_DIR/logs/postgres.log" 2>&1 || e2e_fail "createdb $db failed"
+            export E2E_PG_PORT=$port E2E_PG_HOST=127.0.0.1 E2E_PG_SOCKDIR=$dir E2E_PG_DB=$db
+            export E2E_PG_PID
+            export E2E_PG_CONNINFO="host=127.0.0.1 port=$port user=postgres dbname=$db"
+            export E2E_PG_URL="postgresql://postgres@127.0.0.1:$port/$db"
+            e2e_log "postgres on 127.0.0.1:$port (pid $E2E_PG_PID)"
+            return 0
+        fi
+        cat "$dir/server.log" >>"$E2E_DIR/logs/postgres.log" 2>/dev/null || true
+        e2e_log "postgres did not start on port $port (attempt $attempt)"
+    done
+    tail -n 20 "$E2E_DIR/logs/postgres.log" >&2 || true
+    e2e_fail "could not start postgres"
+}
+
+# e2e_build_images NAME...: build (or take from the cache) test images; prints layout dirs.
+e2e_build_images() {
+    "$E2E_SRC/tests/images/build.sh" "$@"
+}
+
+# e2e_push_image NAME REPO:TAG: push a test image into this run's registry.
+e2e_push_image() {
+    "$E2E_SRC/tests/images/push.sh" "$1" "$E2E_REGISTRY" "$2"
+}
+
+# Kill every task of this run's containerd, then delete tasks and containers, in every
+# namespace, so no shim outlives containerd.
+_e2e_kill_tasks() {
+    local ns t c
+    for ns in $(e2e_ctr namespaces ls -q 2>/dev/null); do
+        for t in $(e2e_ctr -n "$ns" tasks ls -q 2>/dev/null); do
+            e2e_ctr -n "$ns" tasks kill -a -s SIGKILL "$t" >/dev/null 2>&1 || true
+        done
+        for t in $(e2e_ctr -n "$ns" tasks ls -q 2>/dev/null); do
+            for ((i = 0; i < 50; i++)); do
+                e2e_ctr -n "$ns" tasks delete -f "$t" >/dev/null 2>&1 && break
+                sleep 0.1
+            done
+        done
+        for c in $(e2e_ctr -n "$ns" containers ls -q 2>/dev/null); do
+            e2e_ctr -n "$ns" containers delete "$c" >/dev/null 2>&1 || true
+        done
+    done
+}
+
+# Shims of this run's containerd (their command line names its unique socket): stop them by
+# PID if any survived their tasks.
+_e2e_stray_shims() {
+    local p cmd
+    for p in /proc/[0-9]*; do
+        cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+        case "$cmd" in
+        *containerd-shim*"$E2E_CONTAINERD_ADDRESS"*) echo "${p#/proc/}" ;;
+        esac
+    done
+}
+
+_e2e_cleanup() {
+    local rc=$? i entry kind pid f
+    set +e
+    trap - EXIT INT TERM HUP
+    for ((i = ${#E2E_ON_EXIT[@]} - 1; i >= 0; i--)); do
+        eval "${E2E_ON_EXIT[i]}" || true
+    done
+    if [ -n "${E2E_CONTAINERD_PID:-}" ] && _e2e_alive "$E2E_CONTAINERD_PID"; then
+        _e2e_kill_tasks
+    fi
+    # containerd first, then the rest in reverse start order
+    for ((i = ${#E2E_PIDS[@]} - 1; i >= 0; i--)); do
+        entry=${E2E_PIDS[i]}
+        [ "${entry%%:*}" = containerd ] && _e2e_stop "${entry#*:}" 15
+    done
+    if [ -n "${E2E_CONTAINERD_ADDRESS:-}" ]; then
+        for pid in $(_e2e_stray_shims); do
+            _e2e_stop "$pid" 5
+        done
+    fi
+    for ((i = ${#E2E_PIDS[@]} - 1; i >= 0; i--)); do
+        entry=${E2E_PIDS[i]}
+        kind=${entry%%:*} pid=${entry#*:}
+        case "$kind" in
+        containerd) ;;
+        postgres)
+            runuser -u postgres -- "${SL_PG_BIN:-/usr/lib/postgresql/15/bin}/pg_ctl" \
+                -D "$E2E_DIR/pg/data" -m immediate -w stop >/dev/null 2>&1
+            _e2e_stop "$pid" 5
+            ;;
+        *) _e2e_stop "$pid" 10 ;;
+        esac
+    done
+    if [ -n "$E2E_DIR" ] && [ -d "$E2E_DIR" ]; then
+        if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
+            for f in "$E2E_DIR"/logs/*.log; do
+                [ -s "$f" ] || continue
+                echo "----- $(basename "$f") (last 15 lines)" >&2
+                grep -v 'level=info' "$f" | tail -n 15 >&2
+            done
+        fi
+        _e2e_unmount_under "$E2E_DIR"
+        if [ "${SL_E2E_KEEP:-0}" = 1 ]; then
+            rm -f "$E2E_DIR/owner.pid"
+            e2e_log "kept $E2E_DIR"
+        else
+            rm -rf --one-file-system "$E2E_DIR"
+        fi
+    fi
+    exit "$rc"
+}
+
+trap _e2e_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
