@@ -6,6 +6,7 @@
 #   e2e_start_registry                  # -> E2E_REGISTRY=127.0.0.1:PORT
 #   e2e_start_containerd [SOCKET]       # -> e2e_ctr ..., E2E_CTR, E2E_CONTAINERD_*
 #   e2e_start_postgres [DBNAME]         # -> E2E_PG_CONNINFO, E2E_PG_URL, E2E_PG_PORT
+#   my-daemon & e2e_track_pid my-daemon $!
 #
 # Every daemon binds 127.0.0.1 only, on a port picked at run time, with its state in the
 # per-run directory E2E_DIR. On exit (normal, error or signal) the trap runs commands
@@ -86,7 +87,7 @@ _e2e_reap_stale() {
         [ -f "$d/owner.pid" ] || continue
         alive=0
         for pid in $(cat "$d/owner.pid" "$d/daemons.pid" 2>/dev/null); do
-            if kill -0 "$pid" 2>/dev/null; then alive=1; fi
+            if _e2e_alive "$pid"; then alive=1; fi
         done
         [ "$alive" = 0 ] || continue
         _e2e_unmount_under "$d"
@@ -105,8 +106,9 @@ _e2e_unmount_under() {
         done
 }
 
-# e2e_tmpdir: create (once) and print the per-run directory E2E_DIR, traversable by other
-# users (PostgreSQL runs as postgres), removed on exit.
+# e2e_tmpdir: print the per-run directory E2E_DIR (created when lib.sh is sourced, so that a
+# call in a command substitution cannot create a directory the trap never sees), traversable
+# by other users (PostgreSQL runs as postgres), removed on exit.
 e2e_tmpdir() {
     if [ -z "$E2E_DIR" ]; then
         _e2e_reap_stale
@@ -135,13 +137,17 @@ e2e_free_port() {
     e2e_fail "no free TCP port found"
 }
 
-_e2e_add_pid() {
+# e2e_track_pid NAME PID: have the exit trap stop PID (SIGTERM, then SIGKILL after 10 s), after
+# containerd and before the daemons started earlier. For a scenario's own daemons (a
+# snapshotter, the proxy...). NAME is a label; "containerd" and "postgres" are reserved.
+e2e_track_pid() {
+    e2e_tmpdir >/dev/null
     E2E_PIDS+=("$1:$2")
     echo "$2" >>"$E2E_DIR/daemons.pid"
 }
 
-_e2e_alive() {
-    kill -0 "$1" 2>/dev/null
+_e2e_alive() { # a zombie is not alive
+    kill -0 "$1" 2>/dev/null && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null
 }
 
 # _e2e_stop PID [SECONDS]: SIGTERM, wait, then SIGKILL.
@@ -198,7 +204,7 @@ health:
 EOF
         docker-registry serve "$dir/config.yml" >>"$E2E_DIR/logs/registry.log" 2>&1 &
         pid=$!
-        _e2e_add_pid registry "$pid"
+        e2e_track_pid registry "$pid"
         for ((i = 0; i < 100; i++)); do
             _e2e_alive "$pid" || break
             if curl -fsS -o /dev/null "http://127.0.0.1:$port/v2/" 2>/dev/null; then
@@ -256,7 +262,7 @@ e2e_start_containerd() {
     } >"$dir/config.toml"
     containerd --config "$dir/config.toml" >>"$E2E_DIR/logs/containerd.log" 2>&1 &
     pid=$!
-    _e2e_add_pid containerd "$pid"
+    e2e_track_pid containerd "$pid"
     export E2E_CONTAINERD_ADDRESS E2E_CONTAINERD_PID=$pid
     export E2E_CONTAINERD_ROOT="$dir/root" E2E_CONTAINERD_STATE="$dir/state"
     export E2E_CTR="ctr --address $E2E_CONTAINERD_ADDRESS"
@@ -302,7 +308,7 @@ e2e_start_postgres() {
             -o "-c fsync=off -c listen_addresses=127.0.0.1 -p $port -k $dir" \
             start >>"$E2E_DIR/logs/postgres.log" 2>&1; then
             E2E_PG_PID=$(head -n1 "$dir/data/postmaster.pid")
-            _e2e_add_pid postgres "$E2E_PG_PID"
+            e2e_track_pid postgres "$E2E_PG_PID"
             runuser -u postgres -- "$bin/createdb" -h "$dir" -p "$port" "$db" \
                 >>"$E2E_DIR/logs/postgres.log" 2>&1 || e2e_fail "createdb $db failed"
             export E2E_PG_PORT=$port E2E_PG_HOST=127.0.0.1 E2E_PG_SOCKDIR=$dir E2E_PG_DB=$db
@@ -414,6 +420,7 @@ _e2e_cleanup() {
 }
 
 trap _e2e_cleanup EXIT
+e2e_tmpdir >/dev/null
 trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
