@@ -6,14 +6,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#ifdef SL_HAVE_CONVERT
-int sl_cmd_convert(int argc, char **argv);
-#endif
-
 static const struct sl_verb verbs[] = {
-#ifdef SL_HAVE_CONVERT
     {"convert", "Convert an image to the Starlight format and push it", sl_cmd_convert},
-#endif
+    {"inspect", "Show the layers and TOCs of a Starlight image in a registry", sl_cmd_inspect},
     {NULL, NULL, NULL},
 };
 

@@ -9,4 +9,7 @@ struct sl_verb {
     int (*run)(int argc, char **argv);
 };
 
+int sl_cmd_convert(int argc, char **argv);
+int sl_cmd_inspect(int argc, char **argv);
+
 #endif
