@@ -1,0 +1,22 @@
+# ctr-starlight's command line: help, version, and usage errors (exit 2) without a registry.
+set(SL_CS $<TARGET_FILE:ctr-starlight>)
+add_test(NAME cli-help COMMAND ${SL_CS} --help)
+set_tests_properties(cli-help PROPERTIES LABELS cli PASS_REGULAR_EXPRESSION "convert.*inspect")
+add_test(NAME cli-convert-help COMMAND ${SL_CS} convert --help)
+set_tests_properties(cli-convert-help PROPERTIES LABELS cli
+  PASS_REGULAR_EXPRESSION "--chunk-size SIZE.*default: 4MiB.*--insecure-destination")
+add_test(NAME cli-inspect-help COMMAND ${SL_CS} inspect --help)
+set_tests_properties(cli-inspect-help PROPERTIES LABELS cli PASS_REGULAR_EXPRESSION "Usage: ctr-starlight inspect")
+add_test(NAME cli-version COMMAND ${SL_CS} --version)
+set_tests_properties(cli-version PROPERTIES LABELS cli PASS_REGULAR_EXPRESSION "ctr-starlight [0-9]")
+# Usage errors must exit non-zero with a message naming the problem.
+foreach(case "unknown-verb;nope" "missing-args;convert;a"
+             "bad-flag;convert;--bogus;a;b" "bad-size;convert;--chunk-size;lots;a;b"
+             "bad-ref;convert;UPPER/Case:x;b" "digest-dst;convert;a;b@sha256:0000000000000000000000000000000000000000000000000000000000000000"
+             "bad-log-format;convert;--log-format;xml;a;b")
+  list(POP_FRONT case name)
+  add_test(NAME cli-usage-${name} COMMAND ${SL_CS} ${case})
+  set_tests_properties(cli-usage-${name} PROPERTIES LABELS cli WILL_FAIL TRUE)
+endforeach()
+add_test(NAME cli-usage-message COMMAND sh -c "${SL_CS} convert --chunk-size lots a b 2>&1 | grep -q 'flag --chunk-size'")
+set_tests_properties(cli-usage-message PROPERTIES LABELS cli)
