@@ -372,6 +372,12 @@ static int attempt(CURL *h, const struct sl_http_options *o, const struct sl_htt
             return sl_error_make(err, EFBIG, "%s %s: response larger than its limit", method, url);
         return sl_error_make(err, -x.cb_error, "%s %s: %s", method, url, strerror(-x.cb_error));
     }
+    /* An error answer whose body was cut short is still an answer (the registry sends 416
+     * with the blob's Content-Length and no body). */
+    if (cc == CURLE_PARTIAL_FILE && resp->status >= 300) {
+        *ret_cc = CURLE_OK;
+        return 0;
+    }
     if (cc != CURLE_OK)
         return sl_error_make(err, -map_curl(cc), "%s %s: %s", method, url,
                              errbuf[0] ? errbuf : curl_easy_strerror(cc));
