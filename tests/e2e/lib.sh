@@ -4,7 +4,7 @@
 #   . "$(dirname "$0")/../lib.sh"      # sets -euo pipefail and installs the cleanup trap
 #   e2e_require containerd ctr runc
 #   e2e_start_registry                  # -> E2E_REGISTRY=127.0.0.1:PORT
-#   e2e_start_containerd [SOCKET]       # -> e2e_ctr ..., E2E_CTR, E2E_CONTAINERD_*
+#   e2e_start_containerd [SOCKET]       # -> e2e_ctr, e2e_ctr_timeout, E2E_CTR, E2E_CONTAINERD_*
 #   e2e_start_postgres [DBNAME]         # -> E2E_PG_CONNINFO, E2E_PG_URL, E2E_PG_PORT
 #   my-daemon & e2e_track_pid my-daemon $!
 #
@@ -24,9 +24,8 @@ E2E_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 export E2E_SRC SL_BUILD SL_BIN
 E2E_NAME=$(basename "$(cd "$(dirname "$0")" && pwd)")
 E2E_DIR=
-E2E_PIDS=()        # "kind:pid" of started daemons, in start order
-E2E_ON_EXIT=()     # commands run first on exit, last registered first
-E2E_PORTS_USED=()  # ports handed out in this run
+E2E_PIDS=()    # "kind:pid" of started daemons, in start order
+E2E_ON_EXIT=() # commands run first on exit, last registered first
 
 e2e_log() {
     printf '[%s %s] %s\n' "$E2E_NAME" "$(date +%H:%M:%S)" "$*" >&2
@@ -86,9 +85,9 @@ _e2e_reap_stale() {
     for d in "${TMPDIR:-/tmp}"/sl-e2e.*; do
         [ -f "$d/owner.pid" ] || continue
         alive=0
-        for pid in $(cat "$d/owner.pid" "$d/daemons.pid" 2>/dev/null); do
+        while read -r pid; do
             if _e2e_alive "$pid"; then alive=1; fi
-        done
+        done < <(cat "$d/owner.pid" "$d/daemons.pid" 2>/dev/null)
         [ "$alive" = 0 ] || continue
         _e2e_unmount_under "$d"
         rm -rf --one-file-system "$d" 2>/dev/null || true
@@ -121,15 +120,16 @@ e2e_tmpdir() {
     echo "$E2E_DIR"
 }
 
-# e2e_free_port: print a TCP port that nothing listens on (and not handed out before in this
-# run). Binding can still race with other work; starters retry on a bind failure.
+# e2e_free_port: print a TCP port in 20000-44999 that nothing listens on and that was not
+# handed out before in this run (remembered in a file: callers use it as $(e2e_free_port)).
+# Binding can still race with other work; the starters here retry on a bind failure.
 e2e_free_port() {
-    local p i
+    local p i used="$E2E_DIR/ports"
     for ((i = 0; i < 200; i++)); do
         p=$((20000 + RANDOM % 25000))
-        [[ " ${E2E_PORTS_USED[*]} " == *" $p "* ]] && continue
+        grep -qx "$p" "$used" 2>/dev/null && continue
         if [ -z "$(ss -Hltn "sport = :$p" 2>/dev/null)" ]; then
-            E2E_PORTS_USED+=("$p")
+            echo "$p" >>"$used"
             echo "$p"
             return 0
         fi
@@ -283,6 +283,13 @@ e2e_ctr() {
     ctr --address "$E2E_CONTAINERD_ADDRESS" "$@"
 }
 export -f e2e_ctr
+
+# e2e_ctr_timeout SECONDS ARGS...: e2e_ctr, killed after SECONDS (exit 124).
+e2e_ctr_timeout() {
+    local secs=$1
+    shift
+    timeout "$secs" ctr --address "$E2E_CONTAINERD_ADDRESS" "$@"
+}
 
 # e2e_start_postgres [DBNAME]: initdb + pg_ctl as user postgres, data under E2E_DIR, listening
 # on 127.0.0.1:<free port> and a unix socket in E2E_DIR/pg, fsync off; creates DBNAME

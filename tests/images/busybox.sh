@@ -9,4 +9,5 @@ trap 'rm -rf "$tmp"' EXIT
 python3 "$here/oci.py" busybox-layer "$tmp/busybox.tar"
 python3 "$here/oci.py" layout "$out" --layer "$tmp/busybox.tar" \
     --created-by "busybox-static: /bin/busybox and applet links" \
-    --config '{"Cmd":["sh"],"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]}'
+    --config '{"Cmd": ["sh"],
+               "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]}'

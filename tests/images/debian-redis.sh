@@ -54,9 +54,9 @@ find "$base/var/cache/apt" "$base/var/lib/apt/lists" -type f -delete
 rm -f "$base/var/log/bootstrap.log"
 
 mkdir -p "$work/upper" "$work/ovl-work" "$work/merged"
-mount -t overlay overlay \
-    -o "lowerdir=$base,upperdir=$work/upper,workdir=$work/ovl-work,redirect_dir=off,index=off,metacopy=off" \
-    "$work/merged"
+# Plain overlay semantics (no redirects, index or metacopy), so the upperdir is a layer diff.
+opts="lowerdir=$base,upperdir=$work/upper,workdir=$work/ovl-work"
+mount -t overlay overlay -o "$opts,redirect_dir=off,index=off,metacopy=off" "$work/merged"
 mount -t proc proc "$work/merged/proc"
 mount --bind -o ro /etc/resolv.conf "$work/merged/etc/resolv.conf"
 in_chroot() {

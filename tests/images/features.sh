@@ -14,4 +14,5 @@ python3 "$here/oci.py" layout "$out" \
     --created-by "busybox-static: /bin/busybox and applet links" \
     --created-by "features: lower layer" \
     --created-by "features: upper layer (whiteouts, opaque dir, replaced file, check.sh)" \
-    --config '{"Cmd":["sh","/check.sh"],"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]}'
+    --config '{"Cmd": ["sh", "/check.sh"],
+               "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]}'

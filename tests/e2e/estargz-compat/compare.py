@@ -8,11 +8,13 @@
 2. The blob's own TOC (stargz.index.json, read here with the standard library) must list the
    same regular files, and the 51-byte footer must point at the TOC's gzip member: this checks
    the fixture, i.e. that ctr-remote made what we think it made.
-3. With SL_FORMAT_TOOL: `toc BLOB` must print JSON whose regular-file count (and names, when it
-   lists entries) match the reference, and `verify BLOB` must exit 0.
+3. With SL_FORMAT_TOOL (the project's reader): `toc --entries BLOB` must list the same regular
+   files with the tar's sizes and sha256 digests, count them (`regularFiles`, landmarks may be
+   included) and the TOC's chunks (`chunks`); `verify BLOB` must exit 0.
 Prints one summary line; exits 1 on any mismatch.
 """
 import gzip
+import hashlib
 import io
 import json
 import re
@@ -38,6 +40,64 @@ def norm(name):
 
 def skip(name):
     return name == TOC_NAME or name in LANDMARKS
+
+
+def tar_contents(blob):
+    """sha256 and size of every regular file, read with Python's tarfile."""
+    out = {}
+    # gzip.open, not tarfile's "r|gz": the blob is many concatenated gzip members
+    with gzip.open(blob) as g, tarfile.open(fileobj=g, mode="r|") as tf:
+        for m in tf:
+            if m.isreg():
+                h = hashlib.sha256()
+                f = tf.extractfile(m)
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+                out[norm(m.name)] = (m.size, "sha256:" + h.hexdigest())
+    return out
+
+
+def check_tool(tool, blob, ref, toc, summary):
+    """The project's reader: `toc --entries` and `verify` must agree with the references."""
+    p = subprocess.run([tool, "toc", "--entries", blob], capture_output=True)
+    if p.returncode != 0:
+        errors.append("sl-format-tool toc exited %d: %s"
+                      % (p.returncode, p.stderr.decode(errors="replace").strip()))
+        return
+    js = json.loads(p.stdout)
+    listed = [e for e in js.get("list", []) if e.get("type") == "reg"]
+    got = [norm(e["name"]) for e in listed if not skip(norm(e["name"]))]
+    if sorted(got) != sorted(ref):
+        diff("sl-format-tool toc --entries", ref, got)
+    landmarks = sum(1 for e in listed if norm(e["name"]) in LANDMARKS)
+    count = js.get("regularFiles")
+    if count not in (len(ref), len(ref) + landmarks):
+        errors.append("sl-format-tool counts %r regular files, reference %d (+%d landmarks)"
+                      % (count, len(ref), landmarks))
+    if toc is not None:
+        want_chunks = sum(1 for e in toc.get("entries", [])
+                          if e.get("type") == "chunk" or (e.get("type") == "reg" and e.get("size")))
+        if js.get("chunks") != want_chunks:
+            errors.append("sl-format-tool counts %r chunks, the TOC has %d"
+                          % (js.get("chunks"), want_chunks))
+    contents = tar_contents(blob)
+    bad = []
+    for e in listed:
+        name = norm(e["name"])
+        if name not in contents:
+            continue
+        size, digest = contents[name]
+        if e.get("size") != size or ("digest" in e and e["digest"] != digest):
+            bad.append(name)
+    if bad:
+        errors.append("sl-format-tool size/digest differ from the tar for %s" % bad[:5])
+    summary.append("reader agrees (%s regular, %s chunks)" % (count, js.get("chunks")))
+    p = subprocess.run([tool, "verify", blob], capture_output=True)
+    if p.returncode != 0:
+        errors.append("sl-format-tool verify exited %d: %s"
+                      % (p.returncode, p.stderr.decode(errors="replace").strip()))
+    else:
+        summary.append("verify ok")
 
 
 def tar_regular(blob):
@@ -118,30 +178,6 @@ def toc_regular(toc):
     return names
 
 
-def find_entry_lists(obj):
-    """Lists of {"name", "type"} objects anywhere in the tool's JSON."""
-    if isinstance(obj, list):
-        if obj and all(isinstance(e, dict) and "name" in e and "type" in e for e in obj):
-            yield obj
-        for e in obj:
-            yield from find_entry_lists(e)
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            yield from find_entry_lists(v)
-
-
-def find_count(obj, keys=("regular_files", "regular", "reg", "files")):
-    if isinstance(obj, dict):
-        for k in keys:
-            if isinstance(obj.get(k), int) and not isinstance(obj.get(k), bool):
-                return obj[k]
-        for v in obj.values():
-            c = find_count(v, keys)
-            if c is not None:
-                return c
-    return None
-
-
 def diff(what, want, got):
     missing = sorted(set(want) - set(got))[:5]
     extra = sorted(set(got) - set(want))[:5]
@@ -163,34 +199,7 @@ def main():
                      if e.get("type") == "chunk" or (e.get("type") == "reg" and e.get("size")))
         summary.append("TOC agrees (%d chunks)" % chunks)
     if tool:
-        p = subprocess.run([tool, "toc", blob], capture_output=True)
-        if p.returncode != 0:
-            errors.append("sl-format-tool toc exited %d: %s"
-                          % (p.returncode, p.stderr.decode(errors="replace").strip()))
-        else:
-            js = json.loads(p.stdout)
-            lists = list(find_entry_lists(js))
-            if lists:
-                got = [norm(e["name"]) for e in lists[0]
-                       if e["type"] in ("reg", "regular", "file") and not skip(norm(e["name"]))]
-                if sorted(got) != sorted(ref):
-                    diff("sl-format-tool toc", ref, got)
-                summary.append("tool names agree")
-            count = find_count(js)
-            if count is None and not lists:
-                errors.append("sl-format-tool toc printed no regular-file count or entry list")
-            elif count is not None and count not in (len(ref), len(ref) + 1):
-                # +1: a reader may count the landmark file, which the reference leaves out
-                errors.append("sl-format-tool toc counts %d regular files, reference %d"
-                              % (count, len(ref)))
-            else:
-                summary.append("tool count agrees")
-        p = subprocess.run([tool, "verify", blob], capture_output=True)
-        if p.returncode != 0:
-            errors.append("sl-format-tool verify exited %d: %s"
-                          % (p.returncode, p.stderr.decode(errors="replace").strip()))
-        else:
-            summary.append("verify ok")
+        check_tool(tool, blob, ref, toc, summary)
     for e in errors:
         print("FAIL: %s: %s" % (blob, e), file=sys.stderr)
     print(", ".join(summary))

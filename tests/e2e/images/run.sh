@@ -4,9 +4,11 @@
 # registry holds the layouts' manifests byte for byte, then pulls and runs each with stock
 # containerd + runc: busybox echoes, features' /check.sh prints OK, redis answers PING.
 set -euo pipefail
+# shellcheck source=../lib.sh
 . "$(dirname "$0")/../lib.sh"
 
 e2e_require skopeo python3 curl timeout
+
 
 images=(busybox features)
 if [ "${SL_E2E_SKIP_REDIS:-0}" != 1 ]; then
@@ -19,6 +21,7 @@ mapfile -t layouts < <(e2e_build_images "${images[@]}")
 [ "${#layouts[@]}" -eq "${#images[@]}" ] || e2e_fail "build.sh printed ${#layouts[@]} paths"
 
 e2e_start_registry
+# shellcheck disable=SC2119 # no argument: the stock overlayfs snapshotter
 e2e_start_containerd
 
 manifest_digest() { # layout dir -> digest of its (only) manifest
@@ -37,7 +40,7 @@ for i in "${!images[@]}"; do
         tr -d '\r' | awk -F': ' 'tolower($1) == "docker-content-digest" { print $2 }')
     [ "$got" = "$want" ] || e2e_fail "$name: registry holds manifest $got, layout has $want"
     e2e_log "pull $name"
-    timeout 300 $E2E_CTR images pull --plain-http "$E2E_REGISTRY/sl-test/$name:latest" \
+    e2e_ctr_timeout 300 images pull --plain-http "$E2E_REGISTRY/sl-test/$name:latest" \
         >"$E2E_DIR/logs/pull-$name.log" 2>&1 || {
         cat "$E2E_DIR/logs/pull-$name.log" >&2
         e2e_fail "ctr images pull $name"
@@ -47,13 +50,13 @@ done
 ref() { echo "$E2E_REGISTRY/sl-test/$1:latest"; }
 
 e2e_log "run busybox"
-out=$(timeout 60 $E2E_CTR run --rm "$(ref busybox)" "e2e-busybox-$$" echo hello-from-busybox) ||
+out=$(e2e_ctr_timeout 60 run --rm "$(ref busybox)" "e2e-busybox-$$" echo hello-from-busybox) ||
     e2e_fail "ctr run busybox failed: $out"
 [ "$out" = hello-from-busybox ] || e2e_fail "busybox printed '$out'"
 
 e2e_log "run features /check.sh"
-out=$(timeout 60 $E2E_CTR run --rm "$(ref features)" "e2e-features-$$" sh /check.sh 2>&1) || true
-echo "$out" | sed 's/^/  check.sh: /' >&2
+out=$(e2e_ctr_timeout 60 run --rm "$(ref features)" "e2e-features-$$" sh /check.sh 2>&1) || true
+printf '  check.sh: %s\n' "$out" >&2
 [ "$(echo "$out" | tail -n1)" = OK ] || e2e_fail "features /check.sh did not print OK"
 
 for name in "${images[@]}"; do
@@ -64,7 +67,7 @@ for name in "${images[@]}"; do
     esac
     id="e2e-$name-$$"
     e2e_log "run $name"
-    timeout 60 $E2E_CTR run -d "$(ref "$name")" "$id" >/dev/null || e2e_fail "ctr run $name"
+    e2e_ctr_timeout 60 run -d "$(ref "$name")" "$id" >/dev/null || e2e_fail "ctr run $name"
     n=0
     ping() {
         n=$((n + 1))
@@ -77,7 +80,7 @@ for name in "${images[@]}"; do
     e2e_ctr tasks kill -s SIGKILL "$id" >/dev/null
     stopped() { [ "$(e2e_ctr tasks ls | awk -v id="$id" '$1 == id { print $3 }')" = STOPPED ]; }
     e2e_wait_for "$name task to stop" 10 stopped
-    e2e_ctr tasks delete "$id" >/dev/null
+    e2e_ctr tasks delete "$id" >/dev/null 2>&1 || e2e_fail "ctr tasks delete $id"
     e2e_ctr containers delete "$id" >/dev/null
 done
 
