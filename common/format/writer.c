@@ -303,6 +303,14 @@ static void tar_pad(struct writer *w, uint64_t size)
 
 /* ---------------------------------------------------------------- tar encoding */
 
+struct xattr {
+    const char *name;
+    const void *value;
+    size_t len;
+};
+
+#define MAX_XATTRS 1024
+
 struct hdr {
     const char *name;
     char type;
@@ -314,7 +322,8 @@ struct hdr {
     const char *linkname;
     const char *uname, *gname;
     uint32_t devmajor, devminor;
-    struct archive_entry *xattrs; /* NULL or the source entry */
+    const struct xattr *xattrs;
+    size_t n_xattrs;
 };
 
 static bool ascii_fits(const char *s, size_t max)
@@ -442,15 +451,9 @@ static void tar_header(struct writer *w, const struct hdr *h)
         }
         pax_record(&pax, "mtime", tmp, strlen(tmp));
     }
-    if (h->xattrs) {
-        const char *xn;
-        const void *xv;
-        size_t xl;
-        archive_entry_xattr_reset(h->xattrs);
-        while (archive_entry_xattr_next(h->xattrs, &xn, &xv, &xl) == ARCHIVE_OK) {
-            _cleanup_free_ char *key = sl_xasprintf("SCHILY.xattr.%s", xn);
-            pax_record(&pax, key, xv, xl);
-        }
+    for (size_t i = 0; i < h->n_xattrs; i++) {
+        _cleanup_free_ char *key = sl_xasprintf("SCHILY.xattr.%s", h->xattrs[i].name);
+        pax_record(&pax, key, h->xattrs[i].value, h->xattrs[i].len);
     }
 
     uint8_t blk[TAR_BLOCK];
@@ -598,19 +601,14 @@ static int toc_entry(struct writer *w, const struct hdr *h, const char *digest, 
         toc_int(w, "devMajor", h->devmajor);
         toc_int(w, "devMinor", h->devminor);
     }
-    if (h->xattrs && archive_entry_xattr_reset(h->xattrs) > 0) {
-        const char *xn;
-        const void *xv;
-        size_t xl;
+    if (h->n_xattrs) {
         sl_buf_puts(&w->toc, ",\"xattrs\":{");
-        bool first = true;
-        while (archive_entry_xattr_next(h->xattrs, &xn, &xv, &xl) == ARCHIVE_OK) {
-            if (!first)
+        for (size_t i = 0; i < h->n_xattrs; i++) {
+            if (i)
                 sl_buf_append(&w->toc, ",", 1);
-            first = false;
-            sl_buf_json_string(&w->toc, xn);
+            sl_buf_json_string(&w->toc, h->xattrs[i].name);
             sl_buf_append(&w->toc, ":", 1);
-            toc_base64(w, xv, xl);
+            toc_base64(w, h->xattrs[i].value, h->xattrs[i].len);
         }
         sl_buf_append(&w->toc, "}", 1);
     }
@@ -817,10 +815,14 @@ static int convert_entry(struct writer *w, struct archive *a, struct archive_ent
         h.devmajor = (uint32_t)ma;
         h.devminor = (uint32_t)mi;
     }
+    /* libarchive reports an xattr stored both as LIBARCHIVE.xattr and SCHILY.xattr twice:
+     * keep the first of each name. */
+    _cleanup_free_ struct xattr *xs = NULL;
     if (archive_entry_xattr_count(e) > 0) {
         const char *xn;
         const void *xv;
         size_t xl;
+        xs = sl_xcalloc(MAX_XATTRS, sizeof(*xs));
         archive_entry_xattr_reset(e);
         while (archive_entry_xattr_next(e, &xn, &xv, &xl) == ARCHIVE_OK) {
             if ((r = check_text("xattr name", name, xn, err)) < 0)
@@ -828,8 +830,17 @@ static int convert_entry(struct writer *w, struct archive *a, struct archive_ent
             if (xl > SL_TOC_MAX_XATTR_VALUE)
                 return sl_error_make(err, EINVAL, "entry `%s`: xattr `%s` is %zu bytes", name, xn,
                                      xl);
+            bool dup = false;
+            for (size_t i = 0; i < h.n_xattrs && !dup; i++)
+                dup = strcmp(xs[i].name, xn) == 0;
+            if (dup)
+                continue;
+            if (h.n_xattrs == MAX_XATTRS)
+                return sl_error_make(err, EINVAL, "entry `%s`: more than %d xattrs", name,
+                                     MAX_XATTRS);
+            xs[h.n_xattrs++] = (struct xattr){xn, xv, xl};
         }
-        h.xattrs = e;
+        h.xattrs = xs;
     }
     if (h.type == '0') {
         if (!archive_entry_size_is_set(e) || archive_entry_size(e) < 0)
@@ -962,8 +973,9 @@ static int convert(struct writer *w, sl_error_t *err)
     if (zstd)
         archive_read_support_filter_zstd(a);
     if (archive_read_open(a, in, NULL, archive_read_cb, NULL) != ARCHIVE_OK) {
-        int code = in->err_code ? in->err_code : EINVAL;
-        return sl_error_make(err, code, "source layer is not a tar, tar+gzip or tar+zstd: %s",
+        if (in->err_code)
+            return sl_error_make(err, in->err_code, "%s", in->err_msg);
+        return sl_error_make(err, EINVAL, "source layer is not a tar, tar+gzip or tar+zstd: %s",
                              archive_error_string(a));
     }
     for (;;) {
