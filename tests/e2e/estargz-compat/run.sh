@@ -9,7 +9,7 @@
 # Without $SL_BIN/sl-format-tool only the fixture checks run and the scenario skips (77);
 # under CI it fails.
 set -euo pipefail
-# shellcheck source=../lib.sh
+# shellcheck source-path=SCRIPTDIR source=../lib.sh
 . "$(dirname "$0")/../lib.sh"
 
 here=$(cd "$(dirname "$0")" && pwd)

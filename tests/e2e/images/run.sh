@@ -4,7 +4,7 @@
 # registry holds the layouts' manifests byte for byte, then pulls and runs each with stock
 # containerd + runc: busybox echoes, features' /check.sh prints OK, redis answers PING.
 set -euo pipefail
-# shellcheck source=../lib.sh
+# shellcheck source-path=SCRIPTDIR source=../lib.sh
 . "$(dirname "$0")/../lib.sh"
 
 e2e_require skopeo python3 curl timeout
