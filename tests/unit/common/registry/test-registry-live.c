@@ -531,6 +531,22 @@ static void test_faults(void **state)
     assert_memory_equal(b.data, blob, sizeof(blob));
     sl_buf_free(&b);
 
+    /* A chunk that fails half-stored: the client asks where the upload stands and resumes. */
+    {
+        struct sl_registry_options o2 = {.retries = 2};
+        _cleanup_registry_ struct sl_registry *creg = reg_open("SL_TEST_FAULT", &o2);
+        size_t n = 2500000; /* three 1 MiB chunks */
+        char *up = malloc(n);
+        fill(up, n, 42);
+        r = push_buf(creg, "patchfail", up, n, NULL, d, &err);
+        if (r < 0)
+            fail_msg("%s", sl_error_msg(err, r));
+        assert_int_equal(r, SL_PUSH_UPLOADED);
+        /* 1 failed (half stored), then 1 MiB from 0.5 MiB and the 0.9 MiB rest */
+        assert_int_equal(hits("patch"), 3);
+        free(up);
+    }
+
     /* Upload answered 500: retried, then a clear error. */
     r = push_buf(reg, "upload500", config_json, strlen(config_json), NULL, d, &err);
     assert_int_equal(expect_fail(r, &err), -EIO);

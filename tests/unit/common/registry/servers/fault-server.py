@@ -13,9 +13,12 @@ port A plays the registry, port B plays blob storage on a different host:port. R
   /v2/norange/blobs/<d>             ignores Range: always 200 with the whole blob
   /v2/midfail/blobs/<d>             first GET dies halfway through; later GETs honour Range
   /v2/upload500/blobs/<d>           HEAD 404;  POST /v2/upload500/blobs/uploads/ always 500
+  /v2/patchfail/blobs/uploads/      a chunked upload whose first PATCH stores half the chunk
+                                    and answers 500; GET on the upload reports the Range
   /_hits?path=P                     how many requests P received
 """
 import base64
+import hashlib
 import re
 import sys
 import threading
@@ -31,6 +34,7 @@ MANIFEST = (b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest
 CREDS = "Basic " + base64.b64encode(b"fault:fault-pass").decode()
 
 hits = {}
+upload = bytearray()
 lock = threading.Lock()
 storage_port = [0]
 
@@ -70,6 +74,31 @@ class Registry(BaseHTTPRequestHandler):
         n = count(self.path.split("?")[0])
         if self.path.startswith("/v2/upload500/blobs/uploads/"):
             return self.send(500, b'{"errors":[{"code":"UNKNOWN","message":"disk on fire"}]}')
+        if self.path.startswith("/v2/patchfail/blobs/uploads/"):
+            del upload[:]
+            return self.send(202, b"", extra=[("Location", "/v2/patchfail/blobs/uploads/u1?s=0")])
+        self.send(404, b"")
+
+    def do_PATCH(self):
+        n = count("patch")
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        a, b = map(int, self.headers.get("Content-Range", "0-0").split("-"))
+        if a != len(upload) or b - a + 1 != len(body):
+            return self.send(416, b'{"errors":[{"code":"BLOB_UPLOAD_INVALID","message":"range"}]}')
+        if n == 1:
+            upload.extend(body[: len(body) // 2])
+            return self.send(500, b'{"errors":[{"code":"UNKNOWN","message":"chunk lost"}]}')
+        upload.extend(body)
+        self.send(202, b"", extra=[("Location", "/v2/patchfail/blobs/uploads/u1?s=%d" % len(upload)),
+                                   ("Range", "0-%d" % (len(upload) - 1))])
+
+    def do_PUT(self):
+        self.drain()
+        if self.path.startswith("/v2/patchfail/blobs/uploads/u1"):
+            d = "sha256:" + hashlib.sha256(upload).hexdigest()
+            if ("digest=" + d.replace(":", "%3a")) not in self.path.lower():
+                return self.send(400, b'{"errors":[{"code":"DIGEST_INVALID","message":"x"}]}')
+            return self.send(201, b"", extra=[("Docker-Content-Digest", d)])
         self.send(404, b"")
 
     def do_GET(self):
@@ -81,6 +110,9 @@ class Registry(BaseHTTPRequestHandler):
         n = count(path)
         if path == "/v2/":
             return self.send(200, b"{}")
+        if path == "/v2/patchfail/blobs/uploads/u1":
+            return self.send(204, b"", extra=[("Location", "/v2/patchfail/blobs/uploads/u1?s=%d" % len(upload)),
+                                              ("Range", "0-%d" % (len(upload) - 1))])
         if path == "/v2/flaky/manifests/v1":
             if n == 1:
                 return self.send(500, b'{"errors":[{"code":"UNKNOWN","message":"try again"}]}')
@@ -92,10 +124,10 @@ class Registry(BaseHTTPRequestHandler):
                 return self.send(429, b'{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}',
                                  extra=[("Retry-After", "1")])
             return self.send(200, MANIFEST, "application/vnd.oci.image.manifest.v1+json")
-        m = re.match(r"^/v2/(redir|norange|midfail|upload500)/blobs/(sha256:[0-9a-f]{64})$", path)
+        m = re.match(r"^/v2/(redir|norange|midfail|upload500|patchfail)/blobs/(sha256:[0-9a-f]{64})$", path)
         if m:
             repo = m.group(1)
-            if repo == "upload500":
+            if repo in ("upload500", "patchfail"):
                 return self.send(404, b'{"errors":[{"code":"BLOB_UNKNOWN","message":"nope"}]}')
             if repo == "redir":
                 if self.headers.get("Authorization") != CREDS:
