@@ -720,7 +720,8 @@ static int cmp_chunk_off(const void *a, const void *b)
  * TOCs are derived from the next member in blob order. */
 static int check_blob_order(struct builder *b, uint64_t toc_offset, sl_error_t *err)
 {
-    qsort(b->all, b->n_all, sizeof(*b->all), cmp_chunk_off);
+    if (b->n_all > 1)
+        qsort(b->all, b->n_all, sizeof(*b->all), cmp_chunk_off);
     for (size_t i = 0; i < b->n_all; i++) {
         struct sl_toc_chunk *c = b->all[i];
         uint64_t limit = i + 1 < b->n_all ? b->all[i + 1]->offset : toc_offset;
