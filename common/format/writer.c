@@ -70,6 +70,7 @@ struct writer {
 
     struct sl_buf toc;
     bool toc_first;
+    uint64_t toc_entries;
     struct chunkrec *chunks;
     size_t n_chunks, cap_chunks;
 
@@ -628,9 +629,11 @@ static int toc_entry(struct writer *w, const struct hdr *h, const char *digest, 
     } else {
         sl_buf_append(&w->toc, "}", 1);
     }
-    if (w->toc.len > SL_TOC_MAX_JSON)
-        return sl_error_make(err, EFBIG, "entry `%s`: the TOC exceeds %u bytes", h->name,
-                             SL_TOC_MAX_JSON);
+    w->toc_entries += w->n_chunks > 1 ? w->n_chunks : 1;
+    /* never write a blob the reader would refuse */
+    if (w->toc.len > SL_TOC_MAX_JSON || w->toc_entries > SL_TOC_MAX_ENTRIES)
+        return sl_error_make(err, EFBIG, "entry `%s`: the TOC exceeds %u bytes or %u entries",
+                             h->name, SL_TOC_MAX_JSON, SL_TOC_MAX_ENTRIES);
     return 0;
 }
 
