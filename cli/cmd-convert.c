@@ -301,14 +301,16 @@ static void pool_run(struct layer_job **jobs, size_t n, size_t threads,
     free(tids);
 }
 
-/* The first failed job's error, moved into *err, wrapped with the job's image. */
-static int pool_error(struct layer_job **jobs, size_t n, const char *verb, sl_error_t *err)
+/* The first failed job's error, moved into *err, wrapped with the job's image (and the
+ * destination once pushing). */
+static int pool_error(struct layer_job **jobs, size_t n, const char *dst, sl_error_t *err)
 {
     for (size_t i = 0; i < n; i++)
         if (jobs[i]->r < 0) {
             sl_error_free(err);
             *err = TAKE_PTR(jobs[i]->err);
-            return sl_error_wrap(err, jobs[i]->r, "%s `%s`", verb, jobs[i]->image_label);
+            return sl_error_wrap(err, jobs[i]->r, "convert `%s`%s%s%s", jobs[i]->image_label,
+                                 dst ? " to `" : "", dst ? dst : "", dst ? "`" : "");
         }
     return 0;
 }
@@ -521,7 +523,7 @@ static int convert_run(struct conv *c, sl_error_t *err)
     size_t threads = cfg->jobs > 0 ? (size_t)cfg->jobs : (size_t)sysconf(_SC_NPROCESSORS_ONLN);
     sl_progress_phase(c->progress, "converting");
     pool_run(all, total, threads, layer_convert);
-    r = pool_error(all, total, "convert", err);
+    r = pool_error(all, total, NULL, err);
     if (r < 0) {
         free(all);
         goto out;
@@ -540,7 +542,7 @@ static int convert_run(struct conv *c, sl_error_t *err)
     /* Phase 2: blobs, configs, manifests by digest, then the tag. */
     sl_progress_phase(c->progress, "pushing");
     pool_run(all, total, threads, layer_push);
-    r = pool_error(all, total, "push", err);
+    r = pool_error(all, total, dststr, err);
     free(all);
     if (r < 0)
         goto out;

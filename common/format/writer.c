@@ -310,6 +310,11 @@ struct xattr {
     size_t len;
 };
 
+static int xattr_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct xattr *)a)->name, ((const struct xattr *)b)->name);
+}
+
 #define MAX_XATTRS 1024
 
 struct hdr {
@@ -843,6 +848,9 @@ static int convert_entry(struct writer *w, struct archive *a, struct archive_ent
                                      MAX_XATTRS);
             xs[h.n_xattrs++] = (struct xattr){xn, xv, xl};
         }
+        /* libarchive hands xattrs back in an order that is not stable across a write and
+         * re-read; sorting by name keeps re-conversion byte-identical (idempotent convert). */
+        qsort(xs, h.n_xattrs, sizeof(*xs), xattr_cmp);
         h.xattrs = xs;
     }
     if (h.type == '0') {

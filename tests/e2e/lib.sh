@@ -367,7 +367,7 @@ _e2e_kill_tasks() {
 _e2e_stray_shims() {
     local p cmd
     for p in /proc/[0-9]*; do
-        cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+        cmd=$({ tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null) || continue
         case "$cmd" in
         *containerd-shim*"$E2E_CONTAINERD_ADDRESS"*) echo "${p#/proc/}" ;;
         esac
