@@ -16,7 +16,8 @@ PKGS=(
   containerd runc docker-registry skopeo busybox-static debootstrap
   postgresql apache2-utils
   stargz-snapshotter golang-github-containerd-containerd-dev
-  iproute2 iptables iputils-ping gnuplot-nox curl ca-certificates python3 zstd
+  iproute2 iptables iputils-ping gnuplot-nox curl ca-certificates openssl python3 zstd
+  util-linux procps git
 )
 
 SUDO=
