@@ -67,6 +67,6 @@ pids+=($!)
 for _ in $(seq 100); do [ -s "$tmp/proxy.port" ] && break; sleep 0.1; done
 [ -s "$tmp/proxy.port" ] || { echo "run-live: count-proxy did not start" >&2; exit 1; }
 
-export SL_TEST_REG="127.0.0.1:$port" SL_TEST_PROXY="127.0.0.1:$(cat "$tmp/proxy.port")" \
-  SL_TEST_TMP="$tmp"
+proxy_port=$(cat "$tmp/proxy.port")
+export SL_TEST_REG="127.0.0.1:$port" SL_TEST_PROXY="127.0.0.1:$proxy_port" SL_TEST_TMP="$tmp"
 "$bin"
