@@ -397,8 +397,15 @@ static void run_fetch(struct sl_blobcache *c, struct fetch *f)
     c->st.fetches++;
     c->st.fetch_seconds += t1 - t0;
     c->st.bytes_fetched += s.pos - s.start;
-    if (r < 0)
+    if (r < 0) {
         c->st.fetch_errors++;
+        /* Bytes of blocks left unfinished are not accounted anywhere: give the space back.
+         * Those blocks are still ours (fetching), so no one else writes them meanwhile. */
+        uint64_t from = block_start(c, s.next);
+        if (s.pos > from)
+            (void)fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)from,
+                            (off_t)(s.pos - from));
+    }
     fetch_finish(f, r < 0 ? r : 0, msg);
     pthread_mutex_unlock(&c->lock);
 }
