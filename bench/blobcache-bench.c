@@ -4,7 +4,8 @@
  *
  * Three phases on one fresh cache: cold (every byte fetched from the registry), warm (every
  * byte from disk), and READERS concurrent warm readers (default 8). Prints one line per phase:
- * "phase seconds MB/s". Used by bench/blobcache.sh. */
+ * "phase seconds MB/s". Used by bench/blobcache.sh. Tuning experiments: SL_BENCH_RUN,
+ * SL_BENCH_WINDOW, SL_BENCH_FETCHERS override the cache defaults (blobcache.h). */
 #include "blobcache.h"
 #include "cleanup.h"
 #include "registry.h"
@@ -91,7 +92,14 @@ int main(int argc, char **argv)
         return 1;
     }
     struct sl_blobcache *c = NULL;
-    r = sl_blobcache_new(argv[5], size * 2, &c, &err);
+    struct sl_blobcache_options co = {0};
+    if (getenv("SL_BENCH_RUN"))
+        co.max_run = (uint32_t)atoi(getenv("SL_BENCH_RUN"));
+    if (getenv("SL_BENCH_WINDOW"))
+        co.window = (uint32_t)atoi(getenv("SL_BENCH_WINDOW"));
+    if (getenv("SL_BENCH_FETCHERS"))
+        co.fetchers = (uint32_t)atoi(getenv("SL_BENCH_FETCHERS"));
+    r = sl_blobcache_new_opts(argv[5], size * 2, &co, &c, &err);
     if (r < 0) {
         fprintf(stderr, "%s\n", sl_error_msg(err, r));
         return 1;
