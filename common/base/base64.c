@@ -1,13 +1,14 @@
 #include "base64.h"
+#include "cleanup.h"
 
 #include <errno.h>
-#include <stdbool.h>
 
 static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-size_t sl_base64_encode(const void *in, size_t n, char *out)
+char *sl_base64_encode(const void *in, size_t n, size_t *ret_len)
 {
     const uint8_t *p = in;
+    char *out = sl_xmalloc((n + 2) / 3 * 4 + 1);
     size_t o = 0, i = 0;
     for (; i + 3 <= n; i += 3) {
         uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
@@ -24,7 +25,9 @@ size_t sl_base64_encode(const void *in, size_t n, char *out)
         out[o++] = '=';
     }
     out[o] = 0;
-    return o;
+    if (ret_len)
+        *ret_len = o;
+    return out;
 }
 
 static int val(unsigned char c)
@@ -42,34 +45,36 @@ static int val(unsigned char c)
     return -1;
 }
 
-int64_t sl_base64_decode(const char *in, size_t n, uint8_t *out)
+int sl_base64_decode(const char *s, size_t n, uint8_t **ret, size_t *ret_len)
 {
-    if (n % 4)
+    size_t pad = 0;
+    while (pad < 2 && n > pad && s[n - 1 - pad] == '=')
+        pad++;
+    if (pad && n % 4)
+        return -EINVAL; /* padding present: the whole must be quanta of 4 */
+    size_t m = n - pad; /* significant characters */
+    if (m % 4 == 1)
         return -EINVAL;
+    _cleanup_free_ uint8_t *out = sl_xmalloc(m / 4 * 3 + 3);
     size_t o = 0;
-    for (size_t i = 0; i < n; i += 4) {
-        int a = val((unsigned char)in[i]), b = val((unsigned char)in[i + 1]);
-        int c = in[i + 2] == '=' ? -2 : val((unsigned char)in[i + 2]);
-        int d = in[i + 3] == '=' ? -2 : val((unsigned char)in[i + 3]);
-        bool last = i + 4 == n;
-        if (a < 0 || b < 0 || c == -1 || d == -1 || (!last && (c == -2 || d == -2)) ||
-            (c == -2 && d != -2))
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < m; i++) {
+        int v = val((unsigned char)s[i]);
+        if (v < 0)
             return -EINVAL;
-        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12;
-        out[o++] = (uint8_t)(v >> 16);
-        if (c == -2) {
-            if (b & 15)
-                return -EINVAL;
-            continue;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (uint8_t)(acc >> bits);
         }
-        v |= (uint32_t)c << 6;
-        out[o++] = (uint8_t)(v >> 8);
-        if (d == -2) {
-            if (c & 3)
-                return -EINVAL;
-            continue;
-        }
-        out[o++] = (uint8_t)(v | (uint32_t)d);
     }
-    return (int64_t)o;
+    if (bits && (acc & ((1u << bits) - 1)))
+        return -EINVAL; /* non-canonical: trailing bits set */
+    out[o] = 0;
+    *ret = TAKE_PTR(out);
+    if (ret_len)
+        *ret_len = o;
+    return 0;
 }

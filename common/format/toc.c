@@ -1,5 +1,6 @@
 /* toc.c — footer, TOC parsing/validation and chunk decoding. */
 #include "toc.h"
+#include "base64.h"
 
 #include "fmtutil.h"
 #include "json.h"
@@ -260,53 +261,6 @@ static int parse_rfc3339(const char *s, int64_t *ret)
     tm.tm_sec = sec;
     *ret = (int64_t)timegm(&tm) - off;
     return 0;
-}
-
-static int b64val(int c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/* Standard base64 with padding. Returns decoded length or -1. out must hold n/4*3 bytes. */
-static ssize_t base64_decode(const char *s, size_t n, uint8_t *out)
-{
-    if (n % 4)
-        return -1;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 4) {
-        int v[4];
-        int pad = 0;
-        for (int k = 0; k < 4; k++) {
-            if (s[i + k] == '=' && i + 4 == n && k >= 2) {
-                v[k] = 0;
-                pad++;
-            } else {
-                if (pad)
-                    return -1;
-                v[k] = b64val((unsigned char)s[i + k]);
-                if (v[k] < 0)
-                    return -1;
-            }
-        }
-        uint32_t x =
-            (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
-        out[o++] = (uint8_t)(x >> 16);
-        if (pad < 2)
-            out[o++] = (uint8_t)(x >> 8);
-        if (pad < 1)
-            out[o++] = (uint8_t)x;
-    }
-    return (ssize_t)o;
 }
 
 /* ---------------------------------------------------------------- index building */
@@ -644,10 +598,12 @@ static int parse_entry(struct builder *b, const json_t *o, size_t idx, sl_error_
             size_t sl = json_string_length(val);
             if (strlen(k) == 0 || strlen(k) > 255 || sl / 4 * 3 > SL_TOC_MAX_XATTR_VALUE)
                 return sl_error_make(err, EINVAL, "%s.xattrs.%s: bad name or value size", path, k);
-            uint8_t *buf = sl_arena_alloc(&toc->arena, sl / 4 * 3 + 1);
-            ssize_t dl = base64_decode(json_string_value(val), sl, buf);
-            if (dl < 0)
+            _cleanup_free_ uint8_t *dec = NULL;
+            size_t dl = 0;
+            if (sl_base64_decode(json_string_value(val), sl, &dec, &dl) < 0)
                 return sl_error_make(err, EINVAL, "%s.xattrs.%s: invalid base64", path, k);
+            uint8_t *buf = sl_arena_alloc(&toc->arena, dl + 1);
+            memcpy(buf, dec, dl + 1);
             xs[i].name = sl_arena_strndup(&toc->arena, k, strlen(k));
             xs[i].value = buf;
             xs[i].len = (size_t)dl;

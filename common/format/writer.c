@@ -5,6 +5,7 @@
  * decoded here rather than by libarchive because libarchive neither checks the gzip CRC nor
  * notices a stream cut short after the tar end blocks; zlib does both. */
 #include "format.h"
+#include "base64.h"
 
 #include "buf.h"
 #include "cleanup.h"
@@ -507,23 +508,12 @@ static void toc_chunk_fields(struct writer *w, const struct chunkrec *c)
     toc_int(w, "compressedSize", c->csize);
 }
 
-static const char base64_chars[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 static void toc_base64(struct writer *w, const uint8_t *p, size_t n)
 {
+    size_t len = 0;
+    _cleanup_free_ char *enc = sl_base64_encode(p, n, &len);
     sl_buf_append(&w->toc, "\"", 1);
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)p[i + 1] << 8;
-        if (i + 2 < n)
-            v |= p[i + 2];
-        char out[4] = {base64_chars[(v >> 18) & 63], base64_chars[(v >> 12) & 63],
-                       i + 1 < n ? base64_chars[(v >> 6) & 63] : '=',
-                       i + 2 < n ? base64_chars[v & 63] : '='};
-        sl_buf_append(&w->toc, out, 4);
-    }
+    sl_buf_append(&w->toc, enc, len);
     sl_buf_append(&w->toc, "\"", 1);
 }
 

@@ -1,4 +1,5 @@
 #include "auth.h"
+#include "base64.h"
 #include "cleanup.h"
 #include "json.h"
 #include "log.h"
@@ -246,58 +247,6 @@ const struct sl_auth_challenge *sl_auth_find(const struct sl_auth_challenges *c,
     return NULL;
 }
 
-/* ---- base64 ---- */
-
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-char *sl_base64_encode(const void *p, size_t n)
-{
-    const unsigned char *s = p;
-    char *out = sl_xmalloc((n + 2) / 3 * 4 + 1), *o = out;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)s[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)s[i + 1] << 8;
-        if (i + 2 < n)
-            v |= s[i + 2];
-        *o++ = b64[(v >> 18) & 63];
-        *o++ = b64[(v >> 12) & 63];
-        *o++ = i + 1 < n ? b64[(v >> 6) & 63] : '=';
-        *o++ = i + 2 < n ? b64[v & 63] : '=';
-    }
-    *o = 0;
-    return out;
-}
-
-int sl_base64_decode(const char *s, char **ret, size_t *ret_len)
-{
-    size_t n = strlen(s);
-    while (n > 0 && (s[n - 1] == '=' || s[n - 1] == '\n'))
-        n--;
-    if (n % 4 == 1)
-        return -EINVAL;
-    _cleanup_free_ char *out = sl_xmalloc(n / 4 * 3 + 3 + 1);
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *c = s[i] ? strchr(b64, s[i]) : NULL;
-        if (!c)
-            return -EINVAL;
-        acc = (acc << 6) | (uint32_t)(c - b64);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (char)((acc >> bits) & 0xff);
-        }
-    }
-    out[o] = 0;
-    *ret = TAKE_PTR(out);
-    if (ret_len)
-        *ret_len = o;
-    return 0;
-}
-
 /* ---- Docker config.json ---- */
 
 void sl_auth_creds_free(struct sl_auth_creds *c)
@@ -316,7 +265,7 @@ char *sl_auth_basic_header(const struct sl_auth_creds *c)
 {
     _cleanup_free_ char *up =
         sl_xasprintf("%s:%s", c->username ? c->username : "", c->password ? c->password : "");
-    _cleanup_free_ char *enc = sl_base64_encode(up, strlen(up));
+    _cleanup_free_ char *enc = sl_base64_encode(up, strlen(up), NULL);
     explicit_bzero(up, strlen(up));
     return sl_xasprintf("Basic %s", enc);
 }
@@ -360,7 +309,7 @@ static int entry_creds(const json_t *e, const char *key, struct sl_auth_creds *r
     if (auth && *auth) {
         _cleanup_free_ char *dec = NULL;
         size_t n = 0;
-        if (sl_base64_decode(auth, &dec, &n) < 0 || memchr(dec, 0, n))
+        if (sl_base64_decode(auth, strlen(auth), (uint8_t **)&dec, &n) < 0 || memchr(dec, 0, n))
             return sl_error_make(err, EINVAL, "docker config: .auths[\"%s\"].auth: bad base64",
                                  key);
         char *colon = strchr(dec, ':');

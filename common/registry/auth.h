@@ -81,9 +81,6 @@ int sl_auth_load_docker_config(const char *path, const char *host, struct sl_aut
 
 /* "Basic base64(user:password)"; caller frees. */
 char *sl_auth_basic_header(const struct sl_auth_creds *c);
-/* Base64 (standard alphabet). decode accepts missing padding; returns 0 or -EINVAL. */
-char *sl_base64_encode(const void *p, size_t n);
-int sl_base64_decode(const char *s, char **ret, size_t *ret_len);
 
 /* Parses a token endpoint answer: `token` or `access_token` (string), optional `expires_in`
  * (seconds; default 60). Returns 0 or -EINVAL. */

@@ -1,6 +1,7 @@
 /* fuzz-www-authenticate: WWW-Authenticate challenge parsing, plus the token endpoint answer
  * and Docker config.json parsers that sit on the same auth path. The first byte selects. */
 #include "auth.h"
+#include "base64.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -46,9 +47,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (sl_auth_parse_docker_config((const char *)data + 1, size - 1, "127.0.0.1:5000", &c,
                                         &err) > 0)
             sl_auth_creds_free(&c);
-        char *d = NULL;
+        uint8_t *d = NULL;
         size_t n;
-        if (sl_base64_decode(s, &d, &n) == 0)
+        if (sl_base64_decode(s, strlen(s), &d, &n) == 0)
             free(d);
         break;
     }

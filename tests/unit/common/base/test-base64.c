@@ -11,42 +11,64 @@ static void test_vectors(void **state)
     static const char *const enc[] = {"",         "Zg==",     "Zm8=",    "Zm9v",
                                       "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
     for (size_t i = 0; i < 7; i++) {
-        char out[16];
-        uint8_t dec[16];
-        assert_int_equal(sl_base64_encode(plain[i], strlen(plain[i]), out), strlen(enc[i]));
+        size_t n = 99;
+        char *out = sl_base64_encode(plain[i], strlen(plain[i]), &n);
         assert_string_equal(out, enc[i]);
-        int64_t n = sl_base64_decode(enc[i], strlen(enc[i]), dec);
-        assert_int_equal(n, (int64_t)strlen(plain[i]));
-        assert_memory_equal(dec, plain[i], (size_t)n);
+        assert_int_equal(n, strlen(enc[i]));
+        free(out);
+        uint8_t *dec = NULL;
+        assert_int_equal(sl_base64_decode(enc[i], strlen(enc[i]), &dec, &n), 0);
+        assert_int_equal(n, strlen(plain[i]));
+        assert_memory_equal(dec, plain[i], n);
+        assert_int_equal(dec[n], 0);
+        free(dec);
     }
+}
+
+static void test_unpadded(void **state)
+{
+    uint8_t *dec = NULL;
+    size_t n = 0;
+    assert_int_equal(sl_base64_decode("Zm8", 3, &dec, &n), 0);
+    assert_int_equal(n, 2);
+    assert_memory_equal(dec, "fo", 2);
+    free(dec);
 }
 
 static void test_binary_roundtrip(void **state)
 {
-    uint8_t in[256], dec[256];
-    char enc[SL_BASE64_ENCODED_SIZE(256)];
+    uint8_t in[256];
     for (int i = 0; i < 256; i++)
         in[i] = (uint8_t)(255 - i);
     for (size_t n = 0; n <= 256; n += 17) {
-        size_t k = sl_base64_encode(in, n, enc);
-        assert_int_equal(sl_base64_decode(enc, k, dec), (int64_t)n);
+        size_t k = 0, m = 0;
+        char *enc = sl_base64_encode(in, n, &k);
+        uint8_t *dec = NULL;
+        assert_int_equal(sl_base64_decode(enc, k, &dec, &m), 0);
+        assert_int_equal(m, n);
         assert_memory_equal(dec, in, n);
+        free(enc);
+        free(dec);
     }
 }
 
 static void test_malformed(void **state)
 {
-    uint8_t out[16];
-    static const char *const bad[] = {
-        "Zg=", "Zg=a", "Z===", "Zh==", "Zm9=", "Zg==Zg==", "Zm9v!A==", "Zm 9v", "=AAA"};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        assert_int_equal(sl_base64_decode(bad[i], strlen(bad[i]), out), -EINVAL);
+    static const char *const bad[] = {"Zg=",      "Zg=a",  "Z===", "Zh==", "Zm9=", "Zg==Zg==",
+                                      "Zm9v!A==", "Zm 9v", "=AAA", "Z",    "Zm9vY"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        uint8_t *dec = NULL;
+        size_t n = 0;
+        assert_int_equal(sl_base64_decode(bad[i], strlen(bad[i]), &dec, &n), -EINVAL);
+        assert_null(dec);
+    }
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vectors),
+        cmocka_unit_test(test_unpadded),
         cmocka_unit_test(test_binary_roundtrip),
         cmocka_unit_test(test_malformed),
     };
