@@ -1,0 +1,61 @@
+/* core-int.h — internals shared by the core's modules (not for the server). */
+#ifndef SL_PROXY_CORE_INT_H
+#define SL_PROXY_CORE_INT_H
+
+#include "core.h"
+#include "reference.h"
+#include "registry.h"
+#include "store.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+struct reg_entry {
+    char *host;
+    bool insecure;
+    struct sl_registry *reg;
+};
+
+struct sl_core {
+    char *postgres;
+    char *default_registry;
+    bool default_insecure;
+    char *docker_config;
+    char *cache_dir;
+    uint64_t cache_max_bytes;
+    struct sl_store *store;
+    void *cache; /* struct sl_blobcache when proxy/cache is built in */
+
+    pthread_mutex_t reg_mu;
+    struct reg_entry *regs;
+    size_t n_regs;
+
+    /* counters for /metrics */
+    _Atomic uint64_t notifies, notify_errors, notify_ns, layers_ingested, layers_reused;
+    _Atomic uint64_t reports, report_errors, report_accesses, report_ranked;
+    _Atomic uint64_t plans, plan_errors, plan_ns, planned_bytes, saved_bytes;
+    _Atomic uint64_t fetches, fetch_errors, fetch_bytes, fetch_ns;
+};
+
+/* Parses a reference, applying the default registry to short names ("redis:7",
+ * "library/redis"), and says whether plain HTTP applies (`insecure` or the default registry's
+ * setting). */
+int sl_core_parse_ref(struct sl_core *core, const char *s, bool insecure, struct sl_image_ref *ret,
+                      bool *ret_insecure, sl_error_t *err);
+
+/* The shared registry client for host (created on first use, freed with the core). */
+int sl_core_registry(struct sl_core *core, const char *host, bool insecure,
+                     struct sl_registry **ret, sl_error_t *err);
+
+/* "os/arch[/variant]" normalised (arm64/v8 → arm64); caller frees. -EINVAL when malformed. */
+int sl_core_platform_normalize(const char *s, char **ret, sl_error_t *err);
+
+/* Reads `len` bytes at `off` of a blob, through the blob cache when built in, else by a
+ * registry Range request. */
+int sl_core_fetch(struct sl_core *core, struct sl_registry *reg, const char *repo,
+                  const char *digest, uint64_t blob_size, uint64_t off, uint64_t len,
+                  sl_http_sink_fn sink, void *ud, sl_error_t *err);
+
+uint64_t sl_core_now_ns(void);
+
+#endif

@@ -1,0 +1,828 @@
+/* core.c — the proxy's data plane API (core.h): lifetime, registry clients, health, metrics,
+ * reports, delta planning and payload reads. Notify lives in notify.c, SQL in store.c, the
+ * planner's pure logic in plan.c, trace parsing in trace.c. */
+#include "buf.h"
+#include "cleanup.h"
+#include "core-int.h"
+#include "delta.h"
+#include "json.h"
+#include "log.h"
+#include "plan.h"
+#include "trace.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_FROM        64
+#define MAX_HELD_LAYERS 4096
+#define MAX_REQUEST     (1u << 20)
+
+uint64_t sl_core_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? sl_xstrdup(s) : NULL;
+}
+
+int sl_core_new(const struct sl_core_config *cfg, struct sl_core **ret, sl_error_t *err)
+{
+    if (!cfg || !cfg->postgres)
+        return sl_error_make(err, EINVAL, "proxy core: a PostgreSQL conninfo is required");
+    if (cfg->default_registry && !sl_ref_valid_domain(cfg->default_registry))
+        return sl_error_make(err, EINVAL, "proxy core: default registry `%s` is not a host[:port]",
+                             cfg->default_registry);
+    struct sl_core *core = sl_xcalloc(1, sizeof(*core));
+    core->postgres = sl_xstrdup(cfg->postgres);
+    core->default_registry = dup_or_null(cfg->default_registry);
+    core->default_insecure = cfg->default_insecure;
+    core->docker_config = dup_or_null(cfg->docker_config);
+    core->cache_dir = dup_or_null(cfg->cache_dir);
+    core->cache_max_bytes = cfg->cache_max_bytes;
+    pthread_mutex_init(&core->reg_mu, NULL);
+    int r = sl_store_new(cfg->postgres, cfg->db_connections > 0 ? cfg->db_connections : 1,
+                         &core->store, err);
+    if (r < 0) {
+        sl_core_free(core);
+        return r;
+    }
+    *ret = core;
+    return 0;
+}
+
+void sl_core_free(struct sl_core *core)
+{
+    if (!core)
+        return;
+    sl_store_free(core->store);
+    for (size_t i = 0; i < core->n_regs; i++) {
+        free(core->regs[i].host);
+        sl_registry_free(core->regs[i].reg);
+    }
+    free(core->regs);
+    pthread_mutex_destroy(&core->reg_mu);
+    free(core->postgres);
+    free(core->default_registry);
+    free(core->docker_config);
+    free(core->cache_dir);
+    free(core);
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+int sl_core_registry(struct sl_core *core, const char *host, bool insecure,
+                     struct sl_registry **ret, sl_error_t *err)
+{
+    pthread_mutex_lock(&core->reg_mu);
+    for (size_t i = 0; i < core->n_regs; i++) {
+        if (core->regs[i].insecure == insecure && strcmp(core->regs[i].host, host) == 0) {
+            *ret = core->regs[i].reg;
+            pthread_mutex_unlock(&core->reg_mu);
+            return 0;
+        }
+    }
+    struct sl_registry_options o = {.insecure = insecure, .docker_config = core->docker_config};
+    struct sl_registry *reg = NULL;
+    int r = sl_registry_new(host, &o, &reg, err);
+    if (r >= 0) {
+        core->regs = sl_xrealloc(core->regs, (core->n_regs + 1) * sizeof(*core->regs));
+        core->regs[core->n_regs++] = (struct reg_entry){sl_xstrdup(host), insecure, reg};
+        *ret = reg;
+    }
+    pthread_mutex_unlock(&core->reg_mu);
+    return r;
+}
+
+/* A reference names its registry when its first component has a '.' or ':' or is
+ * "localhost" (the distribution rule). */
+static bool names_registry(const char *s)
+{
+    const char *slash = strchr(s, '/');
+    if (!slash)
+        return false;
+    size_t n = (size_t)(slash - s);
+    return memchr(s, '.', n) || memchr(s, ':', n) || (n == 9 && strncmp(s, "localhost", 9) == 0);
+}
+
+int sl_core_parse_ref(struct sl_core *core, const char *s, bool insecure, struct sl_image_ref *ret,
+                      bool *ret_insecure, sl_error_t *err)
+{
+    int r;
+    bool by_default = core->default_registry && !names_registry(s);
+    if (by_default) {
+        _cleanup_free_ char *full = sl_xasprintf("%s/%s", core->default_registry, s);
+        r = sl_image_ref_parse(full, ret, err);
+    } else {
+        r = sl_image_ref_parse(s, ret, err);
+    }
+    if (r < 0)
+        return -EINVAL;
+    *ret_insecure =
+        insecure || (core->default_registry && strcmp(ret->domain, core->default_registry) == 0 &&
+                     core->default_insecure);
+    return 0;
+}
+
+int sl_core_platform_normalize(const char *s, char **ret, sl_error_t *err)
+{
+    struct sl_platform p = {0};
+    int r = sl_platform_parse(s, &p, err);
+    if (r < 0)
+        return -EINVAL;
+    bool drop_variant =
+        p.variant && strcmp(p.architecture, "arm64") == 0 && strcmp(p.variant, "v8") == 0;
+    *ret = p.variant && !drop_variant ? sl_xasprintf("%s/%s/%s", p.os, p.architecture, p.variant)
+                                      : sl_xasprintf("%s/%s", p.os, p.architecture);
+    sl_platform_free(&p);
+    return 0;
+}
+
+struct count_sink {
+    sl_http_sink_fn sink;
+    void *ud;
+    uint64_t n;
+};
+
+static int count_sink_write(void *ud, const void *data, size_t len)
+{
+    struct count_sink *c = ud;
+    c->n += len;
+    return c->sink(c->ud, data, len);
+}
+
+/* The blob cache (proxy/cache) is not built yet: ranges come straight from the registry.
+ * This function is the one place to route them through sl_blobcache_read() instead. */
+static int fetch_range(struct sl_core *core, struct sl_registry *reg, const char *repo,
+                       const char *digest, uint64_t blob_size, uint64_t off, uint64_t len,
+                       sl_http_sink_fn sink, void *ud, sl_error_t *err)
+{
+    (void)core;
+    if (off > blob_size || len > blob_size - off)
+        return sl_error_make(err, ERANGE,
+                             "blob %s: range %" PRIu64 "+%" PRIu64 " outside its %" PRIu64 " bytes",
+                             digest, off, len, blob_size);
+    return sl_registry_get_blob_range(reg, repo, digest, (int64_t)off, (int64_t)len, sink, ud, err);
+}
+
+int sl_core_fetch(struct sl_core *core, struct sl_registry *reg, const char *repo,
+                  const char *digest, uint64_t blob_size, uint64_t off, uint64_t len,
+                  sl_http_sink_fn sink, void *ud, sl_error_t *err)
+{
+    uint64_t t0 = sl_core_now_ns();
+    struct count_sink cs = {sink, ud, 0};
+    int r = fetch_range(core, reg, repo, digest, blob_size, off, len, count_sink_write, &cs, err);
+    atomic_fetch_add(&core->fetches, 1);
+    atomic_fetch_add(&core->fetch_bytes, cs.n);
+    atomic_fetch_add(&core->fetch_ns, sl_core_now_ns() - t0);
+    if (r < 0)
+        atomic_fetch_add(&core->fetch_errors, 1);
+    return r;
+}
+
+/* ---------------------------------------------------------------- health, metrics */
+
+int sl_core_health(struct sl_core *core, json_t **ret, sl_error_t *err)
+{
+    json_t *j = json_object();
+    _cleanup_error_ sl_error_t dberr = NULL, regerr = NULL;
+    int rd = sl_store_ping(core->store, &dberr);
+    json_object_set_new(j, "database", json_string(rd < 0 ? sl_error_msg(dberr, rd) : "ok"));
+    int rr = 0;
+    if (core->default_registry) {
+        struct sl_registry *reg = NULL;
+        rr = sl_core_registry(core, core->default_registry, core->default_insecure, &reg, &regerr);
+        if (rr >= 0)
+            rr = sl_registry_ping(reg, &regerr);
+        json_object_set_new(j, "registry", json_string(rr < 0 ? sl_error_msg(regerr, rr) : "ok"));
+    } else {
+        json_object_set_new(j, "registry", json_string("not configured"));
+    }
+    *ret = j;
+    if (rd < 0)
+        return sl_error_make(err, EAGAIN, "database: %s", sl_error_msg(dberr, rd));
+    if (rr < 0)
+        return sl_error_make(err, EAGAIN, "registry: %s", sl_error_msg(regerr, rr));
+    return 0;
+}
+
+static void counter(struct sl_buf *b, const char *name, const char *help, uint64_t v)
+{
+    sl_buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %" PRIu64 "\n", name, help, name, name,
+                  v);
+}
+
+static void seconds(struct sl_buf *b, const char *name, const char *help, uint64_t ns)
+{
+    sl_buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %.6f\n", name, help, name, name,
+                  (double)ns / 1e9);
+}
+
+void sl_core_metrics(struct sl_core *core, char **out)
+{
+    struct sl_buf b;
+    sl_buf_init(&b, SIZE_MAX);
+    if (*out)
+        sl_buf_puts(&b, *out);
+    counter(&b, "starlight_notify_total", "Notify requests handled.", core->notifies);
+    counter(&b, "starlight_notify_errors_total", "Notify requests that failed.",
+            core->notify_errors);
+    seconds(&b, "starlight_notify_seconds_total", "Time spent in notify requests.",
+            core->notify_ns);
+    counter(&b, "starlight_layers_ingested_total", "Layers whose TOC was ingested.",
+            core->layers_ingested);
+    counter(&b, "starlight_layers_reused_total", "Layers notified again (already ingested).",
+            core->layers_reused);
+    counter(&b, "starlight_reports_total", "Trace reports handled.", core->reports);
+    counter(&b, "starlight_report_errors_total", "Trace reports rejected.", core->report_errors);
+    counter(&b, "starlight_report_accesses_total", "File accesses received in reports.",
+            core->report_accesses);
+    counter(&b, "starlight_delta_plans_total", "Delta plans made.", core->plans);
+    counter(&b, "starlight_delta_plan_errors_total", "Delta plans that failed.", core->plan_errors);
+    seconds(&b, "starlight_delta_plan_seconds_total", "Time spent planning deltas.", core->plan_ns);
+    counter(&b, "starlight_delta_planned_bytes_total", "Payload bytes of planned deltas.",
+            core->planned_bytes);
+    counter(&b, "starlight_delta_saved_bytes_total",
+            "Compressed bytes not sent because the worker held the content.", core->saved_bytes);
+    counter(&b, "starlight_registry_fetches_total", "Blob range reads from the registry.",
+            core->fetches);
+    counter(&b, "starlight_registry_fetch_errors_total", "Blob range reads that failed.",
+            core->fetch_errors);
+    counter(&b, "starlight_registry_fetch_bytes_total", "Blob bytes read from the registry.",
+            core->fetch_bytes);
+    seconds(&b, "starlight_registry_fetch_seconds_total", "Time spent reading blob ranges.",
+            core->fetch_ns);
+    sl_store_metrics(core->store, &b);
+    free(*out);
+    *out = sl_buf_steal(&b, NULL);
+}
+
+/* ---------------------------------------------------------------- report */
+
+struct rank_row {
+    int64_t layer_id;
+    const char *path;
+    double rank;
+};
+
+static int cmp_rank_row(const void *pa, const void *pb)
+{
+    const struct rank_row *a = pa, *b = pb;
+    if (a->layer_id != b->layer_id)
+        return a->layer_id < b->layer_id ? -1 : 1;
+    int c = strcmp(a->path, b->path);
+    if (c)
+        return c;
+    return a->rank < b->rank ? -1 : a->rank > b->rank;
+}
+
+struct group_rows {
+    struct rank_row *v;
+    size_t n;
+};
+
+static int report(struct sl_core *core, const char *body, size_t len, json_t **ret, sl_error_t *err)
+{
+    _cleanup_trace_doc_ struct sl_trace_doc *doc = NULL;
+    int r = sl_trace_parse(body, len, &doc, err);
+    if (r < 0)
+        return r;
+    atomic_fetch_add(&core->report_accesses, doc->n_accesses);
+    /* resolve every group before changing anything */
+    struct group_rows *rows = sl_xcalloc(doc->n_groups + 1, sizeof(*rows));
+    for (size_t g = 0; g < doc->n_groups && r >= 0; g++) {
+        const struct sl_trace_group *grp = &doc->groups[g];
+        _cleanup_free_ int64_t **ids = sl_xcalloc(grp->n_images, sizeof(*ids));
+        _cleanup_free_ size_t *nids = sl_xcalloc(grp->n_images, sizeof(*nids));
+        for (size_t i = 0; i < grp->n_images && r >= 0; i++) {
+            int64_t id;
+            r = sl_store_find_image_by_digest(core->store, grp->images[i], &id, err);
+            if (r >= 0)
+                r = sl_store_image_layer_ids(core->store, id, &ids[i], &nids[i], err);
+            if (r < 0)
+                r = sl_error_wrap(err, r, ".groups[%zu].images[%zu]", g, i);
+        }
+        if (r >= 0) {
+            struct sl_trace_ranked *ranked = NULL;
+            size_t n = 0;
+            sl_trace_rank(grp, &ranked, &n);
+            rows[g].v = sl_xcalloc(n + 1, sizeof(*rows[g].v));
+            for (size_t k = 0; k < n && r >= 0; k++) {
+                if (ranked[k].layer >= nids[ranked[k].image]) {
+                    r = sl_error_make(err, EINVAL,
+                                      ".groups[%zu]: access to `%s` in layer %" PRIu32
+                                      " of image %s, which has %zu layers",
+                                      g, ranked[k].path, ranked[k].layer,
+                                      grp->images[ranked[k].image], nids[ranked[k].image]);
+                    break;
+                }
+                rows[g].v[k] = (struct rank_row){ids[ranked[k].image][ranked[k].layer],
+                                                 ranked[k].path, (double)ranked[k].rank};
+            }
+            rows[g].n = n;
+            free(ranked);
+            /* two images of a group may share a layer: one observation per (layer, path),
+             * the earliest */
+            qsort(rows[g].v, rows[g].n, sizeof(*rows[g].v), cmp_rank_row);
+            size_t k = 0;
+            for (size_t i = 0; i < rows[g].n; i++)
+                if (!k || rows[g].v[k - 1].layer_id != rows[g].v[i].layer_id ||
+                    strcmp(rows[g].v[k - 1].path, rows[g].v[i].path) != 0)
+                    rows[g].v[k++] = rows[g].v[i];
+            rows[g].n = k;
+        }
+        for (size_t i = 0; i < grp->n_images; i++)
+            free(ids[i]);
+    }
+    size_t applied_total = 0;
+    for (size_t g = 0; g < doc->n_groups && r >= 0; g++) {
+        size_t n = rows[g].n, applied = 0;
+        _cleanup_free_ int64_t *lids = sl_xcalloc(n + 1, sizeof(*lids));
+        _cleanup_free_ char **paths = sl_xcalloc(n + 1, sizeof(*paths));
+        _cleanup_free_ double *ranks = sl_xcalloc(n + 1, sizeof(*ranks));
+        for (size_t i = 0; i < n; i++) {
+            lids[i] = rows[g].v[i].layer_id;
+            paths[i] = (char *)rows[g].v[i].path;
+            ranks[i] = rows[g].v[i].rank;
+        }
+        r = sl_store_add_ranks(core->store, lids, paths, ranks, n, &applied, err);
+        applied_total += applied;
+    }
+    for (size_t g = 0; g < doc->n_groups; g++)
+        free(rows[g].v);
+    free(rows);
+    if (r < 0)
+        return r;
+    atomic_fetch_add(&core->report_ranked, applied_total);
+    json_t *j = json_object();
+    json_object_set_new(j, "status", json_string("OK"));
+    json_object_set_new(j, "code", json_integer(200));
+    json_object_set_new(j, "message", json_string("traces ranked"));
+    json_object_set_new(j, "groups", json_integer((json_int_t)doc->n_groups));
+    json_object_set_new(j, "accesses", json_integer((json_int_t)doc->n_accesses));
+    json_object_set_new(j, "ranked", json_integer((json_int_t)applied_total));
+    *ret = j;
+    return 0;
+}
+
+int sl_core_report(struct sl_core *core, const char *body, size_t len, json_t **ret,
+                   sl_error_t *err)
+{
+    atomic_fetch_add(&core->reports, 1);
+    int r = report(core, body, len, ret, err);
+    if (r < 0) {
+        atomic_fetch_add(&core->report_errors, 1);
+        return sl_error_wrap(err, r, "report");
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- delta request */
+
+/* The request's string arrays must live as long as *ret_json: they are stored inside it, as
+ * the bytes of a private string member (jansson copies them into its own allocation). */
+static const char *const *stash_ptrs(json_t *root, const char *key, const char **v, size_t n)
+{
+    json_t *s = json_stringn_nocheck((const char *)v, n * sizeof(*v));
+    json_object_set_new(root, key, s);
+    return (const char *const *)json_string_value(s);
+}
+
+static int string_list(json_t *body, const char *key, size_t max, json_t *root,
+                       const char *const **ret, size_t *ret_n, sl_error_t *err)
+{
+    json_t *a = json_object_get(body, key);
+    *ret = NULL;
+    *ret_n = 0;
+    if (!a || json_is_null(a))
+        return 0;
+    if (!json_is_array(a) || json_array_size(a) > max)
+        return sl_error_make(err, EINVAL,
+                             "delta request: .%s: expected an array of at most %zu "
+                             "strings",
+                             key, max);
+    size_t n = json_array_size(a);
+    _cleanup_free_ const char **v = sl_xcalloc(n + 1, sizeof(*v));
+    for (size_t i = 0; i < n; i++) {
+        json_t *s = json_array_get(a, i);
+        if (!json_is_string(s))
+            return sl_error_make(err, EINVAL, "delta request: .%s[%zu]: expected a string", key, i);
+        v[i] = json_string_value(s);
+    }
+    char priv[32];
+    snprintf(priv, sizeof(priv), "\x01%s", key);
+    *ret = n ? stash_ptrs(root, priv, v, n) : NULL;
+    *ret_n = n;
+    return 0;
+}
+
+int sl_delta_request_parse_json(const char *body, size_t len, struct sl_delta_request *ret,
+                                json_t **ret_json, sl_error_t *err)
+{
+    json_auto_t *j = NULL;
+    int r = sl_json_parse(body, len, MAX_REQUEST, "delta request", &j, err);
+    if (r < 0)
+        return -EINVAL == r ? r : sl_error_wrap(err, -EINVAL, "delta request");
+    if (!json_is_object(j))
+        return sl_error_make(err, EINVAL, "delta request: expected a JSON object");
+    const char *k;
+    json_t *v;
+    json_object_foreach(j, k, v)
+    {
+        if (strcmp(k, "to") && strcmp(k, "platform") && strcmp(k, "from") && strcmp(k, "layers") &&
+            strcmp(k, "insecure"))
+            return sl_error_make(err, EINVAL, "delta request: .%s: unknown key", k);
+    }
+    struct sl_delta_request req = {0};
+    if ((r = sl_json_get_str(j, "to", "delta request", &req.to, err)) < 0 ||
+        (r = sl_json_get_str(j, "platform", "delta request", &req.platform, err)) < 0)
+        return r;
+    json_t *ins = json_object_get(j, "insecure");
+    if (ins && !json_is_boolean(ins))
+        return sl_error_make(err, EINVAL, "delta request: .insecure: expected true or false");
+    req.insecure = json_is_true(ins);
+    json_t *root = json_object();
+    json_object_set(root, "body", j);
+    if ((r = string_list(j, "from", MAX_FROM, root, &req.from, &req.n_from, err)) < 0 ||
+        (r = string_list(j, "layers", MAX_HELD_LAYERS, root, &req.held_layers, &req.n_held_layers,
+                         err)) < 0) {
+        json_decref(root);
+        return r;
+    }
+    *ret = req;
+    *ret_json = root;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- delta plan */
+
+struct delta_priv {
+    struct sl_registry *reg; /* borrowed from the core */
+    char *repo;              /* repository path on that registry */
+};
+
+void sl_delta_free(struct sl_delta *d)
+{
+    if (!d)
+        return;
+    struct delta_priv *p = d->priv;
+    if (p) {
+        free(p->repo);
+        free(p);
+    }
+    free(d->head);
+    free(d->segments);
+    free(d->layers);
+    free(d);
+}
+
+static int cmp_strp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorts and removes duplicates (freeing them). */
+static size_t uniq_strv(char **v, size_t n)
+{
+    qsort(v, n, sizeof(*v), cmp_strp);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (k && strcmp(v[k - 1], v[i]) == 0) {
+            free(v[i]);
+            continue;
+        }
+        v[k++] = v[i];
+    }
+    return k;
+}
+
+static void strv_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+struct plan_ctx {
+    struct sl_store_image *target;
+    char **held_images;
+    size_t n_held_images;
+    char **held_layers;
+    size_t n_held_layers;
+    int64_t *held_ids;
+    size_t n_held_ids;
+    char **held_contents;
+    size_t n_held_contents;
+    struct sl_store_files files;
+    struct sl_plan_file *pfiles;
+    size_t n_pfiles;
+    struct sl_plan_result plan;
+    struct sl_delta_hlayer *hlayers;
+};
+
+static void plan_ctx_free(struct plan_ctx *c)
+{
+    if (c->hlayers && c->target)
+        for (size_t i = 0; i < c->target->n_layers; i++)
+            free(c->hlayers[i].files);
+    free(c->hlayers);
+    sl_plan_result_free(&c->plan);
+    free(c->pfiles);
+    sl_store_files_free(&c->files);
+    strv_free(c->held_contents, c->n_held_contents);
+    free(c->held_ids);
+    strv_free(c->held_layers, c->n_held_layers);
+    strv_free(c->held_images, c->n_held_images);
+    sl_store_image_free(c->target);
+}
+
+static bool in_sorted(char *const *v, size_t n, const char *s)
+{
+    return n && bsearch(&s, v, n, sizeof(*v), cmp_strp) != NULL;
+}
+
+static int validate_request(const struct sl_delta_request *req, sl_error_t *err)
+{
+    if (!req || !req->to || !*req->to)
+        return sl_error_make(err, EINVAL, "delta: parameter `to` is required");
+    if (!req->platform || !*req->platform)
+        return sl_error_make(err, EINVAL,
+                             "delta: parameter `platform` is required "
+                             "(e.g. linux/amd64)");
+    if (req->n_from > MAX_FROM)
+        return sl_error_make(err, EINVAL, "delta: at most %d `from` images", MAX_FROM);
+    if (req->n_held_layers > MAX_HELD_LAYERS)
+        return sl_error_make(err, EINVAL, "delta: at most %d held layers", MAX_HELD_LAYERS);
+    for (size_t i = 0; i < req->n_held_layers; i++)
+        if (!req->held_layers[i] || !sl_digest_valid(req->held_layers[i]))
+            return sl_error_make(err, EINVAL, "delta: held layer `%s` is not a sha256 digest",
+                                 req->held_layers[i] ? req->held_layers[i] : "(null)");
+    return 0;
+}
+
+static int plan(struct sl_core *core, const struct sl_delta_request *req, struct sl_delta **ret,
+                sl_error_t *err)
+{
+    int r = validate_request(req, err);
+    if (r < 0)
+        return r;
+    _cleanup_free_ char *platform = NULL;
+    if ((r = sl_core_platform_normalize(req->platform, &platform, err)) < 0)
+        return sl_error_wrap(err, r, "delta: parameter `platform`");
+    struct sl_image_ref ref = {0};
+    bool plain = false;
+    if ((r = sl_core_parse_ref(core, req->to, req->insecure, &ref, &plain, err)) < 0)
+        return sl_error_wrap(err, r, "delta: parameter `to`");
+    _cleanup_free_ char *name = sl_image_ref_name(&ref);
+    _cleanup_free_ char *refstr = sl_image_ref_str(&ref);
+    _cleanup_free_ char *repo = sl_xstrdup(ref.path);
+    _cleanup_free_ char *domain = sl_xstrdup(ref.domain);
+    _cleanup_free_ char *reference = sl_xstrdup(sl_image_ref_reference(&ref));
+    sl_image_ref_free(&ref);
+
+    struct plan_ctx c = {0};
+    _cleanup_free_ int64_t *need = NULL;
+    _cleanup_free_ bool *held = NULL, *used = NULL;
+    _cleanup_free_ size_t *first = NULL;
+    _cleanup_free_ uint32_t *map = NULL;
+    _cleanup_free_ uint8_t *head = NULL;
+    size_t head_len = 0;
+    struct sl_delta *d = NULL;
+    int64_t id;
+    if ((r = sl_store_find_image(core->store, name, reference, platform, &id, err)) < 0 ||
+        (r = sl_store_load_image(core->store, id, true, &c.target, err)) < 0)
+        goto out;
+
+    /* what the worker holds: images (resolved for the same platform) and layers */
+    size_t cap = req->n_held_layers + 1;
+    c.held_layers = sl_xcalloc(cap, sizeof(char *));
+    c.held_images = sl_xcalloc(req->n_from + 1, sizeof(char *));
+    c.held_ids = sl_xcalloc(1, sizeof(int64_t));
+    for (size_t i = 0; i < req->n_held_layers; i++)
+        c.held_layers[c.n_held_layers++] = sl_xstrdup(req->held_layers[i]);
+    for (size_t i = 0; i < req->n_from; i++) {
+        struct sl_image_ref fr = {0};
+        bool fplain;
+        if (!req->from[i] ||
+            (r = sl_core_parse_ref(core, req->from[i], false, &fr, &fplain, err)) < 0) {
+            r = sl_error_wrap(err, -EINVAL, "delta: parameter `from`");
+            goto out;
+        }
+        _cleanup_free_ char *fname = sl_image_ref_name(&fr);
+        int64_t fid;
+        _cleanup_error_ sl_error_t ferr = NULL;
+        r = sl_store_find_image(core->store, fname, sl_image_ref_reference(&fr), platform, &fid,
+                                &ferr);
+        sl_image_ref_free(&fr);
+        if (r == -ENOENT) { /* unknown to the proxy: it cannot vouch for its contents */
+            log_debug("delta: held image %s unknown, ignored", req->from[i]);
+            r = 0;
+            continue;
+        }
+        if (r < 0) {
+            r = sl_error_make(err, -r, "%s", sl_error_msg(ferr, r));
+            goto out;
+        }
+        struct sl_store_image *fimg = NULL;
+        if ((r = sl_store_load_image(core->store, fid, false, &fimg, err)) < 0)
+            goto out;
+        c.held_images[c.n_held_images++] = sl_xstrdup(fimg->digest);
+        c.held_layers =
+            sl_xrealloc(c.held_layers, (c.n_held_layers + fimg->n_layers + 1) * sizeof(char *));
+        c.held_ids = sl_xrealloc(c.held_ids, (c.n_held_ids + fimg->n_layers + 1) * sizeof(int64_t));
+        for (size_t k = 0; k < fimg->n_layers; k++) {
+            c.held_layers[c.n_held_layers++] = sl_xstrdup(fimg->layers[k].digest);
+            c.held_ids[c.n_held_ids++] = fimg->layers[k].id;
+        }
+        sl_store_image_free(fimg);
+    }
+    c.n_held_images = uniq_strv(c.held_images, c.n_held_images);
+    c.n_held_layers = uniq_strv(c.held_layers, c.n_held_layers);
+    {
+        _cleanup_free_ int64_t *ids = NULL;
+        size_t n = 0;
+        if ((r = sl_store_layer_ids(core->store, c.held_layers, c.n_held_layers, &ids, &n, err)) <
+            0)
+            goto out;
+        /* the query returns every held layer the proxy knows, which covers held_ids */
+        free(c.held_ids);
+        c.held_ids = TAKE_PTR(ids);
+        c.n_held_ids = n;
+    }
+    if ((r = sl_store_contents(core->store, c.held_ids, c.n_held_ids, &c.held_contents,
+                               &c.n_held_contents, err)) < 0)
+        goto out;
+
+    /* files of the target layers the worker lacks */
+    struct sl_store_image *t = c.target;
+    need = sl_xcalloc(t->n_layers + 1, sizeof(int64_t));
+    held = sl_xcalloc(t->n_layers + 1, sizeof(bool));
+    size_t n_need = 0;
+    for (size_t i = 0; i < t->n_layers; i++) {
+        held[i] = in_sorted(c.held_layers, c.n_held_layers, t->layers[i].digest);
+        if (!held[i])
+            need[n_need++] = t->layers[i].id;
+    }
+    if ((r = sl_store_layer_files(core->store, need, n_need, &c.files, err)) < 0)
+        goto out;
+    c.pfiles = sl_xcalloc(c.files.n * (t->n_layers ? t->n_layers : 1) + 1, sizeof(*c.pfiles));
+    c.hlayers = sl_xcalloc(t->n_layers + 1, sizeof(*c.hlayers));
+    first = sl_xcalloc(t->n_layers + 1, sizeof(size_t));
+    for (size_t i = 0; i < t->n_layers; i++) {
+        first[i] = c.n_pfiles;
+        if (held[i])
+            continue;
+        /* files arrive ordered by layer id then TOC order; a blob may sit at two stack
+         * indexes, so scan by id */
+        for (size_t k = 0; k < c.files.n; k++) {
+            const struct sl_store_file *f = &c.files.v[k];
+            if (f->layer_id != t->layers[i].id)
+                continue;
+            struct sl_plan_file *pf = &c.pfiles[c.n_pfiles++];
+            *pf = (struct sl_plan_file){.layer = (uint32_t)i,
+                                        .toc_index = f->toc_index,
+                                        .path = f->path,
+                                        .size = f->size,
+                                        .traced = f->traced,
+                                        .rank = f->rank,
+                                        .chunks = f->chunks,
+                                        .n_chunks = f->n_chunks};
+            memcpy(pf->digest, f->digest, sizeof(pf->digest));
+        }
+    }
+    struct sl_plan_input in = {c.pfiles, c.n_pfiles, c.held_contents, c.n_held_contents};
+    if ((r = sl_plan_compute(&in, &c.plan, err)) < 0)
+        goto out;
+
+    /* the header */
+    for (size_t i = 0; i < t->n_layers; i++) {
+        struct sl_delta_hlayer *hl = &c.hlayers[i];
+        const struct sl_store_layer *sl = &t->layers[i];
+        memcpy(hl->digest, sl->digest, sizeof(hl->digest));
+        hl->size = sl->size;
+        memcpy(hl->diff_id, sl->diff_id, sizeof(hl->diff_id));
+        memcpy(hl->toc_digest, sl->toc_digest, sizeof(hl->toc_digest));
+        hl->held = held[i];
+        if (held[i])
+            continue;
+        hl->toc_offset = sl->toc_offset;
+        hl->toc_tail = sl->toc_tail;
+        hl->toc_tail_len = sl->toc_tail_len;
+        size_t end = i + 1 < t->n_layers ? first[i + 1] : c.n_pfiles;
+        hl->files = sl_xcalloc(end - first[i] + 1, sizeof(*hl->files));
+        for (size_t k = first[i]; k < end; k++) {
+            struct sl_delta_file *df = &hl->files[hl->n_files++];
+            df->path = (char *)c.pfiles[k].path;
+            memcpy(df->digest, c.pfiles[k].digest, sizeof(df->digest));
+            df->size = c.pfiles[k].size;
+            df->source = c.plan.source[k];
+            df->content = c.plan.content[k];
+        }
+    }
+    struct sl_delta_header h = {
+        .reference = refstr,
+        .repository = name,
+        .platform = platform,
+        .media_type = t->media_type,
+        .manifest = t->manifest,
+        .manifest_len = t->manifest_len,
+        .config = t->config,
+        .config_len = t->config_len,
+        .held_images = c.held_images,
+        .n_held_images = c.n_held_images,
+        .held_layers = c.held_layers,
+        .n_held_layers = c.n_held_layers,
+        .layers = c.hlayers,
+        .n_layers = t->n_layers,
+        .contents = c.plan.contents,
+        .n_contents = c.plan.n_contents,
+        .payload_length = c.plan.payload_length,
+    };
+    memcpy(h.digest, t->digest, sizeof(h.digest));
+    memcpy(h.config_digest, t->config_digest, sizeof(h.config_digest));
+    if ((r = sl_delta_header_encode(&h, &head, &head_len, err)) < 0)
+        goto out;
+
+    /* the plan the server streams */
+    d = sl_xcalloc(1, sizeof(*d));
+    char hd[SL_DIGEST_STR_LEN];
+    sl_sha256_str(head, head_len, hd);
+    snprintf(d->etag, sizeof(d->etag), "\"%s\"", hd);
+    map = sl_xcalloc(t->n_layers + 1, sizeof(uint32_t));
+    used = sl_xcalloc(t->n_layers + 1, sizeof(bool));
+    for (size_t i = 0; i < c.plan.n_contents; i++)
+        used[c.plan.contents[i].layer] = true;
+    d->layers = sl_xcalloc(t->n_layers + 1, sizeof(*d->layers));
+    for (size_t i = 0; i < t->n_layers; i++) {
+        if (!used[i])
+            continue;
+        map[i] = (uint32_t)d->n_layers;
+        memcpy(d->layers[d->n_layers].digest, t->layers[i].digest, SL_DIGEST_STR_LEN);
+        d->layers[d->n_layers].size = t->layers[i].size;
+        d->n_layers++;
+    }
+    sl_plan_segments(c.plan.contents, c.plan.n_contents, map, head_len, &d->segments,
+                     &d->n_segments);
+    d->head_len = head_len;
+    d->total_len = head_len + c.plan.payload_length;
+    d->payload_bytes = c.plan.payload_length;
+    d->saved_bytes = c.plan.saved_bytes;
+    for (size_t i = 0; i < t->n_layers; i++)
+        if (held[i])
+            d->saved_bytes += t->layers[i].size;
+    struct delta_priv *p = sl_xcalloc(1, sizeof(*p));
+    p->repo = TAKE_PTR(repo);
+    d->priv = p;
+    if ((r = sl_core_registry(core, domain, plain, &p->reg, err)) < 0)
+        goto out;
+    d->head = TAKE_PTR(head);
+    *ret = TAKE_PTR(d);
+    r = 0;
+out:
+    sl_delta_free(d);
+    plan_ctx_free(&c);
+    return r;
+}
+
+int sl_core_delta_plan(struct sl_core *core, const struct sl_delta_request *req,
+                       struct sl_delta **ret, sl_error_t *err)
+{
+    uint64_t t0 = sl_core_now_ns();
+    int r = plan(core, req, ret, err);
+    atomic_fetch_add(&core->plans, 1);
+    atomic_fetch_add(&core->plan_ns, sl_core_now_ns() - t0);
+    if (r < 0) {
+        atomic_fetch_add(&core->plan_errors, 1);
+        return r;
+    }
+    atomic_fetch_add(&core->planned_bytes, (*ret)->payload_bytes);
+    atomic_fetch_add(&core->saved_bytes, (*ret)->saved_bytes);
+    return 0;
+}
+
+int sl_core_read_segment(struct sl_core *core, const struct sl_delta *d, size_t seg, uint64_t off,
+                         uint64_t len, sl_http_sink_fn sink, void *ud, sl_error_t *err)
+{
+    if (!d || seg >= d->n_segments)
+        return sl_error_make(err, EINVAL, "read segment %zu: no such segment", seg);
+    const struct sl_delta_segment *s = &d->segments[seg];
+    if (off > s->length || len > s->length - off)
+        return sl_error_make(err, EINVAL,
+                             "read segment %zu: range %" PRIu64 "+%" PRIu64 " outside its %" PRIu64
+                             " bytes",
+                             seg, off, len, s->length);
+    if (len == 0)
+        return 0;
+    const struct delta_priv *p = d->priv;
+    const struct sl_delta_layer *l = &d->layers[s->layer];
+    int r = sl_core_fetch(core, p->reg, p->repo, l->digest, l->size, s->blob_offset + off, len,
+                          sink, ud, err);
+    if (r < 0)
+        return sl_error_wrap(err, r, "read layer %s", l->digest);
+    return 0;
+}
