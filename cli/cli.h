@@ -39,6 +39,35 @@ struct sl_cli_common {
             "Registry credentials (default: $DOCKER_CONFIG/config.json, ~/.docker/config.json)"    \
     }
 
+/* Where the proxy is, for verbs that talk to one. */
+struct sl_cli_proxy {
+    char *url;
+    char *user;
+    char *token;
+};
+
+#define SL_CLI_PROXY_OPTS(type)                                                                    \
+    {"proxy",                                                                                      \
+     SL_OPT_STR,                                                                                   \
+     offsetof(type, proxy.url),                                                                    \
+     NULL,                                                                                         \
+     "STARLIGHT_PROXY",                                                                            \
+     0,                                                                                            \
+     "URL",                                                                                        \
+     "starlight-proxy base URL, e.g. http://proxy:8090"},                                          \
+        {"proxy-user",                                                                             \
+         SL_OPT_STR,                                                                               \
+         offsetof(type, proxy.user),                                                               \
+         NULL,                                                                                     \
+         "STARLIGHT_PROXY_USER",                                                                   \
+         0,                                                                                        \
+         "USER:PASS",                                                                              \
+         "Basic credentials for the proxy"},                                                       \
+    {                                                                                              \
+        "proxy-token", SL_OPT_STR, offsetof(type, proxy.token), NULL, "STARLIGHT_PROXY_TOKEN", 0,  \
+            "TOKEN", "Bearer token for the proxy"                                                  \
+    }
+
 /* Parses argv with the verb's table and sets up logging. Returns 0 to go on, 1 when --help or
  * --version was printed (exit 0), or a negative errno after printing the error (exit 2). */
 int sl_cli_parse(const struct sl_cmd *cmd, void *cfg, struct sl_cli_common *common, int argc,
@@ -47,6 +76,10 @@ int sl_cli_parse(const struct sl_cmd *cmd, void *cfg, struct sl_cli_common *comm
 /* Prints "ctr-starlight: <context>: <chain>" as an error log line, frees *err, returns the exit
  * code for main (1). */
 int sl_cli_fail(sl_error_t *err, int r, const char *context);
+
+/* Notifies the proxy about `ref` (logs the answer). Used by `notify` and `convert --notify`. */
+int sl_cli_notify(const struct sl_cli_proxy *proxy, const char *ref, bool insecure,
+                  sl_error_t *err);
 
 /* Machine architecture as an OCI platform string, e.g. "linux/amd64". */
 const char *sl_cli_host_platform(void);

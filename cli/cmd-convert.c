@@ -29,6 +29,8 @@
 
 struct convert_config {
     struct sl_cli_common common;
+    struct sl_cli_proxy proxy;
+    bool notify;
     struct sl_strlist platforms;
     bool insecure_source;
     bool insecure_destination;
@@ -41,6 +43,9 @@ struct convert_config {
 
 static const struct sl_opt convert_opts[] = {
     SL_CLI_COMMON_OPTS(struct convert_config),
+    SL_CLI_PROXY_OPTS(struct convert_config),
+    {"notify", SL_OPT_BOOL, offsetof(struct convert_config, notify), "false", NULL, 0, NULL,
+     "After pushing, tell the proxy (--proxy) about DST"},
     {"platform", SL_OPT_STRLIST, offsetof(struct convert_config, platforms), "all", NULL, 0,
      "P,...", "Platforms of an index to convert (os/arch[/variant]), or `all`"},
     {"insecure-source", SL_OPT_BOOL, offsetof(struct convert_config, insecure_source), "false",
@@ -628,6 +633,11 @@ int sl_cmd_convert(int argc, char **argv)
         exit_code = sl_cli_fail(&err, r, "convert");
         goto out;
     }
+    if (cfg.notify && (!cfg.proxy.url || !*cfg.proxy.url)) {
+        sl_error_make(&err, EINVAL, "--notify needs --proxy URL (or STARLIGHT_PROXY)");
+        exit_code = sl_cli_fail(&err, -EINVAL, "convert");
+        goto out;
+    }
     if (c.dref.digest) {
         sl_error_make(&err, EINVAL, "destination `%s` must name a tag, not a digest",
                       argv[argi + 1]);
@@ -655,10 +665,15 @@ int sl_cmd_convert(int argc, char **argv)
     c.progress = sl_progress_new(cfg.progress && isatty(STDERR_FILENO), "convert");
     r = convert_run(&c, &err);
     sl_progress_free(c.progress);
-    if (r < 0)
+    if (r < 0) {
         exit_code = sl_cli_fail(&err, r, "convert failed, nothing was tagged");
-    else
+    } else if (cfg.notify) {
+        _cleanup_free_ char *dst = sl_image_ref_str(&c.dref);
+        r = sl_cli_notify(&cfg.proxy, dst, cfg.insecure_destination, &err);
+        exit_code = r < 0 ? sl_cli_fail(&err, r, "converted, but notify failed") : 0;
+    } else {
         exit_code = 0;
+    }
 out:
     if (c.tmpdir) {
         rmdir(c.tmpdir);

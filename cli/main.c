@@ -9,6 +9,7 @@
 static const struct sl_verb verbs[] = {
     {"convert", "Convert an image to the Starlight format and push it", sl_cmd_convert},
     {"inspect", "Show the layers and TOCs of a Starlight image in a registry", sl_cmd_inspect},
+    {"notify", "Tell a starlight-proxy about a converted image", sl_cmd_notify},
     {NULL, NULL, NULL},
 };
 

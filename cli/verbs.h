@@ -11,5 +11,6 @@ struct sl_verb {
 
 int sl_cmd_convert(int argc, char **argv);
 int sl_cmd_inspect(int argc, char **argv);
+int sl_cmd_notify(int argc, char **argv);
 
 #endif
