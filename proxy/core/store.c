@@ -227,6 +227,13 @@ fail:
     return sl_error_wrap(err, r, "schema migration");
 }
 
+/* Server notices ("relation already exists, skipping") go to the debug log, not stderr. */
+static void notice(void *ud, const char *msg)
+{
+    (void)ud;
+    log_debug("database: %s", msg);
+}
+
 static void release(struct sl_store *s, int slot)
 {
     PGconn *c = s->slots[slot].conn;
@@ -279,6 +286,7 @@ static int acquire(struct sl_store *s, PGconn **ret, int *ret_slot, sl_error_t *
             release(s, slot);
             return sl_error_make(err, EAGAIN, "database unreachable: %s", msg);
         }
+        PQsetNoticeProcessor(c, notice, NULL);
     }
     if (!migrated) {
         int r = migrate(s, c, err);
