@@ -164,9 +164,9 @@ if [ "${SL_E2E_EXPLAIN:-0}" = 1 ]; then
 SELECT count(*) AS files FROM files;
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT f.layer_id, f.idx, f.path, f.size, f.digest, f.chunks, r.rank_sum / r.n
   FROM files f LEFT JOIN ranks r ON r.layer_id = f.layer_id AND r.path = f.path
-  WHERE f.layer_id = ANY((SELECT array_agg(id) FROM layers)) AND f.type = 'reg' ORDER BY f.layer_id, f.idx;
+  WHERE f.layer_id = ANY(ARRAY(SELECT id FROM layers)) AND f.type = 'reg' ORDER BY f.layer_id, f.idx;
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT DISTINCT digest COLLATE "C" FROM files
-  WHERE layer_id = ANY((SELECT array_agg(id) FROM layers WHERE id < 4)) AND digest IS NOT NULL ORDER BY 1;
+  WHERE layer_id = ANY(ARRAY(SELECT id FROM layers WHERE id < 4)) AND digest IS NOT NULL ORDER BY 1;
 EXPLAIN (ANALYZE, COSTS OFF) SELECT image_id FROM tags WHERE repository = 'x' AND tag = 'y' AND platform = 'z';
 SQL
     cat "$W/explain.txt" >&2
