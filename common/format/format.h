@@ -14,6 +14,12 @@
  * (-EBADMSG for corrupt compression) and an error naming the entry. Write errors return the
  * write(2) errno.
  *
+ * One conversion compresses on several threads (`threads`): the calling thread decodes the
+ * input and encodes the tar, workers compress the members, one more thread writes them in
+ * order. The output does not depend on the thread count (each member is compressed on its
+ * own). Memory is bounded: about (threads + 3) x 2 x max(chunk_size, 256 KiB), plus the TOC.
+ * All threads are joined before sl_format_convert returns, on success and on failure.
+ *
  * Thread-safety: no global state; conversions may run in parallel in different threads. */
 #ifndef SL_FORMAT_FORMAT_H
 #define SL_FORMAT_FORMAT_H
@@ -38,6 +44,8 @@ struct sl_format_options {
     int level;                      /* 1..12 (libdeflate); 0 selects SL_FORMAT_DEFAULT_LEVEL */
     sl_format_progress_fn progress; /* may be NULL */
     void *progress_ud;
+    int threads; /* compression threads, 0..64: 0 = online CPUs capped at 4; 1 = compress on the
+                  * calling thread only (no threads started) */
 };
 
 struct sl_format_result {

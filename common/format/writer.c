@@ -18,14 +18,15 @@
 #include <zlib.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define IN_BUF    (256u << 10)
-#define OUT_BUF   (1u << 20)
 #define TAR_BLOCK 512
 
 enum in_mode { IN_RAW, IN_GZIP };
@@ -53,28 +54,94 @@ struct chunkrec {
     char digest[SL_DIGEST_STR_LEN];
 };
 
+/* ---------------------------------------------------------------- pipeline
+ *
+ * The output is a sequence of gzip members, each compressed independently, so members can be
+ * compressed in any order and on any thread as long as they are written, hashed and recorded
+ * in the TOC in stream order. The reading thread (the caller of sl_format_convert) decodes the
+ * input, encodes the tar and packs the members' uncompressed bytes back to back into a
+ * *batch* (about one chunk's worth: one big chunk, or many small files and headers). Full
+ * batches go to the workers, which compress every member of a batch into its own gzip member
+ * (and hash each data chunk for chunkDigest); one writer thread takes the batches back in
+ * submission order and does the sequential part: diffID and blob digest, member offsets, the
+ * per-file digest of multi-chunk files, the TOC text, write(2).
+ *
+ * Batches come from a fixed pool (workers + PIPE_SLACK) and are allocated lazily, so memory
+ * is bounded by the pool size times about twice the batch size, and the reader blocks when
+ * all of them are in flight (backpressure from a slow out_fd reaches the input too). The
+ * first error of any thread sets `failed`, which wakes and stops everybody; the reader then
+ * joins the threads before anything is freed. With one thread (threads = 1) nothing is
+ * started: a batch is compressed and retired in place when it is submitted, through the same
+ * functions, which is why both paths produce the same bytes. */
+
+#define BATCH_MIN           (256u << 10) /* a batch holds at least this much when members are small */
+#define PIPE_SLACK          3 /* pool = workers + PIPE_SLACK (reader, writer, one queued) */
+#define MAX_THREADS         64
+#define DEFAULT_MAX_THREADS 4
+
+enum item_kind { ITEM_HEADER, ITEM_CHUNK, ITEM_TOC };
+
+/* One step of the output stream, in stream order inside its batch. */
+struct item {
+    enum item_kind kind;
+    bool multi;         /* CHUNK: the file has several chunks (its digest is its own sha256) */
+    bool chunked;       /* TOC: a non-empty regular file: digest and chunk fields come from the
+                         * writer */
+    size_t off, len;    /* HEADER, CHUNK: bytes in batch.data; TOC: entry text in batch.text */
+    size_t name_off;    /* TOC: the entry's name (NUL-terminated) in batch.text */
+    size_t coff, clen;  /* HEADER, CHUNK: the compressed member in batch.cdata (workers) */
+    uint64_t chunk_off; /* CHUNK: offset in the file */
+    char digest[SL_DIGEST_STR_LEN]; /* CHUNK: chunkDigest (workers) */
+};
+
+struct batch {
+    uint8_t *data; /* uncompressed members back to back */
+    size_t len, cap;
+    uint8_t *cdata; /* compressed members back to back */
+    size_t clen, ccap;
+    struct item *items;
+    size_t n_items, cap_items;
+    struct sl_buf text; /* TOC entry text rendered by the reader */
+    bool done;          /* compressed (under pipe.lock) */
+};
+
+struct worker;
+
+struct pipeline {
+    size_t n_workers; /* 0: inline (threads = 1) */
+    pthread_mutex_t lock;
+    pthread_cond_t work_cv, done_cv, free_cv;
+    bool sync_init;
+    struct batch *pool;
+    size_t n_pool;
+    struct batch **free_list; /* stack: recently used batches first, so untouched ones stay
+                               * unallocated */
+    size_t n_free;
+    struct batch **ring; /* in-flight batches, seq % n_pool */
+    uint64_t submitted, claimed, retired;
+    bool eof, failed;
+    int err_code; /* 0 when failed only because the reader cancelled */
+    char err_msg[256];
+    struct worker *workers; /* n_workers, each with its own compressor */
+    pthread_t *tids;
+    size_t n_tids; /* started threads: workers, then the writer last */
+    bool running;
+};
+
 struct writer {
     int out_fd;
     uint64_t chunk_size;
-    struct libdeflate_compressor *comp;
+    size_t batch_size;
+    struct libdeflate_compressor *comp; /* reader thread: inline batches */
     struct input in;
+    struct pipeline pipe;
+    struct batch *cur; /* the batch the reader fills (owned by the reader) */
 
+    /* reader thread */
     struct sl_buf member; /* uncompressed bytes of the current header member */
-    uint8_t *cbuf;        /* compression output */
-    size_t cbuf_cap;
-    uint8_t *chunk; /* one chunk of file data */
-    uint8_t *obuf;  /* output buffer */
-    size_t olen;
-    uint64_t blob_off; /* bytes emitted so far */
     uint64_t tar_size;
-    struct sl_sha256 blob_sha, diff_sha;
-
-    struct sl_buf toc;
     bool toc_first;
     uint64_t toc_entries;
-    struct chunkrec *chunks;
-    size_t n_chunks, cap_chunks;
-
     struct sl_strmap names; /* normalised name -> (void *)1 non-dir, (void *)2 dir */
     struct sl_arena arena;
     struct {
@@ -82,8 +149,14 @@ struct writer {
         char *name;
     } unames[32], gnames[32];
     size_t n_unames, n_gnames;
-
     struct sl_format_result res;
+
+    /* writer side (the writer thread while the pipeline runs, the reader after it stopped) */
+    uint64_t blob_off; /* bytes emitted so far */
+    struct sl_sha256 blob_sha, diff_sha, file_sha;
+    struct sl_buf toc;
+    struct chunkrec *chunks; /* chunks of the current file */
+    size_t n_chunks, cap_chunks;
 };
 
 /* ---------------------------------------------------------------- input */
@@ -222,74 +295,12 @@ static int in_drain(struct input *in)
     return 0;
 }
 
-/* ---------------------------------------------------------------- output */
+/* ---------------------------------------------------------------- tar stream (reader) */
 
-static int out_write_all(struct writer *w, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t r = write(w->out_fd, p, n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return -errno;
-        p += r;
-        n -= (size_t)r;
-    }
-    return 0;
-}
-
-static int out_flush(struct writer *w)
-{
-    int r = out_write_all(w, w->obuf, w->olen);
-    w->olen = 0;
-    return r;
-}
-
-static int emit(struct writer *w, const uint8_t *p, size_t n)
-{
-    sl_sha256_update(&w->blob_sha, p, n);
-    w->blob_off += n;
-    if (w->olen + n > OUT_BUF) {
-        int r = out_flush(w);
-        if (r < 0)
-            return r;
-        if (n >= OUT_BUF / 2)
-            return out_write_all(w, p, n);
-    }
-    memcpy(w->obuf + w->olen, p, n);
-    w->olen += n;
-    return 0;
-}
-
-/* Compresses `n` bytes as one gzip member and emits it. Returns the member length. */
-static int64_t emit_member(struct writer *w, const void *p, size_t n)
-{
-    size_t bound = libdeflate_gzip_compress_bound(w->comp, n);
-    if (bound > w->cbuf_cap) {
-        free(w->cbuf);
-        w->cbuf = sl_xmalloc(bound);
-        w->cbuf_cap = bound;
-    }
-    size_t c = libdeflate_gzip_compress(w->comp, p, n, w->cbuf, w->cbuf_cap);
-    if (c == 0)
-        return -EIO; /* cannot happen with a bound-sized buffer */
-    int r = emit(w, w->cbuf, c);
-    return r < 0 ? r : (int64_t)c;
-}
-
-static int close_member(struct writer *w)
-{
-    if (w->member.len == 0)
-        return 0;
-    int64_t r = emit_member(w, w->member.data, w->member.len);
-    sl_buf_reset(&w->member);
-    return r < 0 ? (int)r : 0;
-}
-
-/* Appends tar bytes to the current member (and the diffID). */
+/* Appends tar bytes to the current header member. The diffID is hashed by the writer side,
+ * in stream order. */
 static void tar_append(struct writer *w, const void *p, size_t n)
 {
-    sl_sha256_update(&w->diff_sha, p, n);
     w->tar_size += n;
     if (sl_buf_append(&w->member, p, n) < 0)
         abort(); /* uncapped buffer */
@@ -481,40 +492,34 @@ static void tar_header(struct writer *w, const struct hdr *h)
 
 /* ---------------------------------------------------------------- TOC JSON */
 
-static void toc_begin_entry(struct writer *w)
+static void toc_str(struct sl_buf *t, const char *key, const char *val)
 {
-    sl_buf_puts(&w->toc, w->toc_first ? "\n{" : ",\n{");
-    w->toc_first = false;
+    sl_buf_printf(t, ",\"%s\":", key);
+    sl_buf_json_string(t, val);
 }
 
-static void toc_str(struct writer *w, const char *key, const char *val)
-{
-    sl_buf_printf(&w->toc, ",\"%s\":", key);
-    sl_buf_json_string(&w->toc, val);
-}
-
-static void toc_int(struct writer *w, const char *key, uint64_t v)
+static void toc_int(struct sl_buf *t, const char *key, uint64_t v)
 {
     if (v)
-        sl_buf_printf(&w->toc, ",\"%s\":%" PRIu64, key, v);
+        sl_buf_printf(t, ",\"%s\":%" PRIu64, key, v);
 }
 
-static void toc_chunk_fields(struct writer *w, const struct chunkrec *c)
+static void toc_chunk_fields(struct sl_buf *t, const struct chunkrec *c)
 {
-    toc_int(w, "offset", c->offset);
-    toc_int(w, "chunkOffset", c->coff);
-    toc_int(w, "chunkSize", c->size);
-    toc_str(w, "chunkDigest", c->digest);
-    toc_int(w, "compressedSize", c->csize);
+    toc_int(t, "offset", c->offset);
+    toc_int(t, "chunkOffset", c->coff);
+    toc_int(t, "chunkSize", c->size);
+    toc_str(t, "chunkDigest", c->digest);
+    toc_int(t, "compressedSize", c->csize);
 }
 
-static void toc_base64(struct writer *w, const uint8_t *p, size_t n)
+static void toc_base64(struct sl_buf *t, const uint8_t *p, size_t n)
 {
     size_t len = 0;
     _cleanup_free_ char *enc = sl_base64_encode(p, n, &len);
-    sl_buf_append(&w->toc, "\"", 1);
-    sl_buf_append(&w->toc, enc, len);
-    sl_buf_append(&w->toc, "\"", 1);
+    sl_buf_append(t, "\"", 1);
+    sl_buf_append(t, enc, len);
+    sl_buf_append(t, "\"", 1);
 }
 
 /* userName/groupName are written when they differ from the last one written for that id (as
@@ -569,66 +574,476 @@ static const char *type_name(char t)
     }
 }
 
-static int toc_entry(struct writer *w, const struct hdr *h, const char *digest, sl_error_t *err)
+/* Writer side: appends an entry rendered by the reader, completing a non-empty regular file
+ * with its digest and chunks, now that their offsets and compressed sizes are known. */
+static int toc_finish_entry(struct writer *w, const struct batch *b, const struct item *it,
+                            char *msg, size_t msglen)
 {
-    toc_begin_entry(w);
-    sl_buf_puts(&w->toc, "\"name\":");
-    sl_buf_json_string(&w->toc, h->name);
-    toc_str(w, "type", type_name(h->type));
-    toc_int(w, "size", h->size);
-    if (h->mtime != 0) {
-        char ts[32];
-        if (toc_mtime(ts, h->mtime) < 0)
-            return sl_error_make(err, EINVAL,
-                                 "entry `%s`: modification time %" PRId64 " out of range", h->name,
-                                 h->mtime);
-        toc_str(w, "modtime", ts);
-    }
-    if (h->linkname)
-        toc_str(w, "linkName", h->linkname);
-    toc_int(w, "mode", h->mode);
-    toc_int(w, "uid", (uint64_t)h->uid);
-    toc_int(w, "gid", (uint64_t)h->gid);
-    if (h->uname && h->uname[0] && name_changed(w, true, h->uid, h->uname))
-        toc_str(w, "userName", h->uname);
-    if (h->gname && h->gname[0] && name_changed(w, false, h->gid, h->gname))
-        toc_str(w, "groupName", h->gname);
-    if (h->type == '3' || h->type == '4') {
-        toc_int(w, "devMajor", h->devmajor);
-        toc_int(w, "devMinor", h->devminor);
-    }
-    if (h->n_xattrs) {
-        sl_buf_puts(&w->toc, ",\"xattrs\":{");
-        for (size_t i = 0; i < h->n_xattrs; i++) {
-            if (i)
-                sl_buf_append(&w->toc, ",", 1);
-            sl_buf_json_string(&w->toc, h->xattrs[i].name);
-            sl_buf_append(&w->toc, ":", 1);
-            toc_base64(w, h->xattrs[i].value, h->xattrs[i].len);
+    const char *name = b->text.data + it->name_off;
+    sl_buf_append(&w->toc, b->text.data + it->off, it->len);
+    if (it->chunked) {
+        if (w->n_chunks == 0) {
+            snprintf(msg, msglen, "entry `%s`: internal error: no chunks", name);
+            return -EIO;
         }
-        sl_buf_append(&w->toc, "}", 1);
-    }
-    if (digest)
-        toc_str(w, "digest", digest);
-    if (h->type == '0' && w->n_chunks > 0) {
-        toc_chunk_fields(w, &w->chunks[0]);
+        char digest[SL_DIGEST_STR_LEN];
+        if (w->n_chunks > 1)
+            sl_sha256_final(&w->file_sha, digest);
+        else
+            memcpy(digest, w->chunks[0].digest, SL_DIGEST_STR_LEN);
+        toc_str(&w->toc, "digest", digest);
+        toc_chunk_fields(&w->toc, &w->chunks[0]);
         sl_buf_append(&w->toc, "}", 1);
         for (size_t i = 1; i < w->n_chunks; i++) {
-            toc_begin_entry(w);
-            sl_buf_puts(&w->toc, "\"name\":");
-            sl_buf_json_string(&w->toc, h->name);
-            toc_str(w, "type", "chunk");
-            toc_chunk_fields(w, &w->chunks[i]);
+            sl_buf_puts(&w->toc, ",\n{\"name\":");
+            sl_buf_json_string(&w->toc, name);
+            toc_str(&w->toc, "type", "chunk");
+            toc_chunk_fields(&w->toc, &w->chunks[i]);
             sl_buf_append(&w->toc, "}", 1);
         }
-    } else {
-        sl_buf_append(&w->toc, "}", 1);
+        w->n_chunks = 0;
     }
-    w->toc_entries += w->n_chunks > 1 ? w->n_chunks : 1;
     /* never write a blob the reader would refuse */
-    if (w->toc.len > SL_TOC_MAX_JSON || w->toc_entries > SL_TOC_MAX_ENTRIES)
+    if (w->toc.len > SL_TOC_MAX_JSON) {
+        snprintf(msg, msglen, "entry `%s`: the TOC exceeds %u bytes or %u entries", name,
+                 SL_TOC_MAX_JSON, SL_TOC_MAX_ENTRIES);
+        return -EFBIG;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- pipeline: batches */
+
+static void batch_reset(struct batch *b)
+{
+    b->len = b->clen = b->n_items = 0;
+    sl_buf_reset(&b->text);
+    b->done = false;
+}
+
+static void batch_free(struct batch *b)
+{
+    free(b->data);
+    free(b->cdata);
+    free(b->items);
+    sl_buf_free(&b->text);
+}
+
+static struct item *batch_add(struct batch *b, enum item_kind kind)
+{
+    if (b->n_items == b->cap_items) {
+        b->cap_items = b->cap_items ? b->cap_items * 2 : 64;
+        b->items = sl_xrealloc(b->items, b->cap_items * sizeof(*b->items));
+    }
+    struct item *it = &b->items[b->n_items++];
+    *it = (struct item){.kind = kind};
+    return it;
+}
+
+/* Compresses every member of the batch into its own gzip member and hashes the data chunks.
+ * Touches nothing but the batch: runs on any worker (or the reader when inline). */
+static int batch_compress(struct batch *b, struct libdeflate_compressor *c)
+{
+    size_t need = 0;
+    for (size_t i = 0; i < b->n_items; i++)
+        if (b->items[i].kind != ITEM_TOC)
+            need += libdeflate_gzip_compress_bound(c, b->items[i].len);
+    if (need > b->ccap) {
+        free(b->cdata);
+        b->cdata = sl_xmalloc(need);
+        b->ccap = need;
+    }
+    size_t pos = 0;
+    for (size_t i = 0; i < b->n_items; i++) {
+        struct item *it = &b->items[i];
+        if (it->kind == ITEM_TOC)
+            continue;
+        size_t n =
+            libdeflate_gzip_compress(c, b->data + it->off, it->len, b->cdata + pos, need - pos);
+        if (n == 0)
+            return -EIO; /* cannot happen with bound-sized room */
+        it->coff = pos;
+        it->clen = n;
+        pos += n;
+        if (it->kind == ITEM_CHUNK)
+            sl_sha256_str(b->data + it->off, it->len, it->digest);
+    }
+    b->clen = pos;
+    return 0;
+}
+
+static int out_write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t r = write(fd, p, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -errno;
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+/* The sequential part, in stream order: diffID, chunk offsets, file digests, TOC text, blob
+ * digest, write(2). Runs on the writer thread (or the reader when inline). Returns 0 or
+ * -errno with a message in msg. */
+static int batch_retire(struct writer *w, struct batch *b, char *msg, size_t msglen)
+{
+    sl_sha256_update(&w->diff_sha, b->data, b->len);
+    for (size_t i = 0; i < b->n_items; i++) {
+        const struct item *it = &b->items[i];
+        if (it->kind == ITEM_CHUNK) {
+            if (w->n_chunks == w->cap_chunks) {
+                w->cap_chunks = w->cap_chunks ? w->cap_chunks * 2 : 16;
+                w->chunks = sl_xrealloc(w->chunks, w->cap_chunks * sizeof(*w->chunks));
+            }
+            struct chunkrec *c = &w->chunks[w->n_chunks++];
+            c->offset = w->blob_off + it->coff;
+            c->coff = it->chunk_off;
+            c->size = it->len;
+            c->csize = it->clen;
+            memcpy(c->digest, it->digest, SL_DIGEST_STR_LEN);
+            if (it->multi) {
+                if (it->chunk_off == 0)
+                    sl_sha256_init(&w->file_sha);
+                sl_sha256_update(&w->file_sha, b->data + it->off, it->len);
+            }
+        } else if (it->kind == ITEM_TOC) {
+            int r = toc_finish_entry(w, b, it, msg, msglen);
+            if (r < 0)
+                return r;
+        }
+    }
+    sl_sha256_update(&w->blob_sha, b->cdata, b->clen);
+    int r = out_write_all(w->out_fd, b->cdata, b->clen);
+    if (r < 0) {
+        snprintf(msg, msglen, "writing the blob: %s", strerror(-r));
+        return r;
+    }
+    w->blob_off += b->clen;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- pipeline: threads */
+
+struct worker {
+    struct pipeline *p;
+    struct libdeflate_compressor *comp;
+};
+
+/* Under p->lock. The first error wins; code 0 means the reader cancelled. Wakes everybody. */
+static void pipe_fail_locked(struct pipeline *p, int code, const char *msg)
+{
+    if (!p->failed) {
+        p->failed = true;
+        p->err_code = code;
+        snprintf(p->err_msg, sizeof(p->err_msg), "%s", msg ? msg : "");
+    }
+    pthread_cond_broadcast(&p->work_cv);
+    pthread_cond_broadcast(&p->done_cv);
+    pthread_cond_broadcast(&p->free_cv);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *wk = arg;
+    struct pipeline *p = wk->p;
+    pthread_mutex_lock(&p->lock);
+    while (!p->failed) {
+        if (p->claimed < p->submitted) {
+            struct batch *b = p->ring[p->claimed++ % p->n_pool];
+            pthread_mutex_unlock(&p->lock);
+            int r = batch_compress(b, wk->comp);
+            pthread_mutex_lock(&p->lock);
+            if (r < 0) {
+                pipe_fail_locked(p, -r, "libdeflate: compression failed");
+                break;
+            }
+            b->done = true;
+            pthread_cond_signal(&p->done_cv); /* only the writer waits there */
+            continue;
+        }
+        if (p->eof)
+            break;
+        pthread_cond_wait(&p->work_cv, &p->lock);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+static void *writer_main(void *arg)
+{
+    struct writer *w = arg;
+    struct pipeline *p = &w->pipe;
+    char msg[sizeof(p->err_msg)];
+    pthread_mutex_lock(&p->lock);
+    while (!p->failed) {
+        struct batch *b = p->ring[p->retired % p->n_pool];
+        if (p->retired < p->submitted && b->done) {
+            pthread_mutex_unlock(&p->lock);
+            int r = batch_retire(w, b, msg, sizeof(msg));
+            pthread_mutex_lock(&p->lock);
+            if (r < 0) {
+                pipe_fail_locked(p, -r, msg);
+                break;
+            }
+            p->retired++;
+            p->free_list[p->n_free++] = b;
+            pthread_cond_signal(&p->free_cv); /* only the reader waits there */
+            continue;
+        }
+        if (p->eof && p->retired == p->submitted)
+            break;
+        pthread_cond_wait(&p->done_cv, &p->lock);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* Sets up the batch pool and, with threads > 1, starts the workers and the writer. */
+static int pipe_start(struct writer *w, int threads, int level, sl_error_t *err)
+{
+    struct pipeline *p = &w->pipe;
+    p->n_workers = threads > 1 ? (size_t)threads : 0;
+    p->n_pool = p->n_workers ? p->n_workers + PIPE_SLACK : 1;
+    p->pool = sl_xcalloc(p->n_pool, sizeof(*p->pool));
+    p->free_list = sl_xcalloc(p->n_pool, sizeof(*p->free_list));
+    p->ring = sl_xcalloc(p->n_pool, sizeof(*p->ring));
+    for (size_t i = 0; i < p->n_pool; i++) {
+        sl_buf_init(&p->pool[i].text, SIZE_MAX);
+        p->free_list[p->n_free++] = &p->pool[p->n_pool - 1 - i];
+    }
+    if (!p->n_workers)
+        return 0;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->work_cv, NULL);
+    pthread_cond_init(&p->done_cv, NULL);
+    pthread_cond_init(&p->free_cv, NULL);
+    p->sync_init = true;
+    p->workers = sl_xcalloc(p->n_workers, sizeof(*p->workers));
+    for (size_t i = 0; i < p->n_workers; i++) {
+        p->workers[i].p = p;
+        p->workers[i].comp = libdeflate_alloc_compressor(level);
+        if (!p->workers[i].comp)
+            return sl_error_make(err, ENOMEM, "libdeflate: cannot allocate a compressor");
+    }
+    p->tids = sl_xcalloc(p->n_workers + 1, sizeof(*p->tids));
+    p->running = true;
+    for (size_t i = 0; i <= p->n_workers; i++) {
+        int r = i < p->n_workers ? pthread_create(&p->tids[i], NULL, worker_main, &p->workers[i])
+                                 : pthread_create(&p->tids[i], NULL, writer_main, w);
+        if (r != 0)
+            return sl_error_make(err, r, "cannot start a compression thread: %s", strerror(r));
+        p->n_tids++;
+    }
+    return 0;
+}
+
+/* Stops the threads, after the last submitted batch is written (drain) or at once (cancel,
+ * on the reader's own error). Returns 0 or the pipeline's first error. Afterwards the reader
+ * owns the writer side again and batches are processed inline. */
+static int pipe_stop(struct writer *w, bool cancel, sl_error_t *err)
+{
+    struct pipeline *p = &w->pipe;
+    if (!p->running)
+        return 0;
+    pthread_mutex_lock(&p->lock);
+    if (cancel) {
+        pipe_fail_locked(p, 0, NULL);
+    } else {
+        p->eof = true;
+        pthread_cond_broadcast(&p->work_cv);
+        pthread_cond_broadcast(&p->done_cv);
+    }
+    pthread_mutex_unlock(&p->lock);
+    for (size_t i = 0; i < p->n_tids; i++)
+        pthread_join(p->tids[i], NULL);
+    p->running = false;
+    if (p->failed && p->err_code)
+        return sl_error_make(err, p->err_code, "%s", p->err_msg);
+    return 0;
+}
+
+static void pipe_free(struct pipeline *p)
+{
+    for (size_t i = 0; i < p->n_pool; i++)
+        batch_free(&p->pool[i]);
+    free(p->pool);
+    free(p->free_list);
+    free(p->ring);
+    for (size_t i = 0; p->workers && i < p->n_workers; i++)
+        if (p->workers[i].comp)
+            libdeflate_free_compressor(p->workers[i].comp);
+    free(p->workers);
+    free(p->tids);
+    if (p->sync_init) {
+        pthread_mutex_destroy(&p->lock);
+        pthread_cond_destroy(&p->work_cv);
+        pthread_cond_destroy(&p->done_cv);
+        pthread_cond_destroy(&p->free_cv);
+    }
+}
+
+/* Reader: hands the current batch over. Inline, it is compressed and written right here. */
+static int pipe_submit(struct writer *w, sl_error_t *err)
+{
+    struct pipeline *p = &w->pipe;
+    struct batch *b = TAKE_PTR(w->cur);
+    if (!b)
+        return 0;
+    if (!p->running) {
+        p->free_list[p->n_free++] = b;
+        int r = batch_compress(b, w->comp);
+        if (r < 0)
+            return sl_error_make(err, -r, "libdeflate: compression failed");
+        char msg[sizeof(p->err_msg)];
+        r = batch_retire(w, b, msg, sizeof(msg));
+        if (r < 0)
+            return sl_error_make(err, -r, "%s", msg);
+        return 0;
+    }
+    pthread_mutex_lock(&p->lock);
+    p->ring[p->submitted++ % p->n_pool] = b;
+    pthread_cond_signal(&p->work_cv);
+    pthread_mutex_unlock(&p->lock);
+    return 0;
+}
+
+/* Reader: takes a free batch as the current one, waiting while all are in flight. Fails with
+ * the pipeline's error once any thread has failed. */
+static int pipe_acquire(struct writer *w, sl_error_t *err)
+{
+    struct pipeline *p = &w->pipe;
+    struct batch *b;
+    if (p->running) {
+        pthread_mutex_lock(&p->lock);
+        while (!p->failed && p->n_free == 0)
+            pthread_cond_wait(&p->free_cv, &p->lock);
+        if (p->failed) {
+            int code = p->err_code ? p->err_code : ECANCELED;
+            int r = sl_error_make(err, code, "%s", p->err_msg);
+            pthread_mutex_unlock(&p->lock);
+            return r;
+        }
+        b = p->free_list[--p->n_free];
+        pthread_mutex_unlock(&p->lock);
+    } else {
+        b = p->free_list[--p->n_free];
+    }
+    batch_reset(b);
+    w->cur = b;
+    return 0;
+}
+
+/* Reader: room for n more member bytes in the current batch (submitting it first when it is
+ * full). A member never spans batches; one larger than a batch gets a batch of its own. */
+static int batch_room(struct writer *w, size_t n, struct batch **ret, sl_error_t *err)
+{
+    int r;
+    if (w->cur && w->cur->len > 0 && w->cur->len + n > w->batch_size &&
+        (r = pipe_submit(w, err)) < 0)
+        return r;
+    if (!w->cur && (r = pipe_acquire(w, err)) < 0)
+        return r;
+    struct batch *b = w->cur;
+    if (b->len + n > b->cap) {
+        size_t cap = SL_MAX(SL_MAX(b->cap * 2, (size_t)64 << 10), b->len + n);
+        cap = SL_MIN(cap, SL_MAX(w->batch_size, b->len + n));
+        b->data = sl_xrealloc(b->data, cap);
+        b->cap = cap;
+    }
+    *ret = b;
+    return 0;
+}
+
+/* Reader: moves the current header member into the stream. */
+static int close_member(struct writer *w, sl_error_t *err)
+{
+    if (w->member.len == 0)
+        return 0;
+    struct batch *b;
+    int r = batch_room(w, w->member.len, &b, err);
+    if (r < 0)
+        return r;
+    memcpy(b->data + b->len, w->member.data, w->member.len);
+    struct item *it = batch_add(b, ITEM_HEADER);
+    it->off = b->len;
+    it->len = w->member.len;
+    b->len += w->member.len;
+    sl_buf_reset(&w->member);
+    return 0;
+}
+
+/* Reader: renders the entry's TOC text as a TOC item of the stream. A non-empty regular file
+ * stops before its digest: the writer side adds the digest and the chunks. */
+static int toc_entry(struct writer *w, const struct hdr *h, uint64_t n_chunks, sl_error_t *err)
+{
+    char ts[32];
+    if (h->mtime != 0 && toc_mtime(ts, h->mtime) < 0)
+        return sl_error_make(err, EINVAL, "entry `%s`: modification time %" PRId64 " out of range",
+                             h->name, h->mtime);
+    /* never write a blob the reader would refuse (the JSON size is checked by the writer) */
+    w->toc_entries += n_chunks > 1 ? n_chunks : 1;
+    if (w->toc_entries > SL_TOC_MAX_ENTRIES)
         return sl_error_make(err, EFBIG, "entry `%s`: the TOC exceeds %u bytes or %u entries",
                              h->name, SL_TOC_MAX_JSON, SL_TOC_MAX_ENTRIES);
+    int r;
+    if (!w->cur && (r = pipe_acquire(w, err)) < 0)
+        return r;
+    struct batch *b = w->cur;
+    struct sl_buf *t = &b->text;
+    size_t start = t->len;
+    sl_buf_puts(t, w->toc_first ? "\n{\"name\":" : ",\n{\"name\":");
+    w->toc_first = false;
+    sl_buf_json_string(t, h->name);
+    toc_str(t, "type", type_name(h->type));
+    toc_int(t, "size", h->size);
+    if (h->mtime != 0)
+        toc_str(t, "modtime", ts);
+    if (h->linkname)
+        toc_str(t, "linkName", h->linkname);
+    toc_int(t, "mode", h->mode);
+    toc_int(t, "uid", (uint64_t)h->uid);
+    toc_int(t, "gid", (uint64_t)h->gid);
+    if (h->uname && h->uname[0] && name_changed(w, true, h->uid, h->uname))
+        toc_str(t, "userName", h->uname);
+    if (h->gname && h->gname[0] && name_changed(w, false, h->gid, h->gname))
+        toc_str(t, "groupName", h->gname);
+    if (h->type == '3' || h->type == '4') {
+        toc_int(t, "devMajor", h->devmajor);
+        toc_int(t, "devMinor", h->devminor);
+    }
+    if (h->n_xattrs) {
+        sl_buf_puts(t, ",\"xattrs\":{");
+        for (size_t i = 0; i < h->n_xattrs; i++) {
+            if (i)
+                sl_buf_append(t, ",", 1);
+            sl_buf_json_string(t, h->xattrs[i].name);
+            sl_buf_append(t, ":", 1);
+            toc_base64(t, h->xattrs[i].value, h->xattrs[i].len);
+        }
+        sl_buf_append(t, "}", 1);
+    }
+    bool chunked = h->type == '0' && h->size > 0;
+    if (h->type == '0' && !chunked) {
+        char empty[SL_DIGEST_STR_LEN];
+        sl_sha256_str("", 0, empty);
+        toc_str(t, "digest", empty);
+    }
+    if (!chunked)
+        sl_buf_append(t, "}", 1);
+    struct item *it = batch_add(b, ITEM_TOC);
+    it->off = start;
+    it->len = t->len - start;
+    it->chunked = chunked;
+    sl_buf_append(t, "", 1); /* NUL after the text */
+    it->name_off = t->len;
+    sl_buf_append(t, h->name, strlen(h->name) + 1);
+    /* a long run of entries without data must not grow one batch without bound */
+    if (t->len > w->batch_size)
+        return pipe_submit(w, err);
     return 0;
 }
 
@@ -650,64 +1065,47 @@ static const char *entry_str(const char *utf8, const char *mbs)
     return utf8 ? utf8 : mbs;
 }
 
-/* Reads the file data chunk by chunk: each chunk becomes one gzip member. */
+/* Reads the file data chunk by chunk, straight into the batch: each chunk becomes one gzip
+ * member. */
 static int copy_data(struct writer *w, struct archive *a, const char *name, uint64_t size,
-                     char digest[SL_DIGEST_STR_LEN], sl_error_t *err)
+                     sl_error_t *err)
 {
-    int r = close_member(w);
+    int r = close_member(w, err);
     if (r < 0)
-        return sl_error_make(err, -r, "writing the blob: %s", strerror(-r));
-    struct sl_sha256 file_sha = {0};
+        return r;
     bool multi = size > w->chunk_size;
-    if (multi)
-        sl_sha256_init(&file_sha);
-    w->n_chunks = 0;
     for (uint64_t done = 0; done < size;) {
         size_t want = (size_t)SL_MIN(w->chunk_size, size - done);
+        struct batch *b;
+        r = batch_room(w, want, &b, err);
+        if (r < 0)
+            return r;
+        uint8_t *dst = b->data + b->len;
         size_t got = 0;
         while (got < want) {
-            la_ssize_t n = archive_read_data(a, w->chunk + got, want - got);
+            la_ssize_t n = archive_read_data(a, dst + got, want - got);
             if (n < 0) {
-                sl_sha256_done(&file_sha);
                 int code = w->in.err_code ? w->in.err_code : EINVAL;
                 return sl_error_make(err, code, "entry `%s`: reading data: %s", name,
                                      archive_error_string(a) ? archive_error_string(a)
                                                              : "read error");
             }
-            if (n == 0) {
-                sl_sha256_done(&file_sha);
+            if (n == 0)
                 return sl_error_make(
                     err, EINVAL, "entry `%s`: data truncated at %" PRIu64 " of %" PRIu64 " bytes",
                     name, done + got, size);
-            }
             got += (size_t)n;
         }
-        if (w->n_chunks == w->cap_chunks) {
-            w->cap_chunks = w->cap_chunks ? w->cap_chunks * 2 : 16;
-            w->chunks = sl_xrealloc(w->chunks, w->cap_chunks * sizeof(*w->chunks));
-        }
-        struct chunkrec *c = &w->chunks[w->n_chunks++];
-        c->offset = w->blob_off;
-        c->coff = done;
-        c->size = want;
-        sl_sha256_update(&w->diff_sha, w->chunk, want);
+        struct item *it = batch_add(b, ITEM_CHUNK);
+        it->off = b->len;
+        it->len = want;
+        it->chunk_off = done;
+        it->multi = multi;
+        b->len += want;
         w->tar_size += want;
-        if (multi)
-            sl_sha256_update(&file_sha, w->chunk, want);
-        sl_sha256_str(w->chunk, want, c->digest);
-        int64_t cs = emit_member(w, w->chunk, want);
-        if (cs < 0) {
-            sl_sha256_done(&file_sha);
-            return sl_error_make(err, (int)-cs, "writing the blob: %s", strerror((int)-cs));
-        }
-        c->csize = (uint64_t)cs;
+        w->res.chunks++;
         done += want;
     }
-    if (multi)
-        sl_sha256_final(&file_sha, digest);
-    else
-        memcpy(digest, w->chunks[0].digest, SL_DIGEST_STR_LEN);
-    w->res.chunks += w->n_chunks;
     tar_pad(w, size);
     return 0;
 }
@@ -850,21 +1248,19 @@ static int convert_entry(struct writer *w, struct archive *a, struct archive_ent
     }
 
     tar_header(w, &h);
-    char digest[SL_DIGEST_STR_LEN];
-    w->n_chunks = 0;
+    uint64_t n_chunks = 0;
     if (h.type == '0') {
         w->res.regular_files++;
         if (h.size > 0) {
-            r = copy_data(w, a, name, h.size, digest, err);
+            r = copy_data(w, a, name, h.size, err);
             if (r < 0)
                 return r;
-        } else {
-            sl_sha256_str("", 0, digest);
+            n_chunks = (h.size + w->chunk_size - 1) / w->chunk_size;
         }
     } else {
         archive_read_data_skip(a);
     }
-    r = toc_entry(w, &h, h.type == '0' ? digest : NULL, err);
+    r = toc_entry(w, &h, n_chunks, err);
     if (r < 0)
         return r;
     /* Remember the name for hardlink checks. Later duplicates overwrite (tar semantics). */
@@ -878,9 +1274,17 @@ static int convert_entry(struct writer *w, struct archive *a, struct archive_ent
 
 static int finish(struct writer *w, sl_error_t *err)
 {
-    int r = close_member(w);
+    int r = close_member(w, err);
     if (r < 0)
-        return sl_error_make(err, -r, "writing the blob: %s", strerror(-r));
+        return r;
+    r = pipe_submit(w, err);
+    if (r < 0)
+        return r;
+    /* Wait for the threads to write everything: the TOC member's offset is the blob size so
+     * far. From here on the reader owns the writer side and the rest is done inline. */
+    r = pipe_stop(w, false, err);
+    if (r < 0)
+        return r;
     sl_buf_puts(&w->toc, "\n]}\n");
     if (w->toc.len > SL_TOC_MAX_JSON)
         return sl_error_make(err, EFBIG, "the TOC is %zu bytes (limit %u)", w->toc.len,
@@ -895,16 +1299,18 @@ static int finish(struct writer *w, sl_error_t *err)
     tar_pad(w, w->toc.len);
     static const uint8_t eof[2 * TAR_BLOCK];
     tar_append(w, eof, sizeof(eof));
-    r = close_member(w);
+    r = close_member(w, err);
+    if (r >= 0)
+        r = pipe_submit(w, err);
     if (r < 0)
-        return sl_error_make(err, -r, "writing the blob: %s", strerror(-r));
+        return r;
     uint8_t footer[SL_TOC_FOOTER_SIZE];
     sl_toc_make_footer(w->res.toc_offset, footer);
-    r = emit(w, footer, sizeof(footer));
-    if (r >= 0)
-        r = out_flush(w);
+    sl_sha256_update(&w->blob_sha, footer, sizeof(footer));
+    r = out_write_all(w->out_fd, footer, sizeof(footer));
     if (r < 0)
         return sl_error_make(err, -r, "writing the blob: %s", strerror(-r));
+    w->blob_off += sizeof(footer);
     sl_sha256_final(&w->blob_sha, w->res.blob_digest);
     sl_sha256_final(&w->diff_sha, w->res.diff_id);
     w->res.blob_size = w->blob_off;
@@ -914,6 +1320,9 @@ static int finish(struct writer *w, sl_error_t *err)
 
 static void writer_free(struct writer *w)
 {
+    /* threads first: they use everything below */
+    pipe_stop(w, true, NULL);
+    pipe_free(&w->pipe);
     if (w->comp)
         libdeflate_free_compressor(w->comp);
     if (w->in.zs_init)
@@ -922,14 +1331,12 @@ static void writer_free(struct writer *w)
     free(w->in.outbuf);
     sl_buf_free(&w->member);
     sl_buf_free(&w->toc);
-    free(w->cbuf);
-    free(w->chunk);
-    free(w->obuf);
     free(w->chunks);
     sl_strmap_free(&w->names);
     sl_arena_free(&w->arena);
     sl_sha256_done(&w->blob_sha);
     sl_sha256_done(&w->diff_sha);
+    sl_sha256_done(&w->file_sha);
     free(w);
 }
 SL_DEFINE_CLEANUP(struct writer, writer_free)
@@ -1013,6 +1420,13 @@ int sl_format_convert(int in_fd, int out_fd, const struct sl_format_options *opt
                              SL_FORMAT_MIN_CHUNK_SIZE, SL_FORMAT_MAX_CHUNK_SIZE);
     if (o.level < 1 || o.level > 12)
         return sl_error_make(err, EINVAL, "compression level %d outside [1, 12]", o.level);
+    if (o.threads < 0 || o.threads > MAX_THREADS)
+        return sl_error_make(err, EINVAL, "thread count %d outside [0, %d]", o.threads,
+                             MAX_THREADS);
+    if (o.threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        o.threads = (int)SL_MAX(1, SL_MIN(n, DEFAULT_MAX_THREADS));
+    }
 
     _cleanup_(writer_freep) struct writer *w = sl_xcalloc(1, sizeof(*w));
     w->out_fd = out_fd;
@@ -1025,8 +1439,7 @@ int sl_format_convert(int in_fd, int out_fd, const struct sl_format_options *opt
     w->in.progress_ud = o.progress_ud;
     w->in.inbuf = sl_xmalloc(IN_BUF);
     w->in.outbuf = sl_xmalloc(IN_BUF);
-    w->chunk = sl_xmalloc(o.chunk_size);
-    w->obuf = sl_xmalloc(OUT_BUF);
+    w->batch_size = (size_t)SL_MAX(o.chunk_size, (uint64_t)BATCH_MIN);
     sl_buf_init(&w->member, SIZE_MAX);
     sl_buf_init(&w->toc, SIZE_MAX);
     sl_buf_puts(&w->toc, "{\"version\":1,\"entries\":[");
@@ -1034,7 +1447,10 @@ int sl_format_convert(int in_fd, int out_fd, const struct sl_format_options *opt
     sl_sha256_init(&w->blob_sha);
     sl_sha256_init(&w->diff_sha);
 
-    int r = convert(w, err);
+    int r = pipe_start(w, o.threads, o.level, err);
+    if (r < 0)
+        return r;
+    r = convert(w, err);
     if (r < 0)
         return r;
     w->res.input_size = w->in.consumed;

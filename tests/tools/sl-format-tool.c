@@ -1,6 +1,6 @@
 /* sl-format-tool — drives common/format from scripts and end-to-end tests.
  *
- *   sl-format-tool convert [--chunk-size N] [--level L] IN OUT   result as JSON on stdout
+ *   sl-format-tool convert [--chunk-size N] [--level L] [--threads N] IN OUT   result as JSON
  *   sl-format-tool toc [--entries] [--toc-digest D] BLOB          TOC summary as JSON
  *   sl-format-tool verify BLOB        every chunk against chunkDigest, every file against digest
  *
@@ -21,9 +21,10 @@
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: sl-format-tool convert [--chunk-size N] [--level L] IN OUT\n"
-                    "       sl-format-tool toc [--entries] [--toc-digest D] BLOB\n"
-                    "       sl-format-tool verify BLOB\n");
+    fprintf(stderr,
+            "usage: sl-format-tool convert [--chunk-size N] [--level L] [--threads N] IN OUT\n"
+            "       sl-format-tool toc [--entries] [--toc-digest D] BLOB\n"
+            "       sl-format-tool verify BLOB\n");
     return 2;
 }
 
@@ -50,6 +51,8 @@ static int cmd_convert(int argc, char **argv)
             o.chunk_size = strtoull(argv[++i], NULL, 0);
         else if (strcmp(argv[i], "--level") == 0 && i + 1 < argc)
             o.level = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
+            o.threads = atoi(argv[++i]);
         else
             return usage();
     }
