@@ -10,6 +10,11 @@
 #include "plan.h"
 #include "trace.h"
 
+#if __has_include("blobcache.h")
+#include "blobcache.h"
+#define SL_HAVE_BLOBCACHE 1
+#endif
+
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +53,15 @@ int sl_core_new(const struct sl_core_config *cfg, struct sl_core **ret, sl_error
     pthread_mutex_init(&core->reg_mu, NULL);
     int r = sl_store_new(cfg->postgres, cfg->db_connections > 0 ? cfg->db_connections : 1,
                          &core->store, err);
+#ifdef SL_HAVE_BLOBCACHE
+    if (r >= 0 && cfg->cache_dir && cfg->cache_max_bytes > 0) {
+        struct sl_blobcache *cache = NULL;
+        r = sl_blobcache_new(cfg->cache_dir, cfg->cache_max_bytes, &cache, err);
+        if (r < 0)
+            r = sl_error_wrap(err, r, "proxy core: blob cache in %s", cfg->cache_dir);
+        core->cache = cache;
+    }
+#endif
     if (r < 0) {
         sl_core_free(core);
         return r;
@@ -60,6 +74,9 @@ void sl_core_free(struct sl_core *core)
 {
     if (!core)
         return;
+#ifdef SL_HAVE_BLOBCACHE
+    sl_blobcache_free(core->cache);
+#endif
     sl_store_free(core->store);
     for (size_t i = 0; i < core->n_regs; i++) {
         free(core->regs[i].host);
@@ -156,13 +173,18 @@ static int count_sink_write(void *ud, const void *data, size_t len)
     return c->sink(c->ud, data, len);
 }
 
-/* The blob cache (proxy/cache) is not built yet: ranges come straight from the registry.
- * This function is the one place to route them through sl_blobcache_read() instead. */
+/* Through the blob cache (proxy/cache) when one is configured, else one Range request. */
 static int fetch_range(struct sl_core *core, struct sl_registry *reg, const char *repo,
                        const char *digest, uint64_t blob_size, uint64_t off, uint64_t len,
                        sl_http_sink_fn sink, void *ud, sl_error_t *err)
 {
+#ifdef SL_HAVE_BLOBCACHE
+    if (core->cache)
+        return sl_blobcache_read(core->cache, reg, repo, digest, blob_size, off, len, sink, ud,
+                                 err);
+#else
     (void)core;
+#endif
     if (off > blob_size || len > blob_size - off)
         return sl_error_make(err, ERANGE,
                              "blob %s: range %" PRIu64 "+%" PRIu64 " outside its %" PRIu64 " bytes",
@@ -257,6 +279,25 @@ void sl_core_metrics(struct sl_core *core, char **out)
             core->fetch_bytes);
     seconds(&b, "starlight_registry_fetch_seconds_total", "Time spent reading blob ranges.",
             core->fetch_ns);
+#ifdef SL_HAVE_BLOBCACHE
+    if (core->cache) {
+        struct sl_blobcache_stats st;
+        sl_blobcache_get_stats(core->cache, &st);
+        counter(&b, "starlight_cache_hits_total", "Blob cache blocks served from disk.", st.hits);
+        counter(&b, "starlight_cache_misses_total", "Blob cache blocks fetched or waited for.",
+                st.misses);
+        counter(&b, "starlight_cache_evictions_total", "Blob cache blocks evicted.", st.evictions);
+        counter(&b, "starlight_cache_fetch_bytes_total", "Bytes the cache fetched by Range.",
+                st.bytes_fetched);
+        counter(&b, "starlight_cache_fetches_total", "Range requests the cache made.", st.fetches);
+        sl_buf_printf(&b,
+                      "# HELP starlight_cache_size_bytes Bytes of cached blocks on disk.\n"
+                      "# TYPE starlight_cache_size_bytes gauge\nstarlight_cache_size_bytes %" PRIu64
+                      "\n# TYPE starlight_cache_max_bytes gauge\nstarlight_cache_max_bytes %" PRIu64
+                      "\n",
+                      st.size_bytes, st.max_bytes);
+    }
+#endif
     sl_store_metrics(core->store, &b);
     free(*out);
     *out = sl_buf_steal(&b, NULL);

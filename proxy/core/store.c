@@ -19,6 +19,9 @@
 #define LOCK_CLASS_MIGRATE 0x534c0000
 #define LOCK_CLASS_LAYER   0x534c0001
 
+/* Ingests of at least this many TOC entries refresh the planner statistics of `files`. */
+#define ANALYZE_MIN_ENTRIES 1000
+
 /* ---------------------------------------------------------------- schema
  *
  * Version 1. Index choices, checked with EXPLAIN (ANALYZE) on redis 6 + redis 7 + busybox +
@@ -576,6 +579,10 @@ int sl_store_ingest_layer(struct sl_store *s, const struct sl_store_layer_in *l,
     if ((r = copy_files(s, c, id, l->toc, err)) < 0 ||
         (r = exec(s, c, "ingest", "COMMIT", err)) < 0)
         goto out;
+    /* Fresh statistics keep the per-layer index scans: right after the first big COPY, the
+     * planner without them chose sequential scans of every file row (docs/architecture.md). */
+    if (sl_toc_count(l->toc) >= ANALYZE_MIN_ENTRIES)
+        (void)exec(s, c, "analyze", "ANALYZE files", NULL);
     r = 1;
 out:
     PQclear(res);

@@ -14,6 +14,7 @@
  *                                                   once it saw ok, then -EAGAIN, then ok
  *   sl-core-tool health PG
  *
+ * SL_CORE_REGISTRY sets the default registry; SL_CORE_CACHE_DIR puts the blob cache there.
  * Exit status 0 on success, 1 on failure (error chain on stderr), 2 on usage errors. */
 #include "cleanup.h"
 #include "core.h"
@@ -60,6 +61,8 @@ static int new_core(const char *pg, struct sl_core **core, sl_error_t *err)
         .default_registry = getenv("SL_CORE_REGISTRY"),
         .default_insecure = true,
         .db_connections = 4,
+        .cache_dir = getenv("SL_CORE_CACHE_DIR"),
+        .cache_max_bytes = 512u << 20,
     };
     return sl_core_new(&cfg, core, err);
 }

@@ -40,6 +40,7 @@ e2e_start_registry
 e2e_start_postgres
 R=$E2E_REGISTRY
 PG=$E2E_PG_CONNINFO
+export SL_CORE_CACHE_DIR="$E2E_DIR/cache" # payload reads go through proxy/cache
 ms() { echo $((($(date +%s%N) - $1) / 1000000)); }
 
 for img in "${images[@]}"; do
@@ -160,15 +161,23 @@ e2e_log "5. ranks: traced contents lead in trace order, kept after re-notifying 
 
 # ---------------------------------------------------------------- EXPLAIN (docs/architecture.md)
 if [ "${SL_E2E_EXPLAIN:-0}" = 1 ]; then
-    psql "$PG" -X -q -v ON_ERROR_STOP=1 >"$W/explain.txt" 2>&1 <<'SQL' || true
-SELECT count(*) AS files FROM files;
+    explain() {
+        psql "$PG" -X -q -v ON_ERROR_STOP=1 <<'SQL'
+SELECT count(*) AS files, (SELECT count(*) FROM layers) AS layers FROM files;
+SELECT relname, n_live_tup, last_analyze, last_autoanalyze FROM pg_stat_user_tables WHERE relname = 'files';
+-- the planner's file query for redis7 (2 of the layers)
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT f.layer_id, f.idx, f.path, f.size, f.digest, f.chunks, r.rank_sum / r.n
   FROM files f LEFT JOIN ranks r ON r.layer_id = f.layer_id AND r.path = f.path
-  WHERE f.layer_id = ANY(ARRAY(SELECT id FROM layers)) AND f.type = 'reg' ORDER BY f.layer_id, f.idx;
+  WHERE f.layer_id = ANY(ARRAY(SELECT il.layer_id FROM image_layers il JOIN images i ON i.id = il.image_id WHERE i.repository LIKE '%/redis7'))
+  AND f.type = 'reg' ORDER BY f.layer_id, f.idx;
+-- held contents of redis6
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT DISTINCT digest COLLATE "C" FROM files
-  WHERE layer_id = ANY(ARRAY(SELECT id FROM layers WHERE id < 4)) AND digest IS NOT NULL ORDER BY 1;
+  WHERE layer_id = ANY(ARRAY(SELECT il.layer_id FROM image_layers il JOIN images i ON i.id = il.image_id WHERE i.repository LIKE '%/redis6'))
+  AND digest IS NOT NULL ORDER BY 1;
 EXPLAIN (ANALYZE, COSTS OFF) SELECT image_id FROM tags WHERE repository = 'x' AND tag = 'y' AND platform = 'z';
 SQL
+    }
+    explain >"$W/explain.txt" 2>&1 || true
     cat "$W/explain.txt" >&2
 fi
 
