@@ -28,8 +28,8 @@
 #define HEADER_DATA_MAX    8192 /* request line + headers (lws rejects more) */
 #define HEADER_POOL        256  /* connections parsing/holding headers at once */
 #define RESP_HEADERS_MAX   4096
-#define WRITE_MAX          65536 /* bytes per writeable callback */
-#define DELTA_CONTENT_TYPE "application/vnd.starlight.delta"
+#define WRITE_MAX          65536                                /* bytes per writeable callback */
+#define DELTA_CONTENT_TYPE "application/vnd.starlight.delta.v1" /* docs/protocol.md */
 #define JSON_CONTENT_TYPE  "application/json"
 
 struct sl_server {
@@ -224,10 +224,11 @@ static void handle_health(struct req *q)
         log_warn("health check: %s", sl_error_msg(err, r));
         return respond_error(q, 503, sl_error_msg(err, r < 0 ? r : -EIO));
     }
+    /* docs/protocol.md: {"status":"OK","code":200,"database":"ok","registry":"ok"} */
     int status = r < 0 ? 503 : 200;
-    json_auto_t *j =
-        json_pack("{s:s, s:i, s:s, s:o}", "status", sl_request_reason(status), "code", status,
-                  "message", r < 0 ? "unhealthy" : "healthy", "checks", checks);
+    json_auto_t *j = json_pack("{s:s, s:i}", "status", sl_request_reason(status), "code", status);
+    json_object_update_missing(j, checks);
+    json_decref(checks);
     respond_json(q, status, j);
 }
 
@@ -641,6 +642,8 @@ static int write_headers(struct sl_server *srv, struct lws *wsi, struct req *q)
         ADD("allow:", sl_request_route_info(q->route)->allow);
     if (q->content_type && strcmp(q->content_type, DELTA_CONTENT_TYPE) != 0)
         ADD("cache-control:", "no-store");
+    if (q->status == 503)
+        ADD("retry-after:", "5");
     if (q->close_after)
         ADD("connection:", "close");
 #undef ADD
@@ -742,12 +745,16 @@ static void on_wait_cancelled(struct sl_server *srv)
     pthread_mutex_lock(&srv->lock);
     struct req *list = srv->ready;
     srv->ready = NULL;
-    for (struct req *q = list; q; q = q->ready_next)
-        q->in_ready = false;
     pthread_mutex_unlock(&srv->lock);
     while (list) {
         struct req *q = list;
+        /* Read the link before clearing in_ready: from then on a worker may put q on the
+         * (new) ready list again, which rewrites ready_next. A wake that finds in_ready still
+         * set is not lost: q is looked at right below, after what that worker published. */
         list = q->ready_next;
+        pthread_mutex_lock(&srv->lock);
+        q->in_ready = false;
+        pthread_mutex_unlock(&srv->lock);
         if (q->wsi)
             lws_callback_on_writable(q->wsi);
         req_unref(q);

@@ -43,7 +43,8 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
-static void start_server(struct running *r, const char *auth_file, int workers)
+static void start_server_tls(struct running *r, const char *auth_file, int workers,
+                             const char *cert, const char *key)
 {
     struct sl_core_config cc = {0};
     assert_int_equal(sl_core_new(&cc, &r->core, NULL), 0);
@@ -51,6 +52,8 @@ static void start_server(struct running *r, const char *auth_file, int workers)
         .listen_addr = "127.0.0.1",
         .port = 0,
         .auth_file = auth_file,
+        .tls_cert = cert,
+        .tls_key = key,
         .open_health = true,
         .open_metrics = false,
         .workers = workers,
@@ -64,6 +67,11 @@ static void start_server(struct running *r, const char *auth_file, int workers)
     r->port = sl_server_port(r->srv);
     assert_true(r->port > 0);
     assert_int_equal(pthread_create(&r->thread, NULL, loop_main, r), 0);
+}
+
+static void start_server(struct running *r, const char *auth_file, int workers)
+{
+    start_server_tls(r, auth_file, workers, NULL, NULL);
 }
 
 static void stop_server(struct running *r)
@@ -82,7 +90,7 @@ static bool wait_idle(struct sl_server *srv, int ms)
         struct sl_server_stats st;
         sl_server_stats(srv, &st);
         if (st.live_requests == 0 && st.streams_in_flight == 0 &&
-            fake_core_reads_in_progress() == 0)
+            fake_core_reads_in_progress() == 0 && fake_core_plans_live() == 0)
             return true;
         usleep(10000);
     }
@@ -308,7 +316,9 @@ static void test_routes(void **state)
     fake_core_set_healthy(false);
     do_req(port, "GET", "/health-check", NULL, NULL, 0, &r);
     assert_int_equal(r.status, 503);
-    assert_non_null(strstr(r.body.data, "connection refused"));
+    assert_non_null(strstr(r.body.data, "\"database\":\"connection refused\""));
+    assert_non_null(strstr(r.body.data, "\"code\":503"));
+    assert_true(header(&r, "retry-after", v, sizeof(v)));
     resp_free(&r);
     fake_core_set_healthy(true);
 
@@ -466,7 +476,7 @@ static void test_delta_ranges(void **state)
     assert_true(header(&full, "accept-ranges", v, sizeof(v)));
     assert_string_equal(v, "bytes");
     assert_true(header(&full, "content-type", v, sizeof(v)));
-    assert_string_equal(v, "application/vnd.starlight.delta");
+    assert_string_equal(v, "application/vnd.starlight.delta.v1");
     assert_true(header(&full, "starlight-version", v, sizeof(v)));
 
     /* Range from the middle = the tail of the full body */
@@ -836,6 +846,56 @@ static void test_auth(void **state)
     rmdir(dir);
 }
 
+/* ---- TLS ------------------------------------------------------------------------------------ */
+
+static void test_tls(void **state)
+{
+    (void)state;
+    if (access("/usr/bin/openssl", X_OK) != 0) {
+        print_message("no openssl CLI: TLS test skipped\n");
+        return;
+    }
+    char dir[] = "/tmp/sl-proxy-tls-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    _cleanup_free_ char *cmd =
+        sl_xasprintf("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+                     "-keyout %s/key.pem -out %s/cert.pem >/dev/null 2>&1",
+                     dir, dir);
+    assert_int_equal(system(cmd), 0);
+    _cleanup_free_ char *cert = sl_xasprintf("%s/cert.pem", dir);
+    _cleanup_free_ char *key = sl_xasprintf("%s/key.pem", dir);
+    struct running rs = {0};
+    start_server_tls(&rs, NULL, 2, cert, key);
+
+    struct verify v = {.to = "small"};
+    CURL *c = curl_easy_init();
+    char url[256];
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/starlight/delta?to=small&platform=x/y",
+             rs.port);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CAINFO, cert);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_verify);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &v);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    assert_int_equal(curl_easy_perform(c), CURLE_OK);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    assert_int_equal(status, 200);
+    assert_int_equal(v.pos, fake_core_total("small"));
+    assert_false(v.bad);
+    /* plain HTTP to the TLS port does not get an answer */
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/", rs.port);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 5L);
+    assert_int_not_equal(curl_easy_perform(c), CURLE_OK);
+    curl_easy_cleanup(c);
+    assert_true(wait_idle(rs.srv, 2000));
+    stop_server(&rs);
+    unlink(cert);
+    unlink(key);
+    rmdir(dir);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -870,6 +930,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_streams),
         cmocka_unit_test(test_slow_client_backpressure),
         cmocka_unit_test(test_auth),
+        cmocka_unit_test(test_tls),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
