@@ -34,8 +34,10 @@ struct sl_core_config {
 struct sl_core;
 
 /* Connects to PostgreSQL and applies the schema migrations (safe when several proxies start
- * at once). A database that is down at start is not fatal: the core retries in the
- * background and requests get -EAGAIN meanwhile. */
+ * at once). A database that is down at start is not fatal: each request retries the
+ * connection (and the migrations) and gets -EAGAIN meanwhile. With cache_dir set and
+ * cache_max_bytes > 0 payload reads go through the blob cache (-EBUSY when another process
+ * uses that directory). */
 int sl_core_new(const struct sl_core_config *cfg, struct sl_core **ret, sl_error_t *err);
 void sl_core_free(struct sl_core *core);
 
@@ -56,8 +58,8 @@ int sl_core_report(struct sl_core *core, const char *body, size_t len, json_t **
 
 /* A delta request: GET /starlight/delta?to=&platform=&from=... or the POST JSON body. */
 struct sl_delta_request {
-    const char *to;       /* image reference (tag or digest) */
-    const char *platform; /* "os/arch[/variant]" */
+    const char *to;          /* image reference (tag or digest) */
+    const char *platform;    /* "os/arch[/variant]" */
     const char *const *from; /* images the worker holds (references) */
     size_t n_from;
     const char *const *held_layers; /* layer blob digests the worker holds */
@@ -65,15 +67,16 @@ struct sl_delta_request {
     bool insecure; /* plain HTTP to the registry of `to` */
 };
 
-/* Parses a POST body {"to":..., "platform":..., "from":[...], "layers":[...]} into *ret; the
- * strings point into *ret_json, which the caller keeps alive and frees. */
+/* Parses a POST body {"to":..., "platform":..., "from":[...], "layers":[...], "insecure":bool}
+ * into *ret; the strings and the from/held_layers arrays live inside *ret_json, which the
+ * caller keeps alive and frees (json_decref). Unknown keys and wrong types: -EINVAL. */
 int sl_delta_request_parse_json(const char *body, size_t len, struct sl_delta_request *ret,
                                 json_t **ret_json, sl_error_t *err);
 
 /* One contiguous piece of payload: `length` bytes at `blob_offset` of a layer blob. Adjacent
  * ranges of one blob are already coalesced. */
 struct sl_delta_segment {
-    uint32_t layer;          /* index into sl_delta.layers */
+    uint32_t layer; /* index into sl_delta.layers */
     uint64_t blob_offset;
     uint64_t length;
     uint64_t response_offset; /* where these bytes start in the response body */
@@ -88,8 +91,8 @@ struct sl_delta_layer {
  * is head[0..head_len) followed by the segments in order; total_len counts both. Identical
  * requests (and rank versions) give identical bytes and the same etag. */
 struct sl_delta {
-    char etag[80];    /* quoted strong ETag, e.g. "\"sha256:...\"" */
-    uint8_t *head;    /* framing + header (docs/protocol.md) */
+    char etag[80]; /* quoted strong ETag, e.g. "\"sha256:...\"" */
+    uint8_t *head; /* framing + header (docs/protocol.md) */
     size_t head_len;
     struct sl_delta_segment *segments;
     size_t n_segments;
