@@ -630,7 +630,7 @@ static int write_headers(struct sl_server *srv, struct lws *wsi, struct req *q)
         snprintf(etag_hdr, sizeof(etag_hdr), "%s", q->etag);
         ADD("etag:", etag_hdr);
     }
-    if (q->route == SL_ROUTE_DELTA)
+    if (q->stream || q->status == 416)
         ADD("accept-ranges:", "bytes");
     if (q->content_range[0])
         ADD("content-range:", q->content_range);
