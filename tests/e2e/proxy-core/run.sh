@@ -178,6 +178,18 @@ EXPLAIN (ANALYZE, COSTS OFF) SELECT image_id FROM tags WHERE repository = 'x' AN
 SQL
     }
     explain >"$W/explain.txt" 2>&1 || true
+    # the same plans with 100 more redis-sized layers (copies of redis 6/7's file rows)
+    psql "$PG" -X -q -v ON_ERROR_STOP=1 >>"$W/explain.txt" 2>&1 <<'SQL' || true
+INSERT INTO layers (digest, size, toc_digest, toc_offset, toc_tail, n_entries)
+  SELECT 'sha256:' || lpad(to_hex(g), 64, '0'), 1000, 'synthetic', 0, '\x00', 0 FROM generate_series(1, 100) g;
+WITH src AS (SELECT il.layer_id, row_number() OVER (ORDER BY il.layer_id) - 1 AS k
+             FROM image_layers il JOIN images i ON i.id = il.image_id WHERE i.repository ~ '/redis[67]$'),
+     syn AS (SELECT id, row_number() OVER (ORDER BY id) AS g FROM layers WHERE toc_digest = 'synthetic')
+INSERT INTO files SELECT syn.id, f.idx, f.path, f.type, f.mode, f.uid, f.gid, f.size, f.link, f.xattrs, f.digest, f.chunks
+  FROM syn JOIN src ON src.k = syn.g % (SELECT count(*) FROM src) JOIN files f ON f.layer_id = src.layer_id;
+ANALYZE files;
+SQL
+    explain >>"$W/explain.txt" 2>&1 || true
     cat "$W/explain.txt" >&2
 fi
 
