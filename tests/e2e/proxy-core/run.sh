@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Scenario: the proxy core (proxy/core/core.h) against a real PostgreSQL and a real
 # distribution registry, driven by tests/tools/sl-core-tool (no HTTP server):
+#  0. two cores starting at once on a fresh database apply the schema once;
 #  1. two notifies of one image at once both succeed with one ingest per layer;
 #     a non-Starlight image is refused with a message saying to convert it;
 #  2. notify busybox, features (shares busybox's layer), redis6, redis7;
@@ -59,6 +60,18 @@ for img in "${images[@]}"; do
     done
     rm -f "$W/blob"
 done
+
+# ---------------------------------------------------------------- 0: two cores migrate one database
+runuser -u postgres -- "${SL_PG_BIN:-/usr/lib/postgresql/15/bin}/createdb" -h "$E2E_PG_SOCKDIR" \
+    -p "$E2E_PG_PORT" migrate >>"$E2E_DIR/logs/postgres.log" 2>&1 || e2e_fail "createdb migrate"
+MPG="host=127.0.0.1 port=$E2E_PG_PORT user=postgres dbname=migrate"
+env -u SL_CORE_CACHE_DIR "$CT" health "$MPG" >"$W/m1.json" 2>/dev/null & m1=$!
+env -u SL_CORE_CACHE_DIR "$CT" health "$MPG" >"$W/m2.json" 2>/dev/null & m2=$!
+wait "$m1" || e2e_fail "first core on a fresh database"
+wait "$m2" || e2e_fail "second core on a fresh database"
+[ "$(psql "$MPG" -XAtc 'SELECT count(*) FROM schema_version')" = 1 ] ||
+    e2e_fail "two cores starting at once applied the migrations twice"
+e2e_log "0. two cores started at once on a fresh database: schema applied once"
 
 # ---------------------------------------------------------------- 1: concurrency, refusal
 start=$(date +%s%N)
