@@ -5,7 +5,7 @@
 #include <inttypes.h>
 
 static const int statuses[SL_METRICS_N_STATUS - 1] = {200, 206, 400, 401, 403, 404, 405,
-                                                      413, 416, 422, 500, 501, 503};
+                                                      411, 413, 416, 422, 500, 501, 503};
 
 void sl_metrics_request(struct sl_metrics *m, enum sl_route route, int status)
 {

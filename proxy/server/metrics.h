@@ -11,7 +11,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#define SL_METRICS_N_STATUS 14 /* tracked statuses + "other" */
+#define SL_METRICS_N_STATUS 15 /* tracked statuses + "other" */
 
 struct sl_metrics {
     atomic_uint_fast64_t requests[SL_ROUTE_COUNT][SL_METRICS_N_STATUS];

@@ -536,7 +536,9 @@ static int on_http(struct sl_server *srv, struct lws *wsi, struct pss *pss, cons
         }
         content_length = v;
     }
-    q->body_expected = content_length > 0 || (te && strcasestr(te, "chunked"));
+    q->body_expected = content_length > 0 || te;
+    if (te) /* libwebsockets 4.1 does not decode chunked request bodies */
+        return respond_now(q, 411, "send the request body with a Content-Length");
 
     const struct sl_route_info *ri = sl_request_route_info(q->route);
     if (q->route == SL_ROUTE_UNKNOWN)
@@ -806,12 +808,16 @@ static const struct lws_protocols protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
+static atomic_bool lws_started;
+
 static void lws_log(int level, const char *line)
 {
     size_t n = strlen(line);
     while (n > 0 && line[n - 1] == '\n')
         n--;
-    if (level & LLL_ERR)
+    /* After start-up lws errors are mostly about hostile or broken clients (oversized
+     * headers, bad requests): keep them out of the warn level, where they would flood. */
+    if ((level & LLL_ERR) && !lws_started)
         log_warn("libwebsockets: %.*s", (int)n, line);
     else
         log_debug("libwebsockets: %.*s", (int)n, line);
@@ -886,6 +892,7 @@ int sl_server_new(const struct sl_server_config *cfg, struct sl_core *core, stru
                              cfg->listen_addr ? cfg->listen_addr : "*", cfg->port,
                              cfg->tls_cert ? " with TLS" : "");
     }
+    atomic_store(&lws_started, true);
     srv->vhost = lws_get_vhost_by_name(srv->ctx, "starlight");
     if (!srv->vhost || lws_get_vhost_listen_port(srv->vhost) <= 0) {
         sl_server_free(srv);

@@ -413,6 +413,10 @@ static void test_routes(void **state)
     do_req(port, "POST", "/starlight/delta", NULL, "[1,2", 4, &r);
     assert_json_error(&r, 400, "delta request");
     resp_free(&r);
+    const char *chunked[] = {"Transfer-Encoding: chunked", NULL};
+    do_req(port, "POST", "/starlight/report", chunked, "{}", 2, &r);
+    assert_json_error(&r, 411, "Content-Length");
+    resp_free(&r);
     const char *bad_cl[] = {"Content-Length: 12x", NULL};
     do_req(port, "GET", "/starlight/delta", bad_cl, NULL, 0, &r);
     assert_int_equal(r.status, 400);
