@@ -280,7 +280,10 @@ static int acquire(struct sl_store *s, PGconn **ret, int *ret_slot, sl_error_t *
         if (c)
             PQfinish(c);
         atomic_fetch_add(&s->connects, 1);
-        c = PQconnectdb(s->conninfo);
+        /* defaults first: settings in the caller's conninfo (expanded from dbname) win */
+        static const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
+        const char *const vals[] = {"10", "starlight-proxy", s->conninfo, NULL};
+        c = PQconnectdbParams(keys, vals, 1);
         s->slots[slot].conn = c;
         if (PQstatus(c) != CONNECTION_OK) {
             atomic_fetch_add(&s->connect_errors, 1);
