@@ -659,8 +659,13 @@ static void test_concurrent_streams(void **state)
     }
     int running = 1;
     time_t t0 = time(NULL);
+    size_t peak_chunks = 0, peak_streams = 0;
     while (running && time(NULL) - t0 < 120) {
         curl_multi_perform(m, &running);
+        struct sl_server_stats st;
+        sl_server_stats(main_srv.srv, &st);
+        peak_chunks = SL_MAX(peak_chunks, st.queued_chunks);
+        peak_streams = SL_MAX(peak_streams, st.streams_in_flight);
         if (running)
             curl_multi_poll(m, NULL, 0, 100, NULL);
     }
@@ -680,6 +685,9 @@ static void test_concurrent_streams(void **state)
         curl_easy_cleanup(easy[i]);
     }
     curl_multi_cleanup(m);
+    print_message("50 streams: peak %zu in flight, peak %zu chunks queued (%zu KiB)\n",
+                  peak_streams, peak_chunks, peak_chunks * SL_STREAM_CHUNK / 1024);
+    assert_true(peak_chunks <= (size_t)N * SL_STREAM_MAX_CHUNKS);
     assert_int_equal(ok, N);
     assert_true(wait_idle(main_srv.srv, 2000));
 }
