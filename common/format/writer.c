@@ -1,9 +1,10 @@
 /* writer.c — one-pass converter from a source layer to a Starlight/eStargz blob.
  *
  * Data flow: in_fd -> (zlib inflate for gzip, or raw for tar/zstd) -> libarchive tar reader ->
- * our own tar encoder -> members compressed whole by libdeflate -> out_fd. gzip input is
- * decoded here rather than by libarchive because libarchive neither checks the gzip CRC nor
- * notices a stream cut short after the tar end blocks; zlib does both. */
+ * our own tar encoder -> members compressed whole by libdeflate (on worker threads, see
+ * "pipeline") -> out_fd, in order. gzip input is decoded here rather than by libarchive
+ * because libarchive neither checks the gzip CRC nor notices a stream cut short after the tar
+ * end blocks; zlib does both. */
 #include "format.h"
 #include "base64.h"
 
@@ -74,7 +75,7 @@ struct chunkrec {
  * started: a batch is compressed and retired in place when it is submitted, through the same
  * functions, which is why both paths produce the same bytes. */
 
-#define BATCH_MIN           (256u << 10) /* a batch holds at least this much when members are small */
+#define BATCH_MIN           (256u << 10) /* smallest batch size (small chunk sizes) */
 #define PIPE_SLACK          3 /* pool = workers + PIPE_SLACK (reader, writer, one queued) */
 #define MAX_THREADS         64
 #define DEFAULT_MAX_THREADS 4
