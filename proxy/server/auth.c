@@ -1,5 +1,6 @@
 /* auth.c — Basic (crypt(3) hashes) and Bearer authentication (auth.h). */
 #include "auth.h"
+#include "base64.h"
 #include "cleanup.h"
 #include "digest.h"
 #include "log.h"
@@ -232,49 +233,6 @@ void sl_auth_counts(struct sl_auth *a, size_t *users, size_t *tokens)
     pthread_rwlock_unlock(&a->lock);
 }
 
-static int b64val(int c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/* Standard base64 with optional padding; -EINVAL on junk, -E2BIG past `max`. */
-static int b64_decode(const char *in, char *out, size_t max, size_t *ret_len)
-{
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t n = 0;
-    const char *p = in;
-    for (; *p && *p != '='; p++) {
-        int v = b64val((unsigned char)*p);
-        if (v < 0)
-            return -EINVAL;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (n >= max)
-                return -E2BIG;
-            out[n++] = (char)((acc >> bits) & 0xff);
-        }
-    }
-    while (*p == '=')
-        p++;
-    if (*p)
-        return -EINVAL;
-    *ret_len = n;
-    return 0;
-}
-
 static bool check_token(struct sl_auth *a, const char *token)
 {
     uint8_t h[SL_SHA256_LEN];
@@ -309,10 +267,15 @@ static void cache_add(struct sl_auth *a, const uint8_t key[SL_SHA256_LEN])
 
 static bool check_basic(struct sl_auth *a, const char *b64)
 {
-    char cred[AUTH_CRED_MAX + 1];
-    size_t n;
-    if (b64_decode(b64, cred, AUTH_CRED_MAX, &n) < 0)
+    size_t bl = strlen(b64), n = 0;
+    if (bl > (AUTH_CRED_MAX / 3 + 1) * 4)
         return false;
+    _cleanup_free_ uint8_t *dec = NULL;
+    if (sl_base64_decode(b64, bl, &dec, &n) < 0 || n > AUTH_CRED_MAX)
+        return false;
+    char cred[AUTH_CRED_MAX + 1];
+    memcpy(cred, dec, n);
+    explicit_bzero(dec, n);
     cred[n] = '\0';
     char *colon = memchr(cred, ':', n);
     if (!colon || strlen(cred) != n) {
