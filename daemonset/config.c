@@ -1,0 +1,67 @@
+/* config.c — starlight-daemon's declarative option table (daemon-config.h). */
+#include "daemon-config.h"
+#include "cleanup.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+
+#define O(field) offsetof(struct sl_daemon_config, field)
+
+static const struct sl_opt daemon_opts[] = {
+    {"config", SL_OPT_STR, O(config), NULL, "STARLIGHT_CONFIG", 0, "FILE",
+     "YAML file with any of these options (keys are the long flag names)"},
+    {"root", SL_OPT_STR, O(root), SL_DAEMON_DEFAULT_ROOT, "STARLIGHT_ROOT", 0, "DIR",
+     "State directory: snapshot metadata (metadata.db), snapshot directories, layer store"},
+    {"snapshotter-socket", SL_OPT_STR, O(snapshotter_socket), SL_DAEMON_DEFAULT_SNAPSHOTTER_SOCKET,
+     "STARLIGHT_SNAPSHOTTER_SOCKET", 0, "PATH",
+     "Unix socket of the containerd snapshotter (containerd's proxy_plugins address)"},
+    {"control-socket", SL_OPT_STR, O(control_socket), SL_DAEMON_DEFAULT_CONTROL_SOCKET,
+     "STARLIGHT_CONTROL_SOCKET", 0, "PATH", "Unix socket of the control API (ctr-starlight)"},
+    {"containerd-socket", SL_OPT_STR, O(containerd_socket), SL_DAEMON_DEFAULT_CONTAINERD_SOCKET,
+     "STARLIGHT_CONTAINERD_SOCKET", 0, "PATH",
+     "containerd's gRPC socket (images, content and leases are registered there)"},
+    {"proxy", SL_OPT_STR, O(proxy), NULL, "STARLIGHT_PROXY", 0, "URL",
+     "Default Starlight proxy, e.g. http://proxy.example.com:8090"},
+    {"grpc-workers", SL_OPT_INT, O(grpc_workers), "8", "STARLIGHT_GRPC_WORKERS", 0, "N",
+     "Snapshotter calls served at once", 1, 256},
+    {"log-format", SL_OPT_STR, O(log_format), "text", "STARLIGHT_LOG_FORMAT", 0, "text|json",
+     "Log format"},
+    {"log-level", SL_OPT_STR, O(log_level), "info", "STARLIGHT_LOG_LEVEL", 0, "LEVEL",
+     "error, warn, info or debug"},
+};
+
+const struct sl_cmd sl_daemon_cmd = {
+    .name = "starlight-daemon",
+    .args = "",
+    .summary = "Starlight worker daemon: a containerd proxy snapshotter (overlayfs semantics; "
+               "Starlight layers\nmount as lowerdirs served by FUSE) and the node side of "
+               "Starlight pulls.",
+    .opts = daemon_opts,
+    .nopts = SL_ELEMENTSOF(daemon_opts),
+    .config_key = "config",
+    .min_args = 0,
+    .max_args = 0,
+    .epilog = "containerd configuration (config.toml, version 2):\n"
+              "  [proxy_plugins.starlight]\n"
+              "    type = \"snapshot\"\n"
+              "    address = \"" SL_DAEMON_DEFAULT_SNAPSHOTTER_SOCKET "\"\n",
+};
+
+int sl_daemon_config_parse(struct sl_daemon_config *cfg, int argc, char **argv, sl_error_t *err)
+{
+    int argi = 0;
+    int r = sl_config_parse(&sl_daemon_cmd, cfg, argc, argv, &argi, err);
+    if (r != 0)
+        return r;
+    if (!cfg->root || !*cfg->root)
+        return sl_error_make(err, EINVAL, "--root must not be empty");
+    if (!cfg->snapshotter_socket || cfg->snapshotter_socket[0] != '/')
+        return sl_error_make(err, EINVAL, "--snapshotter-socket must be an absolute path");
+    return 0;
+}
+
+void sl_daemon_config_free(struct sl_daemon_config *cfg)
+{
+    sl_config_free(&sl_daemon_cmd, cfg);
+}
