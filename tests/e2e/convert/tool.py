@@ -14,6 +14,9 @@
   fault-proxy PORT UPSTREAM          forwards reads to UPSTREAM, answers 500 to every upload and
                                      manifest PUT, counts them in PORT.count next to nothing else
   manifest REG REPO REF              prints the manifest (or exits 1 on 404)
+  flaky-blobs PORT UPSTREAM N        forwards everything to UPSTREAM, but answers 503 to the
+                                     first N blob GETs (Range reads included); the number
+                                     refused so far goes to $FAULT_PROXY_STATE.count
 """
 import gzip
 import hashlib
@@ -235,8 +238,13 @@ def cmd_layer_lying_toc(src, out):
 
 # ---------------------------------------------------------------- fault proxy
 
-def cmd_fault_proxy(port, upstream):
-    counter = {"uploads": 0}
+def cmd_fault_proxy(port, upstream, flaky_blob_gets=None):
+    """Without flaky_blob_gets: refuse every upload (500). With it: forward uploads too, and
+    refuse the first flaky_blob_gets blob GETs with 503 instead."""
+    counter = {"uploads": 0, "reserved": 0}
+    lock = threading.Lock()
+    if flaky_blob_gets is not None:
+        flaky_blob_gets = int(flaky_blob_gets)
     count_file = "%s.count" % os.environ.get("FAULT_PROXY_STATE", "/dev/null")
 
     class H(http.server.BaseHTTPRequestHandler):
@@ -262,23 +270,37 @@ def cmd_fault_proxy(port, upstream):
             if self.command != "HEAD":
                 self.wfile.write(data)
 
-        def refuse(self):
+        def refuse(self, status=500):
             n = int(self.headers.get("Content-Length") or 0)
             if n:
                 self.rfile.read(n)
-            counter["uploads"] += 1
-            if count_file != "/dev/null.count":
-                with open(count_file, "w") as f:
-                    f.write(str(counter["uploads"]))
+            with lock:
+                counter["uploads"] += 1
+                if count_file != "/dev/null.count":
+                    with open(count_file, "w") as f:
+                        f.write(str(counter["uploads"]))
             body = b'{"errors":[{"code":"UNKNOWN","message":"injected failure"}]}'
-            self.send_response(500)
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
 
-        do_GET = do_HEAD = forward
-        do_POST = do_PUT = do_PATCH = refuse
+        def flaky_get(self):
+            with lock:  # decide and count at once: exactly N refusals with parallel readers
+                fail = "/blobs/sha256:" in self.path and counter["reserved"] < flaky_blob_gets
+                counter["reserved"] += fail
+            if fail:
+                self.refuse(503)
+            else:
+                self.forward()
+
+        if flaky_blob_gets is None:
+            do_GET = do_HEAD = forward
+            do_POST = do_PUT = do_PATCH = refuse
+        else:
+            do_GET = flaky_get
+            do_HEAD = do_POST = do_PUT = do_PATCH = forward
 
     class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
         daemon_threads = True
@@ -301,7 +323,8 @@ def main():
         "layer-traversal": lambda: cmd_layer_traversal(*args),
         "layer-truncated": lambda: cmd_layer_truncated(*args),
         "layer-lying-toc": lambda: cmd_layer_lying_toc(*args),
-        "fault-proxy": lambda: cmd_fault_proxy(*args),
+        "fault-proxy": lambda: cmd_fault_proxy(*args[:2]),
+        "flaky-blobs": lambda: cmd_fault_proxy(args[0], args[1], args[2]),
     }[cmd]()
 
 
