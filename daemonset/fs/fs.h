@@ -1,0 +1,101 @@
+/* fs.h — the worker's FUSE filesystem: one libfuse3 low-level session serving every Starlight
+ * layer as a subdirectory of its mountpoint (DESIGN.md §4). libfuse appears only in this module.
+ *
+ *     MNT/<layer digest hex>/...   the layer's TOC tree, usable as an overlay lowerdir
+ *
+ * Metadata (lookup, getattr, readdir(plus), readlink, getxattr, listxattr, statfs) comes from
+ * the TOC alone. Contents come from the store by content digest only: no TOC path is ever used
+ * as a host path. Whiteouts (`.wh.NAME`) appear as 0:0 character devices named NAME, opaque
+ * markers (`.wh..wh..opq`) are hidden and give their directory `trusted.overlay.opaque=y`,
+ * hardlinks share the target's inode, empty files need no content. Inode numbers are
+ * (layer slot << 32 | TOC entry index + 1): stable for a given TOC and slot, so a daemon that
+ * re-adds its layers with the same slots after a restart hands out the same numbers.
+ *
+ * Reads of chunks that have not arrived are parked: the handler registers a store waiter and
+ * returns; the store's writer thread replies when the chunk lands. No thread is held per
+ * waiting read. Reads of present data go straight from the content file descriptor into the
+ * reply (fuse_reply_data), without allocation.
+ *
+ * Thread-safety: sl_fs_add_layer, sl_fs_layer_dir and the trace hook may run on any thread
+ * concurrently with the session; sl_fs_free must not race with other calls. Errors: negative
+ * errno + sl_error_t (-ENOENT unknown layer, -EEXIST layer or slot already present, -EINVAL bad
+ * digest or slot, and the system's class for mount failures). */
+#ifndef SL_DAEMON_FS_H
+#define SL_DAEMON_FS_H
+
+#include "cleanup.h"
+#include "error.h"
+#include "store.h"
+#include "toc.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define SL_FS_MAX_SLOT 65535u
+
+enum sl_fs_event_type {
+    SL_FS_EVENT_OPEN, /* first open of a file (every open with trace_every_open) */
+    SL_FS_EVENT_READ, /* first read of a file */
+};
+
+/* One access, for the trace recorder. Pointers are valid during the callback only. */
+struct sl_fs_event {
+    enum sl_fs_event_type type;
+    const char *layer_digest; /* "sha256:…" */
+    const char *path;         /* normalised TOC name of the file (hardlinks: the target's) */
+    pid_t pid;                /* caller (fuse_req_ctx); map to a container through its cgroup */
+    uid_t uid;
+    int64_t ts_ns; /* CLOCK_REALTIME */
+    bool parked;   /* READ: the first read had to wait for its chunk */
+};
+
+/* Trace hook: called on a FUSE worker thread; must be quick and must not call into the fs. */
+typedef void (*sl_fs_event_fn)(void *ud, const struct sl_fs_event *ev);
+
+struct sl_fs_options {
+    double entry_timeout; /* seconds, layer trees (immutable); 0 = default 3600 */
+    double attr_timeout;  /* likewise */
+    unsigned max_threads; /* FUSE worker threads; 0 = libfuse default */
+    bool debug;           /* libfuse debug output on stderr */
+    sl_fs_event_fn on_event;
+    void *event_ud;
+    bool trace_every_open;
+};
+
+struct sl_fs;
+
+/* Creates a filesystem over `store` (borrowed: must outlive the fs). `o` may be NULL. */
+int sl_fs_new(struct sl_store *store, const struct sl_fs_options *o, struct sl_fs **ret,
+              sl_error_t *err);
+/* Mounts at `mountpoint` (created when missing; a stale disconnected mount there is detached
+ * first) with allow_other,default_permissions,ro and starts the multi-threaded loop on a
+ * thread of its own. Once only. */
+int sl_fs_mount(struct sl_fs *fs, const char *mountpoint, sl_error_t *err);
+/* Unmounts (lazily, aborting the connection when overlays still hold it), stops the loop,
+ * fails parked reads with EIO, releases everything. NULL is fine. */
+void sl_fs_free(struct sl_fs *fs);
+SL_DEFINE_CLEANUP(struct sl_fs, sl_fs_free)
+#define _cleanup_fs_ _cleanup_(sl_fs_freep)
+
+const char *sl_fs_mountpoint(const struct sl_fs *fs);
+
+/* Publishes a layer: its tree becomes MNT/<hex of layer_digest>. Takes ownership of `toc` in
+ * every case. `slot` in [1, SL_FS_MAX_SLOT] fixes its inode range (use the store's layer id to
+ * keep inode numbers across restarts), 0 picks the lowest free one. Contents are looked up in
+ * the store by digest when files are opened. */
+int sl_fs_add_layer(struct sl_fs *fs, const char *layer_digest, struct sl_toc *toc, uint32_t slot,
+                    sl_error_t *err);
+
+/* The directory to use as an overlay lowerdir for a layer ("MNT/<hex>", caller frees).
+ * -ENOENT when the layer was not added. Matches the snapshotter's lowerdir callback when
+ * passed the fs as `ud` (sl_fs_lowerdir). */
+int sl_fs_layer_dir(struct sl_fs *fs, const char *layer_digest, char **ret_path, sl_error_t *err);
+int sl_fs_lowerdir(void *ud, const char *layer_digest, char **ret_path, sl_error_t *err);
+
+struct sl_fs_stats {
+    uint64_t reads, reads_parked, parked_now, opens;
+};
+void sl_fs_get_stats(struct sl_fs *fs, struct sl_fs_stats *ret);
+
+#endif

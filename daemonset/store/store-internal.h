@@ -1,0 +1,19 @@
+/* store-internal.h — shared between the store's own files (store.c, layer.c); not for users
+ * of the store. The database is one connection guarded by a mutex: lock, use, unlock. */
+#ifndef SL_DAEMON_STORE_INTERNAL_H
+#define SL_DAEMON_STORE_INTERNAL_H
+
+#include "error.h"
+
+#include <sqlite3.h>
+
+struct sl_store;
+
+/* Takes the database lock and returns the connection. */
+sqlite3 *sl_store_db_lock(struct sl_store *s);
+void sl_store_db_unlock(struct sl_store *s);
+/* Runs one statement; parameters by `types`: 't' text, 'i' int64, 'b' blob (pointer, size_t).
+ * The caller holds the database lock. */
+int sl_store_db_exec(struct sl_store *s, sl_error_t *err, const char *sql, const char *types, ...);
+
+#endif
