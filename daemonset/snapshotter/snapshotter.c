@@ -966,21 +966,17 @@ static int parse_filter(const char *text, struct filter *ret, sl_error_t *err)
             p++;
         struct clause c = {0};
         const char *start = p;
-        size_t n = strcspn(p, "=!~, ");
-        _cleanup_free_ char *field = sl_xstrndup(p, n);
-        p += n;
-        if (strncmp(field, "labels.", 7) == 0 && field[7]) {
-            c.field = sl_xstrdup("labels");
-            c.label = sl_xstrdup(field + 7);
-        } else if (strcmp(field, "labels") == 0 && *p == '.') {
-            p++;
+        if (strncmp(p, "labels.", 7) == 0) {
+            /* labels.KEY or labels."KEY" (a quoted key may hold any character) */
+            p += 7;
             c.field = sl_xstrdup("labels");
             c.label = read_token(&p, "=!~, ");
-        } else if (strcmp(field, "name") == 0 || strcmp(field, "parent") == 0 ||
-                   strcmp(field, "kind") == 0) {
-            c.field = TAKE_PTR(field);
-        } else if (strcmp(field, "labels") == 0 && *p == '"') {
-            c.field = sl_xstrdup("labels");
+        } else {
+            size_t n = strcspn(p, "=!~, ");
+            if ((n == 4 && strncmp(p, "name", 4) == 0) ||
+                (n == 6 && strncmp(p, "parent", 6) == 0) || (n == 4 && strncmp(p, "kind", 4) == 0))
+                c.field = sl_xstrndup(p, n);
+            p += n;
         }
         if (!c.field || (strcmp(c.field, "labels") == 0 && (!c.label || !*c.label))) {
             free(c.field);
