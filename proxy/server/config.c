@@ -48,6 +48,18 @@ static const struct sl_opt proxy_opts[] = {
      "Log format"},
     {"log-level", SL_OPT_STR, O(log_level), "info", "STARLIGHT_LOG_LEVEL", 0, "LEVEL",
      "error, warn, info or debug"},
+    {"hook-repos", SL_OPT_STRLIST, O(hook_repos), NULL, "STARLIGHT_HOOK_REPOS", 0, "GLOB,...",
+     "Conversion hook: convert pushes to these repositories (`path` or `host/path` globs); "
+     "none = hook off"},
+    {"hook-target-suffix", SL_OPT_STR, O(hook_target_suffix), "-starlight",
+     "STARLIGHT_HOOK_TARGET_SUFFIX", 0, "SUFFIX",
+     "Conversion hook: TAG is converted to TAG+SUFFIX (tags ending in it are left alone)"},
+    {"hook-queue", SL_OPT_INT, O(hook_queue), "16", "STARLIGHT_HOOK_QUEUE", 0, "N",
+     "Conversion hook: pushes waiting at most (503 beyond)", 1, 100000},
+    {"hook-insecure", SL_OPT_BOOL, O(hook_insecure), "false", "STARLIGHT_HOOK_INSECURE", 0, NULL,
+     "Conversion hook: plain HTTP to the registry that sent the notification"},
+    {"hook-tmp-dir", SL_OPT_STR, O(hook_tmp_dir), NULL, "STARLIGHT_HOOK_TMP_DIR", 0, "DIR",
+     "Conversion hook: where layers are staged while converting (default /var/tmp)"},
 };
 
 const struct sl_cmd sl_proxy_cmd = {
@@ -56,7 +68,7 @@ const struct sl_cmd sl_proxy_cmd = {
     .summary = "Starlight proxy: keeps the tables of contents of Starlight images in PostgreSQL "
                "and streams\nworkers the delta between what they hold and the image they want "
                "(docs/protocol.md).\nHTTP API: /, /health-check, /metrics, POST /starlight/notify, "
-               "POST /starlight/report,\nGET|POST /starlight/delta.",
+               "POST /starlight/report,\nGET|POST /starlight/delta, POST /starlight/hook/registry.",
     .opts = proxy_opts,
     .nopts = SL_ELEMENTSOF(proxy_opts),
     .config_key = "config",
@@ -102,6 +114,8 @@ int sl_proxy_config_parse(struct sl_proxy_config *cfg, int argc, char **argv, sl
         return r;
     if (!!cfg->tls_cert != !!cfg->tls_key)
         return sl_error_make(err, EINVAL, "--tls-cert and --tls-key go together");
+    if (cfg->hook_repos.n > 0 && (!cfg->hook_target_suffix || !*cfg->hook_target_suffix))
+        return sl_error_make(err, EINVAL, "--hook-target-suffix must not be empty");
     _cleanup_free_ char *addr = NULL;
     int port;
     return sl_proxy_parse_listen(cfg->listen, &addr, &port, err);

@@ -1,5 +1,6 @@
 /* starlight-proxy — wiring only: configuration, logging, the core, the server, signals. */
 #include "cleanup.h"
+#include "convert.h"
 #include "core.h"
 #include "log.h"
 #include "proxy-config.h"
@@ -10,6 +11,24 @@
 #include <string.h>
 
 static struct sl_server *the_server;
+
+/* The conversion hook's converter: common/convert, staged in --hook-tmp-dir. */
+static int hook_convert(void *ud, const char *src, const char *dst, bool insecure, sl_error_t *err)
+{
+    const struct sl_proxy_config *cfg = ud;
+    const struct sl_convert_options o = {
+        .insecure_source = insecure,
+        .insecure_destination = insecure,
+        .docker_config = cfg->docker_config,
+        .tmp_dir = cfg->hook_tmp_dir,
+    };
+    struct sl_convert_result res = {0};
+    int r = sl_convert_image_refs(src, dst, &o, &res, err);
+    if (r >= 0)
+        log_info("hook: converted %s -> %s@%s", src, res.reference, res.digest);
+    sl_convert_result_free(&res);
+    return r;
+}
 
 static void on_signal(int sig)
 {
@@ -71,6 +90,16 @@ int main(int argc, char **argv)
         .workers = (int)cfg.workers,
         .max_body = (size_t)cfg.max_body,
         .idle_timeout_s = (int)cfg.idle_timeout,
+        .hook =
+            {
+                .repos = (const char *const *)cfg.hook_repos.v,
+                .n_repos = cfg.hook_repos.n,
+                .suffix = cfg.hook_target_suffix,
+                .queue_max = (size_t)cfg.hook_queue,
+                .insecure = cfg.hook_insecure,
+                .convert = hook_convert,
+                .convert_ud = &cfg,
+            },
     };
     struct sl_server *srv = NULL;
     r = sl_server_new(&srv_cfg, core, &srv, &err);

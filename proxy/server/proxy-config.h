@@ -32,6 +32,11 @@ struct sl_proxy_config {
     int64_t idle_timeout;
     char *log_format;
     char *log_level;
+    struct sl_strlist hook_repos;
+    char *hook_target_suffix;
+    int64_t hook_queue;
+    bool hook_insecure;
+    char *hook_tmp_dir;
 };
 
 extern const struct sl_cmd sl_proxy_cmd;

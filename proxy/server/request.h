@@ -20,6 +20,7 @@ enum sl_route {
     SL_ROUTE_NOTIFY,
     SL_ROUTE_REPORT,
     SL_ROUTE_DELTA,
+    SL_ROUTE_HOOK,    /* POST /starlight/hook/registry (hook.h) */
     SL_ROUTE_UNKNOWN, /* no such path (404) */
     SL_ROUTE_COUNT,
 };

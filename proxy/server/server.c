@@ -37,6 +37,7 @@ struct sl_server {
     char *listen_addr, *tls_cert, *tls_key;
     struct sl_core *core;
     struct sl_auth *auth;
+    struct sl_hook *hook; /* NULL: no conversion hook configured */
     struct sl_pool *pool;
     struct lws_context *ctx;
     struct lws_vhost *vhost;
@@ -239,6 +240,8 @@ static void handle_metrics(struct req *q)
     q->content_type = "text/plain; version=0.0.4; charset=utf-8";
     int r = sl_metrics_render(&srv->metrics, srv->cfg.workers, sl_pool_busy(srv->pool),
                               sl_pool_queued(srv->pool), &q->out);
+    if (r >= 0 && srv->hook)
+        r = sl_hook_metrics(srv->hook, &q->out);
     char *core = NULL;
     sl_core_metrics(srv->core, &core);
     if (r >= 0 && core)
@@ -293,6 +296,21 @@ static void handle_report(struct req *q)
         json_decref(ret);
         return respond_failure(q, r, err);
     }
+    respond_json(q, 200, ret);
+    json_decref(ret);
+}
+
+static void handle_hook(struct req *q)
+{
+    _cleanup_error_ sl_error_t err = NULL;
+    if (!q->srv->hook)
+        return respond_error(q, 404, "conversion hook not configured (--hook-repos)");
+    if (q->body.len == 0)
+        return respond_error(q, 400, "empty body: expected a registry or Harbor notification");
+    json_t *ret = NULL;
+    int r = sl_hook_submit(q->srv->hook, q->body.data, q->body.len, &ret, &err);
+    if (r < 0)
+        return respond_failure(q, r, err);
     respond_json(q, 200, ret);
     json_decref(ret);
 }
@@ -443,6 +461,9 @@ static void run_request(void *arg)
             break;
         case SL_ROUTE_DELTA:
             handle_delta(q);
+            break;
+        case SL_ROUTE_HOOK:
+            handle_hook(q);
             break;
         default:
             respond_error(q, 404, "no such path");
@@ -854,6 +875,13 @@ int sl_server_new(const struct sl_server_config *cfg, struct sl_core *core, stru
                      cfg->auth_file);
         }
     }
+    if (r >= 0 && cfg->hook.n_repos > 0) {
+        r = sl_hook_new(&cfg->hook, core, &srv->hook, err);
+        if (r >= 0)
+            log_info("conversion hook on: %zu repository patterns, target tag suffix `%s`",
+                     cfg->hook.n_repos, cfg->hook.suffix);
+    }
+    srv->cfg.hook = (struct sl_hook_config){0}; /* copied by the hook */
     if (r >= 0)
         r = sl_pool_new((size_t)cfg->workers, &srv->pool, err);
     if (r < 0) {
@@ -936,6 +964,7 @@ void sl_server_free(struct sl_server *srv)
     }
     pthread_mutex_unlock(&srv->lock);
     sl_pool_free(TAKE_PTR(srv->pool));
+    sl_hook_free(TAKE_PTR(srv->hook));
     if (srv->ctx)
         lws_context_destroy(TAKE_PTR(srv->ctx));
     pthread_mutex_lock(&srv->lock);

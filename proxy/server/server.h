@@ -17,6 +17,7 @@
 
 #include "core.h"
 #include "error.h"
+#include "hook.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -27,12 +28,13 @@ struct sl_server_config {
     int port;                /* 0 = the kernel picks (see sl_server_port) */
     const char *tls_cert;    /* PEM files; both NULL = plain HTTP */
     const char *tls_key;
-    const char *auth_file; /* NULL = no authentication (auth.h) */
-    bool open_health;      /* /health-check without authentication */
-    bool open_metrics;     /* /metrics without authentication */
-    int workers;           /* >= 1 */
-    size_t max_body;       /* request body cap (413 beyond) */
-    int idle_timeout_s;    /* a client that neither sends nor reads this long is dropped */
+    const char *auth_file;      /* NULL = no authentication (auth.h) */
+    bool open_health;           /* /health-check without authentication */
+    bool open_metrics;          /* /metrics without authentication */
+    int workers;                /* >= 1 */
+    size_t max_body;            /* request body cap (413 beyond) */
+    int idle_timeout_s;         /* a client that neither sends nor reads this long is dropped */
+    struct sl_hook_config hook; /* n_repos == 0: /starlight/hook/registry answers 404 */
 };
 
 struct sl_server;

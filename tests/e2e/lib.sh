@@ -174,10 +174,11 @@ _e2e_in_root_netns() {
     [ -z "$init" ] || [ "$(readlink /proc/self/ns/net)" = "$init" ]
 }
 
-# e2e_start_registry: start a distribution registry on 127.0.0.1:<free port> with storage in
-# E2E_DIR. Exports E2E_REGISTRY (host:port) and E2E_REGISTRY_PID.
+# e2e_start_registry [EXTRA_YAML]: start a distribution registry on 127.0.0.1:<free port> with
+# storage in E2E_DIR. EXTRA_YAML (optional) is appended to its config as top-level sections,
+# e.g. `notifications:` with endpoints. Exports E2E_REGISTRY (host:port) and E2E_REGISTRY_PID.
 e2e_start_registry() {
-    local dir port pid attempt i
+    local extra=${1:-} dir port pid attempt i
     e2e_require docker-registry curl
     e2e_tmpdir >/dev/null
     dir="$E2E_DIR/registry"
@@ -202,6 +203,7 @@ health:
   storagedriver:
     enabled: false
 EOF
+        [ -z "$extra" ] || printf '%s\n' "$extra" >>"$dir/config.yml"
         docker-registry serve "$dir/config.yml" >>"$E2E_DIR/logs/registry.log" 2>&1 &
         pid=$!
         e2e_track_pid registry "$pid"

@@ -19,7 +19,9 @@
 #     blob reads: 401 without credentials, notify with --proxy-user, retried reads, a verified
 #     delta;
 #  9. the conversion hook: the registry's notifications (endpoint = the proxy's hook) make the
-#     proxy convert a plain push to TAG-starlight and notify it; the delta for it verifies.
+#     proxy convert a plain push to TAG-starlight and notify it; the delta for it verifies; a
+#     Harbor payload likewise; a full queue → 503, a malformed payload → 400, a failed
+#     conversion is logged and counted in /metrics.
 # SL_E2E_SKIP_REDIS=1 skips the redis images.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
@@ -43,8 +45,16 @@ arch=$(uname -m | sed 's/x86_64/amd64/; s/aarch64/arm64/')
 P="linux/$arch"
 
 W="$E2E_DIR/work"
-mkdir -p "$W"
-e2e_start_registry
+mkdir -p "$W" "$E2E_DIR/hook-tmp"
+pport=$(e2e_free_port)
+# The registry tells the proxy's hook about every push (section 9).
+e2e_start_registry "notifications:
+  endpoints:
+    - name: starlight-proxy
+      url: http://127.0.0.1:$pport/starlight/hook/registry
+      timeout: 5s
+      threshold: 3
+      backoff: 1s"
 e2e_start_postgres
 R=$E2E_REGISTRY
 PGBIN=${SL_PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -80,8 +90,10 @@ EOF
     grep -qi '^content-type: application/json' "$2.h" || e2e_fail "$2: not application/json"
 }
 
-pport=$(e2e_free_port)
-start_proxy proxy "$pport" --registry "$R" --registry-insecure
+# hook: `hookapp` pushed to the registry; `harborapp` only when named through localhost (the
+# Harbor payloads below), so the registry's own notifications for it are ignored.
+start_proxy proxy "$pport" --registry "$R" --registry-insecure --hook-repos 'hookapp,localhost:*/harborapp' \
+    --hook-insecure --hook-queue 4 --hook-tmp-dir "$E2E_DIR/hook-tmp"
 PPID_=$PROXY_PID
 U="http://127.0.0.1:$pport"
 e2e_log "proxy on $U (pid $PPID_)"
@@ -304,5 +316,51 @@ refused=$(cat "$W/flaky.count" 2>/dev/null || echo 0)
 [ "$refused" = 3 ] || e2e_fail "the flaky registry refused $refused blob reads, want 3"
 [ "$(get "$A/health-check" "$W/ah")" = 200 ] || e2e_fail "open health with auth"
 e2e_log "8. auth: 401 without/wrong credentials, 200 with --proxy-user; 3 blob reads answered 503 were retried, delta verified ($(ms "$start") ms)"
+
+# ---------------------------------------------------------------- 9: conversion hook
+MT_ACCEPT=(-H 'Accept: application/vnd.oci.image.manifest.v1+json' -H 'Accept: application/vnd.docker.distribution.manifest.v2+json')
+hook_metric() { curl -fsS "$U/metrics" | awk -v m="starlight_proxy_hook_conversions_total{result=\"$1\"}" '$1 == m { print $2 }'; }
+delta_ok() { [ "$(curl -s -o "$2" -w '%{http_code}' "$U/starlight/delta?to=$1&platform=$P&insecure=1")" = 200 ]; }
+hook_check() { # REF-STARLIGHT FILE: the delta verifies and holds busybox's contents
+    "$CT" check "$2" >"$2.check.json" || e2e_fail "check delta of $1"
+    diff <(ex delta-digests "$2.check.json" | sort) "$W/busybox.want" >&2 || e2e_fail "$1: contents differ from busybox's"
+}
+e2e_push_image busybox hookapp:v1
+start=$(date +%s%N)
+e2e_wait_for "the hook to push hookapp:v1-starlight" 60 curl -fsS -o /dev/null "${MT_ACCEPT[@]}" "http://$R/v2/hookapp/manifests/v1-starlight"
+e2e_wait_for "the hook to notify hookapp:v1-starlight" 30 delta_ok "$R/hookapp:v1-starlight" "$W/hook.delta"
+t=$(ms "$start")
+hook_check "$R/hookapp:v1-starlight" "$W/hook.delta"
+[ "$(hook_metric ok)" = 1 ] || e2e_fail "hook_conversions_total{ok} = $(hook_metric ok), want 1"
+e2e_log "9. hook (registry notification): push hookapp:v1 -> hookapp:v1-starlight converted, notified, delta verified in $t ms"
+
+harbor() { # HOST REPO TAG[=DIGEST]... -> a Harbor PUSH_ARTIFACT payload
+    python3 -c 'import json,sys
+h,repo,tags=sys.argv[1],sys.argv[2],[t.split("=") + [None] for t in sys.argv[3:]]
+print(json.dumps({"type":"PUSH_ARTIFACT","occur_at":1,"operator":"admin","event_data":{
+  "resources":[dict({"tag":t[0],"resource_url":"%s/%s:%s"%(h,repo,t[0])}, **({"digest":t[1]} if t[1] else {})) for t in tags],
+  "repository":{"date_created":1,"name":repo.split("/")[-1],"namespace":"library","repo_full_name":repo,"repo_type":"private"}}}))' "$@"
+}
+LR="localhost:${R#*:}"
+e2e_push_image busybox harborapp:v2
+hdig=$(curl -fsS -I "${MT_ACCEPT[@]}" "http://$R/v2/harborapp/manifests/v2" | awk -F': ' 'tolower($1) == "docker-content-digest" { print $2 }' | tr -d '\r')
+harbor "$LR" harborapp "v2=$hdig" >"$W/harbor.json"
+[ "$(get "$U/starlight/hook/registry" "$W/hh.json" -X POST -H 'Content-Type: application/json' --data-binary @"$W/harbor.json")" = 200 ] ||
+    e2e_fail "Harbor payload: $(cat "$W/hh.json")"
+[ "$(jq_ 'd["queued"]' "$W/hh.json")" = "['$LR/harborapp@$hdig']" ] || e2e_fail "Harbor payload queued $(cat "$W/hh.json")"
+e2e_wait_for "the hook to convert $LR/harborapp:v2" 60 delta_ok "$LR/harborapp:v2-starlight" "$W/harbor.delta"
+hook_check "$LR/harborapp:v2-starlight" "$W/harbor.delta"
+harbor "$LR" harborapp t1 t2 t3 t4 t5 t6 >"$W/harbor6.json"
+[ "$(get "$U/starlight/hook/registry" "$W/h503" -X POST --data-binary @"$W/harbor6.json")" = 503 ] ||
+    e2e_fail "6 pushes for a queue of 4: $(cat "$W/h503")"
+expect_json_error 503 "$W/h503"
+[ "$(get "$U/starlight/hook/registry" "$W/h400" -X POST --data-binary '{"what":1}')" = 400 ] || e2e_fail "malformed hook payload"
+expect_json_error 400 "$W/h400"
+harbor "$LR" harborapp nosuchtag >"$W/harbor-bad.json"
+[ "$(get "$U/starlight/hook/registry" "$W/hb.json" -X POST --data-binary @"$W/harbor-bad.json")" = 200 ] || e2e_fail "Harbor payload for a missing tag"
+e2e_wait_for "a failed conversion in /metrics" 30 bash -c "[ \"\$(curl -fsS '$U/metrics' | awk '\$1 == \"starlight_proxy_hook_conversions_total{result=\\\"convert_failed\\\"}\" { print \$2 }')\" = 1 ]"
+grep -q 'hook: convert .*nosuchtag' "$E2E_DIR/logs/proxy.log" || e2e_fail "the failed conversion was not logged"
+e2e_log "   Harbor payload converted; 6 pushes for a queue of 4 -> 503; malformed -> 400; missing tag -> convert_failed in /metrics and the log"
+curl -fsS "$U/metrics" | grep '^starlight_proxy_hook' >&2
 
 e2e_log "PASS"
