@@ -1,11 +1,16 @@
-/* starlight-daemon — wiring only: configuration, logging, the snapshotter, its gRPC service,
- * signals. */
+/* starlight-daemon — wiring only: configuration, logging, the store and its FUSE fs, the
+ * snapshotter (whose Starlight lowerdirs come from the fs), its gRPC service, the control API
+ * (pulls), signals. */
 #include "cleanup.h"
+#include "control.h"
 #include "daemon-config.h"
+#include "fs.h"
 #include "grpc-server.h"
 #include "log.h"
 #include "snapshots-service.h"
+#include "pull.h"
 #include "snapshotter.h"
+#include "store.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -59,10 +64,46 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    if (mkdir(cfg.root, 0700) < 0 && errno != EEXIST) {
+        log_error("create %s: %s", cfg.root, strerror(errno));
+        sl_daemon_config_free(&cfg);
+        return 1;
+    }
+    _cleanup_free_ char *store_dir = sl_xasprintf("%s/store", cfg.root);
+    _cleanup_free_ char *mnt_dir = sl_xasprintf("%s/mnt", cfg.root);
+    struct sl_store *store = NULL;
+    struct sl_fs *fs = NULL;
+    r = sl_store_open(store_dir, NULL, &store, &err);
+    if (r >= 0)
+        r = sl_fs_new(store, NULL, &fs, &err);
+    if (r >= 0)
+        r = sl_fs_mount(fs, mnt_dir, &err);
+    if (r < 0) {
+        sl_log_error_err(&err, r, "open the store and mount the fs at %s", mnt_dir);
+        sl_fs_free(fs);
+        sl_store_free(store);
+        sl_daemon_config_free(&cfg);
+        return 1;
+    }
+    /* Layers known from earlier runs mount again (their completed contents are local). */
+    r = sl_pull_publish_known(store, fs, &err);
+    if (r < 0)
+        sl_log_error_err(&err, r, "publish the store's layers");
+    else
+        log_info("fs at %s: %d layers from the store", mnt_dir, r);
+
+    /* INTEGRATION POINT (daemonset/containerd, another module): once sl_ctrd exists, open it
+     * with cfg.containerd_socket here and pass its registration function as on_register. */
+    sl_pull_register_fn on_register = NULL;
+    void *register_ud = NULL;
+
     struct sl_snap *snap = NULL;
-    r = sl_snap_open(cfg.root, NULL, &snap, &err);
+    struct sl_snap_hooks hooks = {.ud = fs, .lowerdir = sl_fs_lowerdir};
+    r = sl_snap_open(cfg.root, &hooks, &snap, &err);
     if (r < 0) {
         sl_log_error_err(&err, r, "open the snapshotter");
+        sl_fs_free(fs);
+        sl_store_free(store);
         sl_daemon_config_free(&cfg);
         return 1;
     }
@@ -77,17 +118,44 @@ int main(int argc, char **argv)
     if (r < 0) {
         sl_log_error_err(&err, r, "start the snapshotter service");
         sl_snap_close(snap);
+        sl_fs_free(fs);
+        sl_store_free(store);
         sl_daemon_config_free(&cfg);
         return 1;
     }
     log_info("snapshotter on %s (root %s, %d workers)", cfg.snapshotter_socket, cfg.root,
              (int)cfg.grpc_workers);
 
+    struct sl_control *ctl = NULL;
+    struct sl_control_options co = {
+        .socket_path = cfg.control_socket,
+        .root = cfg.root,
+        .default_proxy = cfg.proxy,
+        .store = store,
+        .fs = fs,
+        .on_register = on_register,
+        .register_ud = register_ud,
+    };
+    r = sl_control_start(&co, &ctl, &err);
+    if (r < 0) {
+        sl_log_error_err(&err, r, "start the control API on %s", cfg.control_socket);
+        sl_grpc_server_stop(srv, STOP_GRACE_MS);
+        sl_snap_close(snap);
+        sl_fs_free(fs);
+        sl_store_free(store);
+        sl_daemon_config_free(&cfg);
+        return 1;
+    }
+    log_info("control API on %s", cfg.control_socket);
+
     int sig = 0;
     sigwait(&set, &sig);
     log_info("%s: stopping", strsignal(sig));
+    sl_control_stop(ctl);
     sl_grpc_server_stop(srv, STOP_GRACE_MS);
     sl_snap_close(snap);
+    sl_fs_free(fs); /* unmounts */
+    sl_store_free(store);
     log_info("stopped");
     sl_daemon_config_free(&cfg);
     return 0;

@@ -307,6 +307,8 @@ static int attempt(CURL *h, const struct sl_http_options *o, const struct sl_htt
 
     curl_easy_reset(h);
     SETOPT(h, CURLOPT_URL, url);
+    if (req->unix_socket_path)
+        SETOPT(h, CURLOPT_UNIX_SOCKET_PATH, req->unix_socket_path);
     SETOPT(h, CURLOPT_PROTOCOLS_STR, "http,https");
     SETOPT(h, CURLOPT_NOSIGNAL, 1L);
     SETOPT(h, CURLOPT_FOLLOWLOCATION, 0L);

@@ -98,6 +98,10 @@ struct sl_http_request {
 
     int retries;      /* < 0: take it from opts; 0: no retry (non-idempotent calls) */
     bool no_redirect; /* return 3xx answers to the caller */
+
+    /* Connect to this unix socket instead of the URL's host (the URL still gives the path and
+     * Host header, e.g. "http://localhost/v1/status"); NULL = TCP. */
+    const char *unix_socket_path;
 };
 
 static inline void sl_http_request_init(struct sl_http_request *r)

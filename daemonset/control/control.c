@@ -1,0 +1,846 @@
+/* control.c — the control API server (control.h): a minimal HTTP/1.1 server on a unix socket,
+ * one thread per connection (capped), every response closing its connection. */
+#include "control.h"
+#include "base64.h"
+#include "buf.h"
+#include "cleanup.h"
+#include "http.h"
+#include "json.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define IO_TIMEOUT_S 30
+#define MAX_PROFILES 64
+#define MAX_INFLIGHT 256
+
+struct inflight {
+    struct inflight *next, *prev;
+    char *ref;
+    struct sl_pull_stats st; /* under c->lock */
+};
+
+struct sl_control {
+    struct sl_control_options o;
+    char *socket_path, *root, *default_proxy, *profiles_path;
+    int lfd;
+    int stop_pipe[2];
+    pthread_t accept_thread;
+    bool accept_started;
+    atomic_bool stopping;
+
+    pthread_mutex_t lock; /* conns, inflight list, profiles file */
+    pthread_cond_t idle;
+    unsigned n_conns;
+    struct inflight inflight; /* list head */
+    unsigned n_inflight;
+};
+
+struct conn {
+    struct sl_control *c;
+    int fd;
+    char method[8];
+    char *target; /* path + query */
+    char *body;
+    size_t body_len;
+    bool head_sent;
+};
+
+int sl_control_http_status(int r)
+{
+    switch (-r) {
+    case ENOENT:
+        return 404;
+    case EINVAL:
+    case E2BIG:
+        return 400;
+    case EACCES:
+    case EPERM:
+        return 403;
+    case EAGAIN:
+    case ECONNREFUSED:
+    case EHOSTUNREACH:
+    case ETIMEDOUT:
+        return 503;
+    case EFBIG:
+        return 413;
+    case EEXIST:
+        return 409;
+    default:
+        return 500;
+    }
+}
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Internal Server Error";
+    }
+}
+
+static int write_all(int fd, const void *p, size_t len)
+{
+    const char *s = p;
+    while (len > 0) {
+        ssize_t n = send(fd, s, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -errno;
+        s += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static void send_head(struct conn *k, int status, const char *ctype)
+{
+    char h[256];
+    int n = snprintf(h, sizeof(h),
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nConnection: close\r\n"
+                     "Cache-Control: no-store\r\n\r\n",
+                     status, reason(status), ctype);
+    write_all(k->fd, h, (size_t)n);
+    k->head_sent = true;
+}
+
+/* Sends one JSON document (and a newline) as the whole response. Steals `j`. */
+static void reply_json(struct conn *k, int status, json_t *j)
+{
+    size_t len = 0;
+    _cleanup_free_ char *s = sl_json_dump(j, &len);
+    json_decref(j);
+    if (!k->head_sent)
+        send_head(k, status, "application/json");
+    write_all(k->fd, s, len);
+    write_all(k->fd, "\n", 1);
+}
+
+static void reply_error(struct conn *k, int r, const char *msg)
+{
+    int status = sl_control_http_status(r);
+    reply_json(k, status,
+               json_pack("{s:s,s:i,s:s}", "status", reason(status), "code", status, "error", msg));
+}
+
+/* ------------------------------------------------------------------ proxy profiles */
+
+static json_t *profiles_load(struct sl_control *c)
+{
+    json_t *doc = NULL;
+    _cleanup_close_ int fd = open(c->profiles_path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        char buf[64 * 1024];
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n > 0 && sl_json_parse(buf, (size_t)n, sizeof(buf), "proxies.json", &doc, NULL) < 0)
+            doc = NULL;
+    }
+    if (!doc || !json_is_object(doc) || !json_is_array(json_object_get(doc, "proxies"))) {
+        json_decref(doc);
+        doc = json_pack("{s:[]}", "proxies");
+    }
+    json_t *arr = json_object_get(doc, "proxies");
+    bool has_default = false;
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v)
+    {
+        const char *n = json_string_value(json_object_get(v, "name"));
+        if (n && strcmp(n, "default") == 0)
+            has_default = true;
+    }
+    if (!has_default && c->default_proxy && *c->default_proxy)
+        json_array_insert_new(arr, 0,
+                              json_pack("{s:s,s:s}", "name", "default", "url", c->default_proxy));
+    return doc;
+}
+
+static int profiles_save(struct sl_control *c, json_t *doc, sl_error_t *err)
+{
+    size_t len = 0;
+    _cleanup_free_ char *s = sl_json_dump(doc, &len);
+    _cleanup_free_ char *tmp = sl_xasprintf("%s.tmp", c->profiles_path);
+    _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return sl_error_make(err, errno, "create %s: %s", tmp, strerror(errno));
+    if (write_all(fd, s, len) < 0 || fsync(fd) < 0)
+        return sl_error_make(err, EIO, "write %s", tmp);
+    if (rename(tmp, c->profiles_path) < 0)
+        return sl_error_make(err, errno, "rename %s: %s", tmp, strerror(errno));
+    return 0;
+}
+
+/* Resolves "NAME" or "URL" (anything with "://") into a URL and an Authorization value. */
+static int resolve_proxy(struct sl_control *c, const char *name, char **ret_url, char **ret_auth,
+                         sl_error_t *err)
+{
+    *ret_url = *ret_auth = NULL;
+    if (name && strstr(name, "://")) {
+        *ret_url = sl_xstrdup(name);
+        return 0;
+    }
+    if (!name || !*name)
+        name = "default";
+    pthread_mutex_lock(&c->lock);
+    json_t *doc = profiles_load(c);
+    pthread_mutex_unlock(&c->lock);
+    size_t i;
+    json_t *v;
+    int r = sl_error_make(err, ENOENT,
+                          "no proxy profile `%s` (add one with POST /v1/proxies, "
+                          "or start the daemon with --proxy)",
+                          name);
+    json_array_foreach(json_object_get(doc, "proxies"), i, v)
+    {
+        const char *n = json_string_value(json_object_get(v, "name"));
+        const char *url = json_string_value(json_object_get(v, "url"));
+        if (!n || !url || strcmp(n, name) != 0)
+            continue;
+        const char *user = json_string_value(json_object_get(v, "user"));
+        const char *token = json_string_value(json_object_get(v, "token"));
+        *ret_url = sl_xstrdup(url);
+        if (token && *token) {
+            *ret_auth = sl_xasprintf("Bearer %s", token);
+        } else if (user && *user) {
+            _cleanup_free_ char *b = sl_base64_encode(user, strlen(user), NULL);
+            *ret_auth = sl_xasprintf("Basic %s", b);
+        }
+        sl_error_free(err);
+        r = 0;
+        break;
+    }
+    json_decref(doc);
+    return r;
+}
+
+static void handle_proxies_get(struct conn *k)
+{
+    pthread_mutex_lock(&k->c->lock);
+    json_t *doc = profiles_load(k->c);
+    pthread_mutex_unlock(&k->c->lock);
+    json_t *out = json_array();
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(doc, "proxies"), i, v)
+    {
+        const char *user = json_string_value(json_object_get(v, "user"));
+        const char *token = json_string_value(json_object_get(v, "token"));
+        _cleanup_free_ char *uname = user ? sl_xstrndup(user, strcspn(user, ":")) : NULL;
+        json_t *p = json_pack("{s:O,s:O,s:b}", "name", json_object_get(v, "name"), "url",
+                              json_object_get(v, "url"), "credentials",
+                              (user && *user) || (token && *token));
+        if (uname)
+            json_object_set_new(p, "user", json_string(uname));
+        json_array_append_new(out, p);
+    }
+    json_decref(doc);
+    reply_json(k, 200, json_pack("{s:o}", "proxies", out));
+}
+
+static void handle_proxies_post(struct conn *k)
+{
+    _cleanup_error_ sl_error_t err = NULL;
+    json_t *in = NULL;
+    const char *name = NULL, *url = NULL, *user = NULL, *token = NULL;
+    int r = sl_json_parse(k->body ? k->body : "", k->body_len, SL_CONTROL_MAX_BODY, "request", &in,
+                          &err);
+    if (r >= 0 && !json_is_object(in))
+        r = sl_error_make(&err, EINVAL, "request: not an object");
+    if (r >= 0)
+        r = sl_json_get_str(in, "name", "", &name, &err);
+    if (r >= 0)
+        r = sl_json_get_str(in, "url", "", &url, &err);
+    if (r >= 0)
+        r = sl_json_opt_str(in, "user", "", &user, &err);
+    if (r >= 0)
+        r = sl_json_opt_str(in, "token", "", &token, &err);
+    if (r >= 0 && (!*name || strlen(name) > 128 || strchr(name, '/') || strstr(name, "://")))
+        r = sl_error_make(&err, EINVAL, "name: 1 to 128 characters, no `/`");
+    if (r >= 0 && strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+        r = sl_error_make(&err, EINVAL, "url: must start with http:// or https://");
+    if (r >= 0) {
+        pthread_mutex_lock(&k->c->lock);
+        json_t *doc = profiles_load(k->c);
+        json_t *arr = json_object_get(doc, "proxies");
+        size_t i;
+        json_t *v;
+        json_array_foreach(arr, i, v)
+        {
+            const char *n = json_string_value(json_object_get(v, "name"));
+            if (n && strcmp(n, name) == 0) {
+                json_array_remove(arr, i);
+                break;
+            }
+        }
+        if (json_array_size(arr) >= MAX_PROFILES) {
+            r = sl_error_make(&err, EFBIG, "at most %d proxy profiles", MAX_PROFILES);
+        } else {
+            json_t *p = json_pack("{s:s,s:s}", "name", name, "url", url);
+            if (user)
+                json_object_set_new(p, "user", json_string(user));
+            if (token)
+                json_object_set_new(p, "token", json_string(token));
+            json_array_append_new(arr, p);
+            r = profiles_save(k->c, doc, &err);
+        }
+        json_decref(doc);
+        pthread_mutex_unlock(&k->c->lock);
+    }
+    if (r < 0)
+        reply_error(k, r, sl_error_msg(err, r));
+    else
+        reply_json(k, 200, json_pack("{s:s,s:s}", "name", name, "url", url));
+    json_decref(in);
+}
+
+/* ------------------------------------------------------------------ ping */
+
+static char *query_param(const char *target, const char *key)
+{
+    const char *q = strchr(target, '?');
+    size_t kl = strlen(key);
+    for (const char *p = q ? q + 1 : NULL; p && *p;) {
+        const char *amp = strchr(p, '&');
+        size_t n = amp ? (size_t)(amp - p) : strlen(p);
+        if (n > kl && strncmp(p, key, kl) == 0 && p[kl] == '=') {
+            /* percent-decode */
+            char *out = sl_xmalloc(n - kl);
+            size_t o = 0;
+            for (size_t i = kl + 1; i < n; i++) {
+                unsigned x;
+                if (p[i] == '%' && i + 2 < n + 1 && sscanf(p + i + 1, "%2x", &x) == 1) {
+                    out[o++] = (char)x;
+                    i += 2;
+                } else {
+                    out[o++] = p[i] == '+' ? ' ' : p[i];
+                }
+            }
+            out[o] = 0;
+            return out;
+        }
+        p = amp ? amp + 1 : NULL;
+    }
+    return NULL;
+}
+
+static double mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void handle_ping(struct conn *k)
+{
+    _cleanup_error_ sl_error_t err = NULL;
+    _cleanup_free_ char *name = query_param(k->target, "proxy");
+    _cleanup_free_ char *url = NULL, *auth = NULL;
+    int r = resolve_proxy(k->c, name, &url, &auth, &err);
+    if (r < 0)
+        return reply_error(k, r, sl_error_msg(err, r));
+    _cleanup_free_ char *hc = sl_xasprintf("%s/health-check", url);
+    struct sl_http_options o = {.retries = -1, .connect_timeout_s = 5, .timeout_s = 10};
+    struct sl_http_request req;
+    sl_http_request_init(&req);
+    req.url = hc;
+    req.authorization = auth;
+    struct sl_buf body;
+    sl_buf_init(&body, 64 * 1024);
+    req.body_buf = &body;
+    struct sl_http_response resp = {0};
+    double t = mono_ms();
+    r = sl_http_perform(&o, &req, &resp, &err);
+    double rtt = mono_ms() - t;
+    if (r < 0) {
+        reply_error(k, r, sl_error_msg(err, r));
+    } else {
+        json_t *pj = NULL;
+        if (resp.status == 200)
+            sl_json_parse(body.data ? body.data : "", body.len, 64 * 1024, "health-check", &pj,
+                          NULL);
+        json_t *out =
+            json_pack("{s:s,s:i,s:f}", "proxy", url, "status", (int)resp.status, "rttMs", rtt);
+        if (pj)
+            json_object_set_new(out, "health", pj);
+        reply_json(k, resp.status == 200 ? 200 : 503, out);
+    }
+    sl_buf_free(&body);
+    sl_http_response_free(&resp);
+}
+
+/* ------------------------------------------------------------------ status */
+
+static json_t *layer_json(struct sl_store *s, const char *digest)
+{
+    struct sl_store_layer rec = {0};
+    json_t *o = json_pack("{s:s}", "digest", digest);
+    if (sl_store_layer_get(s, digest, &rec, NULL) < 0)
+        return o;
+    json_object_set_new(o, "complete", json_boolean(rec.state == SL_STORE_LAYER_COMPLETE));
+    json_object_set_new(o, "blobBytes", json_integer((json_int_t)rec.blob_size));
+    struct sl_toc *toc = NULL;
+    if (sl_store_layer_load_toc(&rec, &toc, NULL) >= 0) {
+        /* file bytes of the layer's distinct contents, and those complete in the store */
+        uint64_t total = 0, local = 0;
+        size_t n = sl_toc_count(toc), files = 0;
+        for (size_t i = 0; i < n; i++) {
+            const struct sl_toc_entry *e = sl_toc_entry_at(toc, i);
+            if (e->type != SL_TOC_REG || !e->has_digest)
+                continue;
+            files++;
+            total += e->size;
+            if (e->size == 0 || sl_store_content_state(s, e->digest) == SL_STORE_COMPLETE)
+                local += e->size;
+        }
+        json_object_set_new(o, "files", json_integer((json_int_t)files));
+        json_object_set_new(o, "bytesLocal", json_integer((json_int_t)local));
+        json_object_set_new(o, "bytesTotal", json_integer((json_int_t)total));
+        sl_toc_free(toc);
+    }
+    sl_store_layer_clear(&rec);
+    return o;
+}
+
+static json_t *stats_json(const struct sl_pull_stats *s)
+{
+    json_t *o = json_pack(
+        "{s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:i,s:i}", "bytes", (json_int_t)s->bytes_received,
+        "payloadBytes", (json_int_t)s->payload_bytes, "payloadTotal", (json_int_t)s->payload_total,
+        "imageBytes", (json_int_t)s->image_bytes, "contentsDone", (json_int_t)s->contents_done,
+        "contentsTotal", (json_int_t)s->contents_total, "layersTotal", (int)s->layers_total,
+        "layersNew", (int)s->layers_new, "layersHeld", (int)s->layers_held);
+    json_object_set_new(o, "headBytes", json_integer((json_int_t)s->head_bytes));
+    if (s->digest[0])
+        json_object_set_new(o, "digest", json_string(s->digest));
+    if (s->ms_ready >= 0)
+        json_object_set_new(o, "readyMs", json_real(s->ms_ready));
+    if (s->ms_complete >= 0)
+        json_object_set_new(o, "completeMs", json_real(s->ms_complete));
+    return o;
+}
+
+static void handle_status(struct conn *k)
+{
+    struct sl_control *c = k->c;
+    json_t *layers = json_array();
+    char **all = NULL;
+    size_t n = 0;
+    if (sl_store_layer_list(c->o.store, &all, &n, NULL) >= 0) {
+        for (size_t i = 0; i < n; i++) {
+            json_array_append_new(layers, layer_json(c->o.store, all[i]));
+            free(all[i]);
+        }
+        free(all);
+    }
+    json_t *pulls = json_array();
+    pthread_mutex_lock(&c->lock);
+    for (struct inflight *p = c->inflight.next; p != &c->inflight; p = p->next) {
+        json_t *o = stats_json(&p->st);
+        json_object_set_new(o, "ref", json_string(p->ref));
+        json_array_append_new(pulls, o);
+    }
+    pthread_mutex_unlock(&c->lock);
+    struct sl_store_stats ss;
+    sl_store_get_stats(c->o.store, &ss);
+    json_t *store = json_pack(
+        "{s:I,s:I,s:I,s:I,s:I}", "chunksStored", (json_int_t)ss.chunks_stored, "chunksRejected",
+        (json_int_t)ss.chunks_rejected, "contentsCompleted", (json_int_t)ss.contents_completed,
+        "readsParked", (json_int_t)ss.waiters_parked, "readsWoken", (json_int_t)ss.waiters_woken);
+    reply_json(k, 200,
+               json_pack("{s:s,s:o,s:o,s:o}", "version", SL_VERSION, "layers", layers, "pulls",
+                         pulls, "store", store));
+}
+
+/* ------------------------------------------------------------------ pull */
+
+struct pull_ctx {
+    struct conn *k;
+    struct inflight *inf;
+};
+
+static int on_pull_event(void *ud, enum sl_pull_phase phase, const struct sl_pull_stats *s)
+{
+    struct pull_ctx *p = ud;
+    struct sl_control *c = p->k->c;
+    pthread_mutex_lock(&c->lock);
+    p->inf->st = *s;
+    pthread_mutex_unlock(&c->lock);
+    if (atomic_load(&c->stopping))
+        return -ECANCELED;
+    if (!p->k->head_sent)
+        send_head(p->k, 200, "application/x-ndjson");
+    json_t *o = stats_json(s);
+    json_object_set_new(o, "phase", json_string(sl_pull_phase_name(phase)));
+    size_t len = 0;
+    _cleanup_free_ char *line = sl_json_dump(o, &len);
+    json_decref(o);
+    /* A client that went away does not stop the pull: the node still wants the image. */
+    if (write_all(p->k->fd, line, len) >= 0)
+        write_all(p->k->fd, "\n", 1);
+    return 0;
+}
+
+static void handle_pull(struct conn *k)
+{
+    struct sl_control *c = k->c;
+    _cleanup_error_ sl_error_t err = NULL;
+    json_t *in = NULL;
+    const char *ref = NULL, *platform = NULL, *ns = NULL, *proxy = NULL;
+    int insecure = 0;
+    int r = sl_json_parse(k->body ? k->body : "", k->body_len, SL_CONTROL_MAX_BODY, "request", &in,
+                          &err);
+    if (r >= 0 && !json_is_object(in))
+        r = sl_error_make(&err, EINVAL, "request: not an object");
+    if (r >= 0)
+        r = sl_json_get_str(in, "ref", "", &ref, &err);
+    if (r >= 0)
+        r = sl_json_opt_str(in, "platform", "", &platform, &err);
+    if (r >= 0)
+        r = sl_json_opt_str(in, "namespace", "", &ns, &err);
+    if (r >= 0)
+        r = sl_json_opt_str(in, "proxy", "", &proxy, &err);
+    if (r >= 0 && json_object_get(in, "insecure")) {
+        if (!json_is_boolean(json_object_get(in, "insecure")))
+            r = sl_error_make(&err, EINVAL, ".insecure: not a boolean");
+        else
+            insecure = json_is_true(json_object_get(in, "insecure"));
+    }
+    _cleanup_free_ char *url = NULL, *auth = NULL;
+    if (r >= 0)
+        r = resolve_proxy(c, proxy, &url, &auth, &err);
+    if (r < 0) {
+        reply_error(k, r, sl_error_msg(err, r));
+        json_decref(in);
+        return;
+    }
+
+    struct inflight *inf = sl_xcalloc(1, sizeof(*inf));
+    inf->ref = sl_xstrdup(ref);
+    pthread_mutex_lock(&c->lock);
+    bool full = c->n_inflight >= MAX_INFLIGHT;
+    if (!full) {
+        inf->next = &c->inflight;
+        inf->prev = c->inflight.prev;
+        c->inflight.prev->next = inf;
+        c->inflight.prev = inf;
+        c->n_inflight++;
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (full) {
+        free(inf->ref);
+        free(inf);
+        json_decref(in);
+        return reply_error(k, -EAGAIN, "too many pulls in flight");
+    }
+
+    struct pull_ctx pc = {.k = k, .inf = inf};
+    struct sl_pull_request req = {
+        .proxy_url = url,
+        .proxy_auth = auth,
+        .ref = ref,
+        .platform = platform,
+        .ns = ns,
+        .insecure = insecure,
+        .on_event = on_pull_event,
+        .event_ud = &pc,
+        .on_register = c->o.on_register,
+        .register_ud = c->o.register_ud,
+    };
+    struct sl_pull_stats st;
+    log_info("pull %s from %s", ref, url);
+    r = sl_pull_run(c->o.store, c->o.fs, &req, &st, &err);
+    if (r < 0) {
+        log_error("%s", sl_error_msg(err, r));
+        if (!k->head_sent) {
+            reply_error(k, r, sl_error_msg(err, r));
+        } else {
+            json_t *o = stats_json(&st);
+            json_object_set_new(o, "phase", json_string("error"));
+            json_object_set_new(o, "error", json_string(sl_error_msg(err, r)));
+            json_object_set_new(o, "code", json_integer(sl_control_http_status(r)));
+            reply_json(k, 200, o);
+        }
+    } else {
+        log_info("pull %s: %" PRIu64 " bytes, ready after %.0f ms, complete after %.0f ms", ref,
+                 st.bytes_received, st.ms_ready, st.ms_complete);
+    }
+    pthread_mutex_lock(&c->lock);
+    inf->prev->next = inf->next;
+    inf->next->prev = inf->prev;
+    c->n_inflight--;
+    pthread_mutex_unlock(&c->lock);
+    free(inf->ref);
+    free(inf);
+    json_decref(in);
+}
+
+/* ------------------------------------------------------------------ connections */
+
+static int read_request(struct conn *k, sl_error_t *err)
+{
+    _cleanup_buf_ struct sl_buf b;
+    sl_buf_init(&b, SL_CONTROL_MAX_HEAD + SL_CONTROL_MAX_BODY);
+    char *end = NULL;
+    while (!(end = b.len ? strstr(b.data, "\r\n\r\n") : NULL)) {
+        if (b.len > SL_CONTROL_MAX_HEAD)
+            return sl_error_make(err, EFBIG, "request head over %u bytes", SL_CONTROL_MAX_HEAD);
+        char tmp[4096];
+        ssize_t n = recv(k->fd, tmp, sizeof(tmp), 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return sl_error_make(err, EPROTO, "connection closed before the request head");
+        if (memchr(tmp, 0, (size_t)n))
+            return sl_error_make(err, EINVAL, "NUL byte in request");
+        if (sl_buf_append(&b, tmp, (size_t)n) < 0)
+            return sl_error_make(err, EFBIG, "request too large");
+    }
+    size_t head_len = (size_t)(end - b.data) + 4;
+    char target[2048];
+    char version[16];
+    if (sscanf(b.data, "%7s %2047s %15s", k->method, target, version) != 3 ||
+        strncmp(version, "HTTP/1.", 7) != 0)
+        return sl_error_make(err, EINVAL, "malformed request line");
+    k->target = sl_xstrdup(target);
+    uint64_t clen = 0;
+    for (char *line = strstr(b.data, "\r\n"); line && line < end; line = strstr(line + 2, "\r\n")) {
+        if (strncasecmp(line + 2, "Content-Length:", 15) == 0) {
+            char *e = NULL;
+            clen = strtoull(line + 17, &e, 10);
+            if (clen > SL_CONTROL_MAX_BODY)
+                return sl_error_make(err, EFBIG, "body over %u bytes", SL_CONTROL_MAX_BODY);
+        } else if (strncasecmp(line + 2, "Transfer-Encoding:", 18) == 0) {
+            return sl_error_make(err, EINVAL, "chunked request bodies are not supported");
+        }
+    }
+    while (b.len - head_len < clen) {
+        char tmp[4096];
+        ssize_t n = recv(k->fd, tmp, SL_MIN(sizeof(tmp), clen - (b.len - head_len)), 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return sl_error_make(err, EPROTO, "connection closed in the body");
+        if (sl_buf_append(&b, tmp, (size_t)n) < 0)
+            return sl_error_make(err, EFBIG, "request too large");
+    }
+    k->body_len = (size_t)clen;
+    k->body = sl_xstrndup(b.data + head_len, (size_t)clen);
+    return 0;
+}
+
+static bool path_is(const char *target, const char *path)
+{
+    size_t n = strlen(path);
+    return strncmp(target, path, n) == 0 && (target[n] == 0 || target[n] == '?');
+}
+
+static void dispatch(struct conn *k)
+{
+    bool get = strcmp(k->method, "GET") == 0, post = strcmp(k->method, "POST") == 0;
+    const char *t = k->target;
+    if (path_is(t, "/v1/pull") && post)
+        handle_pull(k);
+    else if (path_is(t, "/v1/status") && get)
+        handle_status(k);
+    else if (path_is(t, "/v1/ping") && get)
+        handle_ping(k);
+    else if (path_is(t, "/v1/proxies") && get)
+        handle_proxies_get(k);
+    else if (path_is(t, "/v1/proxies") && post)
+        handle_proxies_post(k);
+    else if (path_is(t, "/v1/version") && get)
+        reply_json(k, 200, json_pack("{s:s}", "version", SL_VERSION));
+    else if (path_is(t, "/v1/pull") || path_is(t, "/v1/status") || path_is(t, "/v1/ping") ||
+             path_is(t, "/v1/proxies") || path_is(t, "/v1/version"))
+        reply_json(k, 405,
+                   json_pack("{s:s,s:i,s:s}", "status", reason(405), "code", 405, "error",
+                             "method not allowed"));
+    else
+        reply_error(k, -ENOENT, "no such endpoint");
+}
+
+static void *conn_main(void *arg)
+{
+    struct conn *k = arg;
+    struct sl_control *c = k->c;
+    struct timeval tv = {.tv_sec = IO_TIMEOUT_S};
+    setsockopt(k->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(k->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    _cleanup_error_ sl_error_t err = NULL;
+    int r = read_request(k, &err);
+    if (r < 0)
+        reply_error(k, r, sl_error_msg(err, r));
+    else
+        dispatch(k);
+    shutdown(k->fd, SHUT_WR);
+    close(k->fd);
+    free(k->target);
+    free(k->body);
+    free(k);
+    pthread_mutex_lock(&c->lock);
+    if (--c->n_conns == 0)
+        pthread_cond_broadcast(&c->idle);
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+static void *accept_main(void *arg)
+{
+    struct sl_control *c = arg;
+    for (;;) {
+        struct pollfd p[2] = {{.fd = c->lfd, .events = POLLIN},
+                              {.fd = c->stop_pipe[0], .events = POLLIN}};
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (p[1].revents || atomic_load(&c->stopping))
+            break;
+        int fd = accept4(c->lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+            continue;
+        pthread_mutex_lock(&c->lock);
+        bool full = c->n_conns >= SL_CONTROL_MAX_CONN;
+        if (!full)
+            c->n_conns++;
+        pthread_mutex_unlock(&c->lock);
+        if (full) {
+            static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
+                                       "application/json\r\nConnection: close\r\n\r\n"
+                                       "{\"status\":\"Service Unavailable\",\"code\":503,"
+                                       "\"error\":\"too many connections\"}\n";
+            write_all(fd, busy, sizeof(busy) - 1);
+            close(fd);
+            continue;
+        }
+        struct conn *k = sl_xcalloc(1, sizeof(*k));
+        k->c = c;
+        k->fd = fd;
+        pthread_t t;
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &at, conn_main, k) != 0) {
+            close(fd);
+            free(k);
+            pthread_mutex_lock(&c->lock);
+            c->n_conns--;
+            pthread_mutex_unlock(&c->lock);
+        }
+        pthread_attr_destroy(&at);
+    }
+    return NULL;
+}
+
+int sl_control_start(const struct sl_control_options *o, struct sl_control **ret, sl_error_t *err)
+{
+    if (!o->socket_path || !*o->socket_path || !o->store || !o->root)
+        return sl_error_make(err, EINVAL, "control: socket path, root and store are required");
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(o->socket_path) >= sizeof(sa.sun_path))
+        return sl_error_make(err, ENAMETOOLONG, "control socket path too long: %s", o->socket_path);
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", o->socket_path);
+    _cleanup_free_ char *dir = sl_xstrdup(o->socket_path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = 0;
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+            return sl_error_make(err, errno, "create %s: %s", dir, strerror(errno));
+    }
+    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return sl_error_make(err, errno, "socket: %s", strerror(errno));
+    struct stat stt;
+    if (lstat(o->socket_path, &stt) == 0 && S_ISSOCK(stt.st_mode))
+        unlink(o->socket_path);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+        return sl_error_make(err, errno, "bind %s: %s", o->socket_path, strerror(errno));
+    chmod(o->socket_path, 0660);
+    if (listen(fd, 64) < 0)
+        return sl_error_make(err, errno, "listen %s: %s", o->socket_path, strerror(errno));
+
+    struct sl_control *c = sl_xcalloc(1, sizeof(*c));
+    c->o = *o;
+    c->socket_path = sl_xstrdup(o->socket_path);
+    c->root = sl_xstrdup(o->root);
+    c->default_proxy = o->default_proxy ? sl_xstrdup(o->default_proxy) : NULL;
+    c->profiles_path = sl_xasprintf("%s/proxies.json", o->root);
+    c->inflight.next = c->inflight.prev = &c->inflight;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->idle, NULL);
+    if (pipe2(c->stop_pipe, O_CLOEXEC) < 0) {
+        int e = errno;
+        sl_control_stop(c);
+        return sl_error_make(err, e, "pipe: %s", strerror(e));
+    }
+    c->lfd = TAKE_FD(fd);
+    if (pthread_create(&c->accept_thread, NULL, accept_main, c) != 0) {
+        sl_control_stop(c);
+        return sl_error_make(err, EAGAIN, "control: cannot start a thread");
+    }
+    c->accept_started = true;
+    *ret = c;
+    return 0;
+}
+
+void sl_control_stop(struct sl_control *c)
+{
+    if (!c)
+        return;
+    atomic_store(&c->stopping, true);
+    if (c->accept_started) {
+        (void)!write(c->stop_pipe[1], "x", 1);
+        pthread_join(c->accept_thread, NULL);
+    }
+    /* Connection threads end on their own: pulls stop at their next event (-ECANCELED), other
+     * requests are short. */
+    pthread_mutex_lock(&c->lock);
+    while (c->n_conns > 0)
+        pthread_cond_wait(&c->idle, &c->lock);
+    pthread_mutex_unlock(&c->lock);
+    if (c->lfd > 0)
+        close(c->lfd);
+    if (c->stop_pipe[0] > 0) {
+        close(c->stop_pipe[0]);
+        close(c->stop_pipe[1]);
+    }
+    unlink(c->socket_path);
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->idle);
+    free(c->socket_path);
+    free(c->root);
+    free(c->default_proxy);
+    free(c->profiles_path);
+    free(c);
+}

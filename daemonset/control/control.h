@@ -1,0 +1,55 @@
+/* control.h — the daemon's control API: HTTP/1.1 + JSON on a unix socket (docs/protocol.md,
+ * "Daemon control API"), used by ctr-starlight and curl (`curl --unix-socket SOCK
+ * http://localhost/v1/status`).
+ *
+ *     POST /v1/pull      {ref, platform?, namespace?, proxy?, insecure?} → JSON lines
+ *     GET  /v1/status    layers (digest, complete, bytes local/total), pulls in flight
+ *     GET  /v1/ping      ?proxy=NAME|URL → RTT of the proxy's /health-check
+ *     GET  /v1/proxies   proxy profiles (credentials redacted)
+ *     POST /v1/proxies   {name, url, user?, token?} adds or replaces a profile
+ *     GET  /v1/version
+ *
+ * One accept thread; one thread per connection, at most SL_CONTROL_MAX_CONN at once (more get
+ * 503). Every response closes its connection (`Connection: close`), so the pull stream ends
+ * with the connection. Requests are capped (SL_CONTROL_MAX_HEAD header bytes,
+ * SL_CONTROL_MAX_BODY body bytes); the socket is created mode 0660, owned by the daemon's user.
+ * Profiles live in ROOT/proxies.json (mode 0600, replaced atomically); the --proxy of the
+ * daemon is the profile "default" unless the file defines one.
+ *
+ * Errors: negative errno + sl_error_t from start (bind/listen failures). Thread-safety:
+ * start/stop from one thread; handlers run concurrently over the thread-safe store and fs. */
+#ifndef SL_DAEMON_CONTROL_H
+#define SL_DAEMON_CONTROL_H
+
+#include "error.h"
+#include "fs.h"
+#include "pull.h"
+#include "store.h"
+
+#define SL_CONTROL_MAX_CONN 64
+#define SL_CONTROL_MAX_HEAD (16u << 10)
+#define SL_CONTROL_MAX_BODY (1u << 20)
+
+struct sl_control_options {
+    const char *socket_path;
+    const char *root;                /* daemon root: proxies.json lives here */
+    const char *default_proxy;       /* --proxy, or NULL */
+    struct sl_store *store;          /* borrowed, must outlive the server */
+    struct sl_fs *fs;                /* borrowed, may be NULL */
+    sl_pull_register_fn on_register; /* containerd registration (NULL = none) */
+    void *register_ud;
+};
+
+struct sl_control;
+
+/* Binds the socket (a stale socket file is replaced; its directory is created) and starts
+ * serving. Caller stops with sl_control_stop. */
+int sl_control_start(const struct sl_control_options *o, struct sl_control **ret, sl_error_t *err);
+/* Stops accepting, aborts pulls in flight (they fail with -ECANCELED), waits for connection
+ * threads, removes the socket file. NULL is fine. */
+void sl_control_stop(struct sl_control *c);
+
+/* HTTP status for a negative errno (ENOENT 404, EINVAL 400, EACCES 403, EAGAIN 503, …). */
+int sl_control_http_status(int r);
+
+#endif

@@ -1,0 +1,94 @@
+/* pull.h — the delta receiver: one streaming request to a starlight-proxy per pull
+ * (docs/protocol.md §2 `/starlight/delta`, §3 the body), written into the store as it arrives.
+ *
+ * A pull names every layer the node holds complete (the store's layer records), then:
+ *   1. decodes the prelude and header as soon as they arrive (common/delta);
+ *   2. for each target layer the node lacks: rebuilds its TOC from the header's tocTail
+ *      (checked against tocDigest), cross-checks the header's file list and contents against
+ *      that TOC (paths, sizes, digests, chunk lists: a header that lies is refused), records
+ *      the layer in the store (which expects its contents) and publishes it on the fs;
+ *   3. calls the registration hook (containerd) and reports READY: the image is usable now,
+ *      reads of missing chunks park in the fs;
+ *   4. streams the payload: each chunk's raw gzip member goes from the HTTP sink straight into
+ *      sl_store_put_chunk (verified there; copied only when it straddles two network reads),
+ *      waking parked reads; a chunk that fails verification aborts the pull (-EBADMSG);
+ *   5. refreshes the new layers' records (complete) and reports COMPLETE.
+ * Nothing is created from header or TOC names: the store names files by digest, the fs serves
+ * trees from memory.
+ *
+ * Errors: negative errno + sl_error_t: -EINVAL/-EFBIG/-EBADMSG hostile or corrupt input,
+ * -EPROTO short body, the HTTP classes (-ECONNREFUSED, …), -ENOENT (proxy 404), -EACCES,
+ * -EAGAIN (proxy 503), -ECANCELED (the event callback asked to stop).
+ * Thread-safety: any number of pulls may run at once on different threads over the same store
+ * and fs (both are thread-safe); one struct sl_pull_request per call. */
+#ifndef SL_DAEMON_PULL_H
+#define SL_DAEMON_PULL_H
+
+#include "delta.h"
+#include "error.h"
+#include "fs.h"
+#include "store.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum sl_pull_phase {
+    SL_PULL_HEADER,   /* header decoded: totals known */
+    SL_PULL_READY,    /* layers published (and registered): containers may start */
+    SL_PULL_PROGRESS, /* payload bytes arriving (rate-limited: ~5 per second) */
+    SL_PULL_COMPLETE, /* every content stored and verified */
+};
+
+/* Counters of one pull; a copy is handed to the event callback. */
+struct sl_pull_stats {
+    char digest[SL_DIGEST_STR_LEN]; /* manifest digest (after HEADER) */
+    uint64_t bytes_received;        /* body bytes: prelude + header + payload so far */
+    uint64_t head_bytes;            /* 32 + header length */
+    uint64_t payload_bytes;         /* payload bytes received */
+    uint64_t payload_total;         /* payload length announced */
+    uint64_t image_bytes;           /* sum of the target's blob sizes (what a plain pull fetches) */
+    uint64_t contents_done, contents_total;
+    uint64_t chunks_stored, chunks_duplicate;
+    uint32_t layers_total, layers_new, layers_held;
+    double ms_header, ms_ready, ms_complete; /* since the request started; < 0 = not yet */
+};
+
+/* Called on the pulling thread. Return 0 to go on, a negative errno to abort the pull. */
+typedef int (*sl_pull_event_fn)(void *ud, enum sl_pull_phase phase, const struct sl_pull_stats *s);
+
+/* Registration of the pulled image (containerd): called once the layers are published, before
+ * READY. Returns 0 or a negative errno (the pull fails). */
+typedef int (*sl_pull_register_fn)(void *ud, const struct sl_delta_header *h, const char *ns,
+                                   sl_error_t *err);
+
+struct sl_pull_request {
+    const char *proxy_url;   /* base URL, e.g. "http://127.0.0.1:8090" */
+    const char *proxy_auth;  /* Authorization value for the proxy, or NULL */
+    const char *ref;         /* target image reference */
+    const char *platform;    /* "os/arch[/variant]"; NULL = the host's */
+    const char *ns;          /* containerd namespace for the registration ("default" if NULL) */
+    bool insecure;           /* the proxy reaches the registry over plain HTTP */
+    const char *const *from; /* optional images held (NULL-terminated), sent as from= */
+    sl_pull_event_fn on_event;
+    void *event_ud;
+    sl_pull_register_fn on_register; /* NULL: no registration */
+    void *register_ud;
+    unsigned low_speed_time_s; /* abort a stalled stream after this; 0 = 60 s */
+};
+
+/* Runs one pull into `store` (layers published on `fs`, which may be NULL for tests). Fills
+ * *ret_stats (optional) in every case. */
+int sl_pull_run(struct sl_store *store, struct sl_fs *fs, const struct sl_pull_request *req,
+                struct sl_pull_stats *ret_stats, sl_error_t *err);
+
+/* Publishes every layer the store records on `fs` (daemon start-up; slots = record ids so inode
+ * numbers survive restarts). Layers whose TOC fails to load are skipped with a warning.
+ * Returns the number published or a negative errno when the store cannot be listed. */
+int sl_pull_publish_known(struct sl_store *store, struct sl_fs *fs, sl_error_t *err);
+
+/* The host's platform as "linux/<arch>". */
+const char *sl_pull_host_platform(void);
+
+const char *sl_pull_phase_name(enum sl_pull_phase p);
+
+#endif
