@@ -1,0 +1,9 @@
+# What starlight-proxy parses from clients (query strings, Range/If-Range, delta POST bodies,
+# conversion hook payloads). The server's parsers are not a library: compile its two
+# socket-free files into the target; the delta body parser comes from the core.
+if(TARGET sl_proxy_core)
+  sl_add_fuzzer(fuzz-proxy-request proxy/fuzz-proxy-request.c LIBS sl_proxy_core sl_json sl_base)
+  target_sources(fuzz-proxy-request PRIVATE ${CMAKE_SOURCE_DIR}/proxy/server/request.c
+    ${CMAKE_SOURCE_DIR}/proxy/server/hook.c)
+  target_include_directories(fuzz-proxy-request PRIVATE ${CMAKE_SOURCE_DIR}/proxy/server)
+endif()
