@@ -68,6 +68,29 @@ struct sl_cli_proxy {
             "TOKEN", "Bearer token for the proxy"                                                  \
     }
 
+/* Where the daemon's control socket is, and the containerd namespace, for verbs that talk to
+ * starlight-daemon. */
+#define SL_CLI_DEFAULT_DAEMON_SOCKET "/run/starlight/starlight-daemon.sock"
+
+struct sl_cli_daemon {
+    char *socket;
+    char *ns;
+};
+
+#define SL_CLI_DAEMON_OPTS(type)                                                                   \
+    {"daemon",                                                                                     \
+     SL_OPT_STR,                                                                                   \
+     offsetof(type, daemon.socket),                                                                \
+     SL_CLI_DEFAULT_DAEMON_SOCKET,                                                                 \
+     "STARLIGHT_DAEMON",                                                                           \
+     0,                                                                                            \
+     "SOCKET",                                                                                     \
+     "Control socket of starlight-daemon"},                                                        \
+    {                                                                                              \
+        "namespace", SL_OPT_STR, offsetof(type, daemon.ns), "default", "CONTAINERD_NAMESPACE", 0,  \
+            "NS", "containerd namespace the image is registered in"                                \
+    }
+
 /* Parses argv with the verb's table and sets up logging. Returns 0 to go on, 1 when --help or
  * --version was printed (exit 0), or a negative errno after printing the error (exit 2). */
 int sl_cli_parse(const struct sl_cmd *cmd, void *cfg, struct sl_cli_common *common, int argc,

@@ -10,6 +10,12 @@ static const struct sl_verb verbs[] = {
     {"convert", "Convert an image to the Starlight format and push it", sl_cmd_convert},
     {"inspect", "Show the layers and TOCs of a Starlight image in a registry", sl_cmd_inspect},
     {"notify", "Tell a starlight-proxy about a converted image", sl_cmd_notify},
+    {"pull", "Pull an image lazily through starlight-daemon", sl_cmd_pull},
+    {"status", "Show the daemon's layers and pulls in flight", sl_cmd_status},
+    {"ping", "Measure the round trip from the daemon to a proxy", sl_cmd_ping},
+    {"add-proxy", "Add a proxy profile to the daemon", sl_cmd_add_proxy},
+    {"list-proxy", "List the daemon's proxy profiles", sl_cmd_list_proxy},
+    {"version", "Show the versions of ctr-starlight and the daemon", sl_cmd_version},
     {NULL, NULL, NULL},
 };
 
@@ -19,7 +25,7 @@ static void usage(FILE *out)
                  "Starlight-C image tool: converts images to the lazy Starlight format.\n\n"
                  "Commands:\n");
     for (const struct sl_verb *v = verbs; v->name; v++)
-        fprintf(out, "  %-10s %s\n", v->name, v->summary);
+        fprintf(out, "  %-11s %s\n", v->name, v->summary);
     fprintf(out, "\nRun `ctr-starlight COMMAND --help` for the options of a command.\n");
 }
 
@@ -31,7 +37,7 @@ int main(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
-    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+    if (strcmp(argv[1], "--version") == 0) {
         printf("ctr-starlight %s\n", SL_VERSION);
         return 0;
     }

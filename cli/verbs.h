@@ -12,5 +12,11 @@ struct sl_verb {
 int sl_cmd_convert(int argc, char **argv);
 int sl_cmd_inspect(int argc, char **argv);
 int sl_cmd_notify(int argc, char **argv);
+int sl_cmd_pull(int argc, char **argv);
+int sl_cmd_status(int argc, char **argv);
+int sl_cmd_ping(int argc, char **argv);
+int sl_cmd_add_proxy(int argc, char **argv);
+int sl_cmd_list_proxy(int argc, char **argv);
+int sl_cmd_version(int argc, char **argv);
 
 #endif

@@ -193,8 +193,16 @@ static int profiles_save(struct sl_control *c, json_t *doc, sl_error_t *err)
     _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return sl_error_make(err, errno, "create %s: %s", tmp, strerror(errno));
-    if (write_all(fd, s, len) < 0 || fsync(fd) < 0)
-        return sl_error_make(err, EIO, "write %s", tmp);
+    for (size_t off = 0; off < len;) {
+        ssize_t n = write(fd, s + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return sl_error_make(err, EIO, "write %s: %s", tmp, strerror(errno));
+        off += (size_t)n;
+    }
+    if (fsync(fd) < 0)
+        return sl_error_make(err, EIO, "fsync %s: %s", tmp, strerror(errno));
     if (rename(tmp, c->profiles_path) < 0)
         return sl_error_make(err, errno, "rename %s: %s", tmp, strerror(errno));
     return 0;
