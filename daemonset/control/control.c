@@ -79,6 +79,9 @@ int sl_control_http_status(int r)
         return 413;
     case EEXIST:
         return 409;
+    case EBADMSG:
+    case EPROTO:
+        return 502; /* the proxy sent bytes that do not verify */
     default:
         return 500;
     }
@@ -101,6 +104,8 @@ static const char *reason(int status)
         return "Conflict";
     case 413:
         return "Payload Too Large";
+    case 502:
+        return "Bad Gateway";
     case 503:
         return "Service Unavailable";
     default:

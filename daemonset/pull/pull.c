@@ -296,7 +296,7 @@ static int on_header(struct rx *x)
     struct sl_delta_header *h = NULL;
     int r = sl_delta_header_decode(x->header.data, x->header.len, &h, x->err);
     if (r < 0)
-        return sl_error_wrap(x->err, r, "delta header");
+        return r;
     x->h = h;
     if (h->payload_length != x->payload_len)
         return sl_error_make(x->err, EINVAL,
@@ -579,12 +579,17 @@ static int pull(struct rx *x)
     hr.sink_userdata = x;
     struct sl_http_response resp = {0};
     log_debug("pull %s: GET %s", req->ref, url);
-    r = sl_http_perform(&o, &hr, &resp, x->err);
+    /* The sink's errors land in x->err; the transport's in herr (it would overwrite them). */
+    _cleanup_error_ sl_error_t herr = NULL;
+    r = sl_http_perform(&o, &hr, &resp, &herr);
     if (r < 0) {
-        if (x->failed < 0)
-            r = x->failed; /* the sink's own error is already in err */
-        else
+        if (x->failed < 0) {
+            r = x->failed;
+        } else {
+            sl_error_free(x->err);
+            *x->err = TAKE_PTR(herr);
             r = sl_error_wrap(x->err, r, "delta from %s", req->proxy_url);
+        }
         sl_http_response_free(&resp);
         return r;
     }

@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Helpers of the pull scenario (loopback only):
+  relay PORT UPSTREAM_PORT RATE [FLIP]  TCP relay to 127.0.0.1:UPSTREAM_PORT; answers are sent
+                                        at RATE bytes/s; FLIP=1 flips one payload byte of a
+                                        delta answer (offset 32 + header + 100 of the body)
+  fake PORT DELTA MODE                  HTTP server answering /starlight/delta with DELTA whose
+                                        header is made hostile (MODE: traversal|absolute|size|
+                                        chunk|tail), /health-check with 200
+  tree DIR [--src]                      tree hash (paths, types, modes, owners, sizes, link
+                                        targets, xattrs, content sha256); --src: DIR is an
+                                        extracted layer tar (whiteout files → 0:0 char devices,
+                                        opaque markers → trusted.overlay.opaque=y)
+"""
+import hashlib, json, os, socket, stat, struct, sys, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def relay(port, up, rate, flip):
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", port))
+    ls.listen(16)
+
+    def pump_up(c, u):
+        try:
+            while True:
+                b = c.recv(65536)
+                if not b:
+                    break
+                u.sendall(b)
+        except OSError:
+            pass
+        try:
+            u.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def handle(c):
+        u = socket.create_connection(("127.0.0.1", up))
+        threading.Thread(target=pump_up, args=(c, u), daemon=True).start()
+        do_flip = flip
+        buf = b""
+        body_at = None
+        flip_at = None
+        sent = 0
+        try:
+            while True:
+                b = u.recv(16384)
+                if not b:
+                    break
+                if do_flip:
+                    buf += b
+                    if body_at is None and b"\r\n\r\n" in buf:
+                        body_at = buf.index(b"\r\n\r\n") + 4
+                    if flip_at is None and body_at is not None and len(buf) >= body_at + 32:
+                        hl = struct.unpack(">Q", buf[body_at + 16:body_at + 24])[0]
+                        flip_at = body_at + 32 + hl + 100
+                    if flip_at is None or len(buf) <= flip_at:
+                        continue
+                    ba = bytearray(buf)
+                    ba[flip_at] ^= 0x5A
+                    b = bytes(ba)
+                    do_flip = False
+                for i in range(0, len(b), 4096):
+                    piece = b[i:i + 4096]
+                    c.sendall(piece)
+                    sent += len(piece)
+                    if rate > 0:
+                        time.sleep(len(piece) / rate)
+        except OSError:
+            pass
+        c.close()
+        u.close()
+
+    while True:
+        c, _ = ls.accept()
+        threading.Thread(target=handle, args=(c,), daemon=True).start()
+
+
+def hostile(delta, mode):
+    hl, pl = struct.unpack(">QQ", delta[16:32])
+    h = json.loads(delta[32:32 + hl])
+    payload = delta[32 + hl:]
+    layer = next(l for l in h["layers"] if not l["held"] and l["files"])
+    if mode == "traversal":
+        layer["files"][0]["path"] = "../../../evil-traversal"
+    elif mode == "absolute":
+        layer["files"][0]["path"] = "/tmp/evil-absolute"
+    elif mode == "size":  # a file and its content claim more bytes than the TOC says
+        f = next(f for f in layer["files"] if f["source"] == "payload")
+        f["size"] += 4096
+        h["contents"][f["content"]]["size"] += 4096
+        h["contents"][f["content"]]["chunks"][-1]["size"] += 4096
+    elif mode == "chunk":  # a chunk pointing outside the payload
+        c = h["contents"][0]["chunks"][0]
+        c["payloadOffset"] = h["payloadLength"] + 10
+    elif mode == "tail":  # a TOC tail that does not hash to tocDigest
+        import base64
+        t = bytearray(base64.b64decode(layer["tocTail"]))
+        t[len(t) // 2] ^= 1
+        layer["tocTail"] = base64.b64encode(bytes(t)).decode()
+    hj = json.dumps(h, separators=(",", ":")).encode()
+    return delta[:16] + struct.pack(">QQ", len(hj), pl) + hj + payload
+
+
+def fake(port, path, mode):
+    body = hostile(open(path, "rb").read(), mode)
+
+    class H(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            if self.path.startswith("/health-check"):
+                b = b'{"status":"OK"}'
+            elif self.path.startswith("/starlight/delta"):
+                b = body
+            else:
+                self.send_response(404)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(b)))
+            self.end_headers()
+            self.wfile.write(b)
+
+    ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+
+
+SKIP = {"stargz.index.json", ".prefetch.landmark", ".no.prefetch.landmark"}
+
+
+def tree(root, src):
+    ents = {}
+    opaque = set()
+    for d, dirs, files in os.walk(root):
+        dirs.sort()
+        for n in sorted(dirs + files):
+            p = os.path.join(d, n)
+            rel = os.path.relpath(p, root)
+            if src and rel in SKIP:
+                continue
+            st = os.lstat(p)
+            if src and n == ".wh..wh..opq":
+                opaque.add(os.path.relpath(d, root))
+                continue
+            if src and n.startswith(".wh."):
+                ents[os.path.join(os.path.relpath(d, root), n[4:]).lstrip("./")] = "c 0:0 0"
+                continue
+            m = st.st_mode
+            xs = []
+            try:
+                for x in sorted(os.listxattr(p, follow_symlinks=False)):
+                    if x.startswith("trusted.overlay."):
+                        if x == "trusted.overlay.opaque" and stat.S_ISDIR(m):
+                            opaque.add(rel)
+                        continue
+                    xs.append(x + "=" + os.getxattr(p, x, follow_symlinks=False).hex())
+            except OSError:
+                pass
+            desc = "%o %d:%d" % (m, st.st_uid, st.st_gid)
+            if stat.S_ISREG(m):
+                h = hashlib.sha256()
+                with open(p, "rb") as f:
+                    for b in iter(lambda: f.read(1 << 20), b""):
+                        h.update(b)
+                desc += " %d %s" % (st.st_size, h.hexdigest())
+            elif stat.S_ISLNK(m):
+                desc += " -> " + os.readlink(p)
+            elif stat.S_ISCHR(m) or stat.S_ISBLK(m):
+                desc += " dev %d:%d" % (os.major(st.st_rdev), os.minor(st.st_rdev))
+            if stat.S_ISCHR(m) and st.st_rdev == 0:
+                desc = "c 0:0 0"
+            ents[rel] = desc + (" " + ",".join(xs) if xs else "")
+    for o in opaque:
+        if o in ents:
+            ents[o] += " opaque"
+    h = hashlib.sha256()
+    for k in sorted(ents):
+        line = "%s %s\n" % (k, ents[k])
+        h.update(line.encode())
+        if os.environ.get("TREE_VERBOSE"):
+            sys.stderr.write(line)
+    print(h.hexdigest(), len(ents))
+
+
+if __name__ == "__main__":
+    a = sys.argv[1:]
+    if a[0] == "relay":
+        relay(int(a[1]), int(a[2]), float(a[3]), len(a) > 4 and a[4] == "1")
+    elif a[0] == "fake":
+        fake(int(a[1]), a[2], a[3])
+    elif a[0] == "tree":
+        tree(a[1], "--src" in a)
