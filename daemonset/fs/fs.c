@@ -9,6 +9,7 @@
 #include <fuse_lowlevel.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -837,6 +838,10 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 static void op_init(void *ud, struct fuse_conn_info *conn)
 {
+    /* Parked reads are in flight for the kernel: readahead is "background" and the default cap
+     * (12) would queue reads of present files behind parked ones. */
+    conn->max_background = 1024;
+    conn->congestion_threshold = 768;
     if (conn->capable & FUSE_CAP_SPLICE_WRITE)
         conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
     if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
@@ -880,9 +885,21 @@ int sl_fs_new(struct sl_store *store, const struct sl_fs_options *o, struct sl_f
     return 0;
 }
 
+/* The loop thread waits in sem_wait for its workers; a signal with a handler interrupts it, and
+ * it then sees the session exited and cancels the workers blocked in read(2) on /dev/fuse. */
+#define SL_FS_WAKE_SIGNAL (SIGRTMIN + 3)
+
+static void wake_handler(int sig)
+{
+}
+
 static void *loop_main(void *ud)
 {
     struct sl_fs *fs = ud;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SL_FS_WAKE_SIGNAL);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     struct fuse_loop_config *cfg = fuse_loop_cfg_create();
     if (fs->o.max_threads)
         fuse_loop_cfg_set_max_threads(cfg, fs->o.max_threads);
@@ -918,6 +935,9 @@ int sl_fs_mount(struct sl_fs *fs, const char *mountpoint, sl_error_t *err)
     fs->mountpoint = realpath(mountpoint, NULL);
     if (!fs->mountpoint)
         fs->mountpoint = sl_xstrdup(mountpoint);
+    struct sigaction sa = {.sa_handler = wake_handler}; /* no SA_RESTART */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SL_FS_WAKE_SIGNAL, &sa, NULL);
     int r = pthread_create(&fs->loop, NULL, loop_main, fs);
     if (r != 0) {
         fuse_session_unmount(fs->se);
@@ -954,9 +974,14 @@ void sl_fs_free(struct sl_fs *fs)
             struct timespec deadline;
             clock_gettime(CLOCK_REALTIME, &deadline);
             deadline.tv_sec += 2;
-            if (pthread_timedjoin_np(fs->loop, NULL, &deadline) != 0) {
+            /* Still held (an overlay uses a layer dir): stop the loop anyway. */
+            while (pthread_timedjoin_np(fs->loop, NULL, &deadline) != 0) {
                 abort_connection(fs);
-                pthread_join(fs->loop, NULL);
+                pthread_kill(fs->loop, SL_FS_WAKE_SIGNAL);
+                clock_gettime(CLOCK_REALTIME, &deadline);
+                deadline.tv_nsec += 100 * 1000 * 1000;
+                if (deadline.tv_nsec >= 1000000000)
+                    deadline.tv_sec++, deadline.tv_nsec -= 1000000000;
             }
         }
     }
@@ -969,7 +994,7 @@ void sl_fs_free(struct sl_fs *fs)
             p->next->prev = p->prev;
             atomic_fetch_sub(&fs->n_parked_now, 1);
             pthread_mutex_unlock(&fs->lock);
-            fuse_reply_err(p->req, EIO);
+            fuse_reply_none(p->req); /* the device is closed: free the request only */
             struct open_file *of = p->of;
             free(p);
             of_unref(of);
