@@ -21,7 +21,7 @@ e2e_require python3 timeout findmnt
 [ -c /dev/fuse ] || e2e_skip "no /dev/fuse"
 FT=$SL_BIN/sl-format-tool
 RT=$SL_BIN/sl-register-tool
-[ -x "$FT" ] && [ -x "$RT" ] || e2e_skip "build first: $FT or $RT missing"
+if [ ! -x "$FT" ] || [ ! -x "$RT" ]; then e2e_skip "build first: $FT or $RT missing"; fi
 
 e2e_tmpdir >/dev/null
 W=$E2E_DIR/work
