@@ -604,8 +604,9 @@ static void handle_pull(struct conn *k)
             reply_json(k, 200, o);
         }
     } else {
-        log_info("pull %s: %" PRIu64 " bytes, ready after %.0f ms, complete after %.0f ms", ref,
-                 st.bytes_received, st.ms_ready, st.ms_complete);
+        log_info("pull %s: %" PRIu64 " bytes (payload %" PRIu64 "), ready after %.0f ms, "
+                 "complete after %.0f ms",
+                 ref, st.bytes_received, st.payload_bytes, st.ms_ready, st.ms_complete);
     }
     pthread_mutex_lock(&c->lock);
     inf->prev->next = inf->next;

@@ -169,12 +169,14 @@ e2e_log "3. $(cat "$W/ft.pull"); tree hashes equal tar's for $(layers features |
 if [ "${SL_E2E_SKIP_REDIS:-0}" != 1 ]; then
     "$CS" pull "${D[@]}" --insecure "$R/redis6:sl" >"$W/r6.pull" 2>"$W/r6.pull.err" ||
         { cat "$W/r6.pull.err" >&2; e2e_fail "pull redis6"; }
-    plan=$(curl -fsS -o /dev/null -w '%{size_download}' \
-        "$U/starlight/delta?to=$R/redis7:sl&platform=$P&from=$R/redis6:sl&insecure=1")
+    # the proxy's plan for 7.0 given 6.0: the payload length in the prelude (bytes 24..31)
+    plan=$(curl -fsS -r 0-31 "$U/starlight/delta?to=$R/redis7:sl&platform=$P&from=$R/redis6:sl&insecure=1" |
+        python3 -c 'import struct,sys; print(struct.unpack(">Q", sys.stdin.buffer.read()[24:32])[0])')
     "$CS" pull "${D[@]}" --insecure "$R/redis7:sl" >"$W/r7.pull" 2>"$W/r7.pull.err" ||
         { cat "$W/r7.pull.err" >&2; e2e_fail "pull redis7"; }
-    got=$(curl -fsS --unix-socket "$CTL" http://localhost/v1/status >/dev/null; grep -o 'pull .*redis7:sl: [0-9]* bytes' "$E2E_DIR/logs/starlight-daemon.log" | tail -1 | awk '{print $(NF-1)}')
-    [ "$got" = "$plan" ] || e2e_fail "redis 6 -> 7 fetched $got bytes, the proxy's plan from=6.0 is $plan"
+    got=$(grep -o 'pull .*redis7:sl: [0-9]* bytes (payload [0-9]*)' "$E2E_DIR/logs/starlight-daemon.log" |
+        tail -1 | sed 's/.*payload \([0-9]*\))/\1/')
+    [ "$got" = "$plan" ] || e2e_fail "redis 6 -> 7 fetched a payload of $got bytes, the proxy's plan from=6.0 is $plan"
     rp=$(e2e_free_port)
     overlay redis7 "$W/r7" "$W/r7rw"
     e2e_on_exit "umount -l '$W/r7' 2>/dev/null"
@@ -184,7 +186,7 @@ if [ "${SL_E2E_SKIP_REDIS:-0}" != 1 ]; then
     sleep 0.3
     umount "$W/r7" 2>/dev/null || umount -l "$W/r7"
     [ "$pong" = PONG ] || e2e_fail "redis 7 from the pulled layers: $pong"
-    e2e_log "4. $(cat "$W/r6.pull"); $(cat "$W/r7.pull") = the plan from 6.0 ($plan bytes); PING → PONG"
+    e2e_log "4. $(cat "$W/r6.pull"); $(cat "$W/r7.pull") ; payload = the plan from 6.0 ($plan bytes); PING → PONG"
 else
     e2e_log "4. redis skipped (SL_E2E_SKIP_REDIS=1)"
 fi
@@ -242,11 +244,19 @@ ROOT3="$E2E_DIR/root3"
 CTL3="$E2E_DIR/ctl3.sock"
 start_daemon "$ROOT3" "$CTL3" "$E2E_DIR/snap3.sock"
 for mode in traversal absolute size chunk tail; do
-    hport=$(e2e_free_port)
-    T fake "$hport" "$W/bb.delta" "$mode" >>"$E2E_DIR/logs/fake.log" 2>&1 &
-    fpid=$!
-    e2e_track_pid fake-$mode $fpid
-    e2e_wait_for "fake proxy" 10 curl -fsS -o /dev/null "http://127.0.0.1:$hport/health-check"
+    for try in 1 2 3; do # another process may take the port first: pick again
+        hport=$(e2e_free_port)
+        T fake "$hport" "$W/bb.delta" "$mode" >>"$E2E_DIR/logs/fake.log" 2>&1 &
+        fpid=$!
+        e2e_track_pid fake-$mode $fpid
+        for i in $(seq 50); do
+            curl -fsS -o /dev/null "http://127.0.0.1:$hport/health-check" 2>/dev/null && break 2
+            _e2e_alive "$fpid" || break
+            sleep 0.1
+        done
+        kill "$fpid" 2>/dev/null || true
+        [ "$try" = 3 ] && e2e_fail "the fake proxy did not start"
+    done
     if "$CS" pull --daemon "$CTL3" --proxy "http://127.0.0.1:$hport" "$R/busybox:sl" >"$W/h.$mode" 2>&1; then
         e2e_fail "hostile header ($mode) accepted"
     fi
