@@ -8,6 +8,7 @@
 #include "grpc-server.h"
 #include "log.h"
 #include "snapshots-service.h"
+#include "pull-register.h"
 #include "pull.h"
 #include "snapshotter.h"
 #include "store.h"
@@ -19,6 +20,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+
+/* The proxy plugin's name in containerd's config ([proxy_plugins.starlight]). */
+#define SL_DAEMON_SNAPSHOTTER_NAME "starlight"
 
 /* Grace period for snapshotter calls in flight at shutdown. */
 #define STOP_GRACE_MS 10000
@@ -92,10 +96,18 @@ int main(int argc, char **argv)
     else
         log_info("fs at %s: %d layers from the store", mnt_dir, r);
 
-    /* INTEGRATION POINT (daemonset/containerd, another module): once sl_ctrd exists, open it
-     * with cfg.containerd_socket here and pass its registration function as on_register. */
+    /* Pulls register their image in containerd (connected on the first pull); an empty
+     * --containerd-socket turns registration off (pulls only fill the store and the fs). */
+    _cleanup_(sl_pull_registrar_freep) struct sl_pull_registrar *registrar = NULL;
     sl_pull_register_fn on_register = NULL;
-    void *register_ud = NULL;
+    if (cfg.containerd_socket && *cfg.containerd_socket) {
+        registrar = sl_pull_registrar_new(cfg.containerd_socket, SL_DAEMON_SNAPSHOTTER_NAME);
+        on_register = sl_pull_registrar_hook;
+        log_info("pulls register images in containerd at %s", cfg.containerd_socket);
+    } else {
+        log_info("no containerd socket: pulls are not registered in containerd");
+    }
+    void *register_ud = registrar;
 
     struct sl_snap *snap = NULL;
     struct sl_snap_hooks hooks = {.ud = fs, .lowerdir = sl_fs_lowerdir};
