@@ -1,0 +1,209 @@
+/* test-control.c — the daemon's control API on a temp unix socket, spoken to with common/http:
+ * endpoints and methods, request parsing (bad JSON, missing or mistyped fields, oversized
+ * bodies) and the JSON error answers ({status, code, error}), proxy profiles, a pull whose proxy
+ * is unreachable ending with an error line. */
+#include "test.h"
+
+#include "control.h"
+#include "http.h"
+#include "json.h"
+#include "store.h"
+
+#include <ftw.h>
+#include <stdbool.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+struct fixture {
+    char dir[64];
+    char sock[96];
+    struct sl_store *store;
+    struct sl_control *ctl;
+};
+
+static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+    return remove(p);
+}
+
+static int setup(void **state)
+{
+    struct fixture *fx = calloc(1, sizeof *fx);
+    snprintf(fx->dir, sizeof fx->dir, "/tmp/sl-test-ctl.XXXXXX");
+    assert_non_null(mkdtemp(fx->dir));
+    snprintf(fx->sock, sizeof fx->sock, "%s/ctl.sock", fx->dir);
+    char store_dir[128];
+    snprintf(store_dir, sizeof store_dir, "%s/store", fx->dir);
+    sl_error_t err = NULL;
+    assert_int_equal(sl_store_open(store_dir, NULL, &fx->store, &err), 0);
+    struct sl_control_options o = {
+        .socket_path = fx->sock,
+        .root = fx->dir,
+        .default_proxy = "http://127.0.0.1:1",
+        .store = fx->store,
+    };
+    assert_int_equal(sl_control_start(&o, &fx->ctl, &err), 0);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *fx = *state;
+    sl_control_stop(fx->ctl);
+    sl_store_free(fx->store);
+    nftw(fx->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    free(fx);
+    return 0;
+}
+
+static bool transport_ok; /* call() returns a negative errno instead of failing */
+
+/* Sends one request; returns the status and the body (2xx or error) as a string. */
+static long call(struct fixture *fx, const char *method, const char *path, const char *body,
+                 char **ret_body)
+{
+    struct sl_http_options ho = {.retries = -1};
+    struct sl_http_request rq;
+    sl_http_request_init(&rq);
+    char url[256];
+    snprintf(url, sizeof url, "http://localhost%s", path);
+    rq.method = method;
+    rq.url = url;
+    rq.retries = 0;
+    rq.unix_socket_path = fx->sock;
+    const char *hdr[] = {"Content-Type: application/json", NULL};
+    rq.headers = hdr;
+    if (body) {
+        rq.body = body;
+        rq.body_len = (int64_t)strlen(body);
+        rq.has_body = true;
+    }
+    struct sl_buf out = {.max = 4u << 20};
+    rq.body_buf = &out;
+    struct sl_http_response resp = {0};
+    sl_error_t err = NULL;
+    int r = sl_http_perform(&ho, &rq, &resp, &err);
+    if (r < 0 && transport_ok) { /* the server may close before reading all of the body */
+        *ret_body = strdup(sl_error_msg(err, r));
+        sl_http_response_free(&resp);
+        sl_buf_free(&out);
+        sl_error_free(&err);
+        return r;
+    }
+    if (r < 0)
+        fail_msg("%s %s: %s", method, path, sl_error_msg(err, r));
+    const struct sl_buf *b = resp.status >= 200 && resp.status < 300 ? &out : &resp.error_body;
+    *ret_body = strndup(b->len ? (const char *)b->data : "", b->len);
+    long st = resp.status;
+    sl_http_response_free(&resp);
+    sl_buf_free(&out);
+    sl_error_free(&err);
+    return st;
+}
+
+/* An error answer: the status and JSON {status, code, error} with code = status. */
+static void expect_error(struct fixture *fx, const char *method, const char *path,
+                         const char *body, long want)
+{
+    _cleanup_free_ char *b = NULL;
+    long st = call(fx, method, path, body, &b);
+    if (st != want)
+        fail_msg("%s %s: HTTP %ld (want %ld): %s", method, path, st, want, b);
+    json_error_t je;
+    json_t *j = json_loads(b, 0, &je);
+    assert_non_null(j);
+    assert_int_equal(json_integer_value(json_object_get(j, "code")), want);
+    assert_non_null(json_string_value(json_object_get(j, "status")));
+    const char *msg = json_string_value(json_object_get(j, "error"));
+    assert_non_null(msg);
+    assert_true(strlen(msg) > 0);
+    json_decref(j);
+}
+
+static void test_endpoints(void **state)
+{
+    struct fixture *fx = *state;
+    _cleanup_free_ char *v = NULL, *s = NULL;
+    assert_int_equal(call(fx, "GET", "/v1/version", NULL, &v), 200);
+    assert_non_null(strstr(v, "\"version\""));
+    assert_int_equal(call(fx, "GET", "/v1/status", NULL, &s), 200);
+    assert_non_null(strstr(s, "\"layers\":[]"));
+    expect_error(fx, "GET", "/v1/nope", NULL, 404);
+    expect_error(fx, "GET", "/../etc/passwd", NULL, 404);
+    expect_error(fx, "DELETE", "/v1/status", NULL, 405);
+    expect_error(fx, "GET", "/v1/pull", NULL, 405);
+}
+
+static void test_pull_bad_requests(void **state)
+{
+    struct fixture *fx = *state;
+    expect_error(fx, "POST", "/v1/pull", "{not json", 400);
+    expect_error(fx, "POST", "/v1/pull", "[1,2]", 400);
+    expect_error(fx, "POST", "/v1/pull", "{\"bogus\":1}", 400);
+    expect_error(fx, "POST", "/v1/pull", "{\"ref\":42}", 400);
+    expect_error(fx, "POST", "/v1/pull", "{\"ref\":\"a/b:c\",\"insecure\":\"yes\"}", 400);
+    expect_error(fx, "POST", "/v1/pull", "{\"ref\":\"a/b:c\",\"namespace\":7}", 400);
+    expect_error(fx, "POST", "/v1/pull", "", 400);
+    /* over SL_CONTROL_MAX_BODY */
+    size_t n = SL_CONTROL_MAX_BODY + 10;
+    char *big = malloc(n + 1);
+    memset(big, ' ', n);
+    big[0] = '{';
+    big[n - 1] = '}';
+    big[n] = 0;
+    _cleanup_free_ char *b = NULL;
+    transport_ok = true;
+    long st = call(fx, "POST", "/v1/pull", big, &b);
+    transport_ok = false;
+    free(big);
+    assert_true(st == 413 || st == 400 || st < 0); /* refused, or the connection closed */
+    /* the server still answers */
+    _cleanup_free_ char *v = NULL;
+    assert_int_equal(call(fx, "GET", "/v1/version", NULL, &v), 200);
+}
+
+static void test_pull_unreachable_proxy(void **state)
+{
+    struct fixture *fx = *state;
+    _cleanup_free_ char *b = NULL;
+    long st = call(fx, "POST", "/v1/pull",
+                   "{\"ref\":\"127.0.0.1:1/x/y:z\",\"proxy\":\"http://127.0.0.1:1\",\"insecure\":true}",
+                   &b);
+    /* either an error status, or a JSON-lines stream whose last line is the error */
+    assert_true(st >= 400 || strstr(b, "\"phase\":\"error\"") != NULL);
+    assert_non_null(strstr(b, "error"));
+}
+
+static void test_proxies(void **state)
+{
+    struct fixture *fx = *state;
+    expect_error(fx, "POST", "/v1/proxies", "{\"name\":\"x\"}", 400);
+    expect_error(fx, "POST", "/v1/proxies", "{\"url\":\"http://127.0.0.1:2\"}", 400);
+    _cleanup_free_ char *a = NULL, *l = NULL;
+    long st = call(fx, "POST", "/v1/proxies",
+                   "{\"name\":\"p1\",\"url\":\"http://127.0.0.1:2\",\"token\":\"secret-t\"}", &a);
+    assert_true(st >= 200 && st < 300);
+    assert_int_equal(call(fx, "GET", "/v1/proxies", NULL, &l), 200);
+    assert_non_null(strstr(l, "p1"));
+    assert_null(strstr(l, "secret-t")); /* credentials redacted */
+    char pj[128];
+    snprintf(pj, sizeof pj, "%s/proxies.json", fx->dir);
+    struct stat stt;
+    assert_int_equal(stat(pj, &stt), 0);
+    assert_int_equal(stt.st_mode & 0777, 0600);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_endpoints, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pull_bad_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pull_unreachable_proxy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_proxies, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
