@@ -17,3 +17,6 @@ esac
 
 echo "=== bench: convert ($mode)"
 bash "$here/convert.sh" "$build" "$mode"
+
+echo "=== bench: proxy ($mode)"
+bash "$here/proxy.sh" "$build" "$mode"
