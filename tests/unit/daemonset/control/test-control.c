@@ -106,8 +106,8 @@ static long call(struct fixture *fx, const char *method, const char *path, const
 }
 
 /* An error answer: the status and JSON {status, code, error} with code = status. */
-static void expect_error(struct fixture *fx, const char *method, const char *path,
-                         const char *body, long want)
+static void expect_error(struct fixture *fx, const char *method, const char *path, const char *body,
+                         long want)
 {
     _cleanup_free_ char *b = NULL;
     long st = call(fx, method, path, body, &b);
@@ -170,9 +170,9 @@ static void test_pull_unreachable_proxy(void **state)
 {
     struct fixture *fx = *state;
     _cleanup_free_ char *b = NULL;
-    long st = call(fx, "POST", "/v1/pull",
-                   "{\"ref\":\"127.0.0.1:1/x/y:z\",\"proxy\":\"http://127.0.0.1:1\",\"insecure\":true}",
-                   &b);
+    long st = call(
+        fx, "POST", "/v1/pull",
+        "{\"ref\":\"127.0.0.1:1/x/y:z\",\"proxy\":\"http://127.0.0.1:1\",\"insecure\":true}", &b);
     /* either an error status, or a JSON-lines stream whose last line is the error */
     assert_true(st >= 400 || strstr(b, "\"phase\":\"error\"") != NULL);
     assert_non_null(strstr(b, "error"));

@@ -121,17 +121,18 @@ static int setup(void **state)
     assert_int_equal(sl_toc_load(sl_toc_pread_fd, &bfd, blen, NULL, &toc, &err), 0);
     close(bfd);
 
-    char *config = json_str(json_pack("{s:s,s:s,s:{s:s,s:[s]}}", "architecture", "amd64", "os",
-                                      "linux", "rootfs", "type", "layers", "diff_ids",
-                                      res.diff_id));
+    char *config =
+        json_str(json_pack("{s:s,s:s,s:{s:s,s:[s]}}", "architecture", "amd64", "os", "linux",
+                           "rootfs", "type", "layers", "diff_ids", res.diff_id));
     char cdig[SL_DIGEST_STR_LEN], mdig[SL_DIGEST_STR_LEN];
     sl_sha256_str(config, strlen(config), cdig);
-    char *manifest = json_str(json_pack(
-        "{s:i,s:s,s:{s:s,s:s,s:I},s:[{s:s,s:s,s:I}]}", "schemaVersion", 2, "mediaType",
-        "application/vnd.oci.image.manifest.v1+json", "config", "mediaType",
-        "application/vnd.oci.image.config.v1+json", "digest", cdig, "size", (json_int_t)strlen(config),
-        "layers", "mediaType", "application/vnd.oci.image.layer.v1.tar+gzip", "digest",
-        res.blob_digest, "size", (json_int_t)blen));
+    char *manifest =
+        json_str(json_pack("{s:i,s:s,s:{s:s,s:s,s:I},s:[{s:s,s:s,s:I}]}", "schemaVersion", 2,
+                           "mediaType", "application/vnd.oci.image.manifest.v1+json", "config",
+                           "mediaType", "application/vnd.oci.image.config.v1+json", "digest", cdig,
+                           "size", (json_int_t)strlen(config), "layers", "mediaType",
+                           "application/vnd.oci.image.layer.v1.tar+gzip", "digest", res.blob_digest,
+                           "size", (json_int_t)blen));
     sl_sha256_str(manifest, strlen(manifest), mdig);
 
     struct sl_delta_file files[8];
@@ -154,8 +155,8 @@ static int setup(void **state)
         f->source = SL_DELTA_FILE_PAYLOAD;
         f->content = (uint32_t)nc;
         struct sl_delta_content *ct = &contents[nc++];
-        *ct = (struct sl_delta_content){.size = e->size, .payload_offset = poff,
-                                        .chunks = &chunks[nk]};
+        *ct = (struct sl_delta_content){
+            .size = e->size, .payload_offset = poff, .chunks = &chunks[nk]};
         snprintf(ct->digest, sizeof ct->digest, "%s", e->digest);
         for (size_t k = 0; k < e->n_chunks; k++) {
             const struct sl_toc_chunk *tc = &e->chunks[k];
@@ -313,20 +314,23 @@ static void hostile(struct fixture *fx, const char *mode)
     json_t *contents = json_object_get(h, "contents");
     json_t *f0 = NULL;
     size_t i;
-    json_array_foreach (files, i, f0)
-        if (strcmp(json_string_value(json_object_get(f0, "source")), "payload") == 0)
-            break;
+    json_array_foreach(files, i, f0) if (strcmp(json_string_value(json_object_get(f0, "source")),
+                                                "payload") == 0) break;
     if (strcmp(mode, "traversal") == 0) {
         json_object_set_new(f0, "path", json_string("../../evil-traversal"));
     } else if (strcmp(mode, "absolute") == 0) {
         json_object_set_new(f0, "path", json_string("/tmp/evil-absolute"));
     } else if (strcmp(mode, "size") == 0) {
-        json_t *ct = json_array_get(contents, (size_t)json_integer_value(json_object_get(f0, "content")));
+        json_t *ct =
+            json_array_get(contents, (size_t)json_integer_value(json_object_get(f0, "content")));
         json_t *chunks = json_object_get(ct, "chunks");
         json_t *last = json_array_get(chunks, json_array_size(chunks) - 1);
-        json_object_set_new(f0, "size", json_integer(json_integer_value(json_object_get(f0, "size")) + 4096));
-        json_object_set_new(ct, "size", json_integer(json_integer_value(json_object_get(ct, "size")) + 4096));
-        json_object_set_new(last, "size", json_integer(json_integer_value(json_object_get(last, "size")) + 4096));
+        json_object_set_new(f0, "size",
+                            json_integer(json_integer_value(json_object_get(f0, "size")) + 4096));
+        json_object_set_new(ct, "size",
+                            json_integer(json_integer_value(json_object_get(ct, "size")) + 4096));
+        json_object_set_new(last, "size",
+                            json_integer(json_integer_value(json_object_get(last, "size")) + 4096));
     } else if (strcmp(mode, "chunk") == 0) {
         json_t *c = json_array_get(json_object_get(json_array_get(contents, 0), "chunks"), 0);
         json_object_set_new(c, "payloadOffset", json_integer((json_int_t)pl + 10));
@@ -371,11 +375,26 @@ static void hostile(struct fixture *fx, const char *mode)
     assert_int_not_equal(stat(p, &st), 0);
 }
 
-static void test_traversal(void **state) { hostile(*state, "traversal"); }
-static void test_absolute(void **state) { hostile(*state, "absolute"); }
-static void test_size(void **state) { hostile(*state, "size"); }
-static void test_chunk(void **state) { hostile(*state, "chunk"); }
-static void test_tail(void **state) { hostile(*state, "tail"); }
+static void test_traversal(void **state)
+{
+    hostile(*state, "traversal");
+}
+static void test_absolute(void **state)
+{
+    hostile(*state, "absolute");
+}
+static void test_size(void **state)
+{
+    hostile(*state, "size");
+}
+static void test_chunk(void **state)
+{
+    hostile(*state, "chunk");
+}
+static void test_tail(void **state)
+{
+    hostile(*state, "tail");
+}
 
 static void test_truncated(void **state)
 {
