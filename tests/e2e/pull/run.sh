@@ -17,14 +17,23 @@
 #  7. hostile headers from a fake proxy (traversal and absolute names, lying sizes, a chunk
 #     outside the payload, a TOC tail that does not match its digest): clear errors, nothing
 #     created outside the daemon's root.
-# Registration in containerd (`ctr run --snapshotter starlight`) comes with daemonset/containerd;
-# until then the overlay of the FUSE layer dirs stands in for the container's rootfs.
+# With a real containerd + runc (the daemon is its `starlight` proxy snapshotter and registers
+# each pulled image in it), sections 3-5 also run the pulled images with
+# `ctr run --snapshotter starlight` (no unpack, no layer blob in containerd):
+#  3. features' /check.sh prints OK; the full tree hash of the container's rootfs (tree.sh)
+#     equals the same image's through overlayfs (`ctr images pull` in namespace `plain`);
+#     a pull with --namespace k8s.io registers there too;
+#  4. redis 7.0 (updated from 6.0) answers `redis-cli ping` inside the container;
+#  5. after the daemon restarts, `ctr run` works again without any pull;
+#  8. unconverted images (plain busybox; a pause-like detached sleep) unpack through the
+#     starlight snapshotter with `ctr images pull --snapshotter starlight`.
 # SL_E2E_SKIP_REDIS=1 skips the redis images.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 here=$(cd "$(dirname "$0")" && pwd)
 
 e2e_require python3 curl skopeo psql tar
+[ "$(id -u)" = 0 ] || e2e_skip "needs root (containerd, FUSE, overlay mounts)"
 CS="$SL_BIN/ctr-starlight"
 PX="$SL_BIN/starlight-proxy"
 DAEMON="$SL_BIN/starlight-daemon"
@@ -89,8 +98,14 @@ stop_daemon() { # stop_daemon PID: SIGTERM, must exit 0 and leave no mount behin
     wait "$pid" || rc=$?
     [ "$rc" = 0 ] || e2e_fail "starlight-daemon exited with $rc"
 }
-start_daemon "$ROOT" "$CTL" "$SNAP" --proxy "$U"
+CTRD_SOCK="$E2E_DIR/containerd/containerd.sock" # e2e_start_containerd's address
+SN=(--snapshotter starlight)
+start_daemon "$ROOT" "$CTL" "$SNAP" --proxy "$U" --containerd-socket "$CTRD_SOCK"
 D=(--daemon "$CTL")
+e2e_start_containerd "$SNAP"
+[ "$E2E_CONTAINERD_ADDRESS" = "$CTRD_SOCK" ] || e2e_fail "containerd at $E2E_CONTAINERD_ADDRESS"
+e2e_wait_for "containerd to reach the snapshotter" 20 e2e_ctr snapshots "${SN[@]}" ls
+. "$here/tree.sh"
 
 curl -fsS --unix-socket "$CTL" http://localhost/v1/status | grep -q '"layers":\[\]' ||
     e2e_fail "status of a fresh daemon"
@@ -165,6 +180,22 @@ umount "$W/ft"
 [ "$(echo "$out" | tail -1)" = OK ] || { echo "$out" >&2; e2e_fail "features /check.sh"; }
 e2e_log "3. $(cat "$W/ft.pull"); tree hashes equal tar's for $(layers features | wc -l) layers, /check.sh OK"
 
+t0=$(date +%s%N)
+out=$(e2e_ctr_timeout 60 run --rm "${SN[@]}" "$R/features:sl" "sl-ft-$$" sh /check.sh 2>&1) || true
+[ "$(echo "$out" | tail -1)" = OK ] || { echo "$out" >&2; e2e_fail "ctr run features /check.sh"; }
+ms=$((($(date +%s%N) - t0) / 1000000))
+sl=$(ctr_tree_hash default "$R/features:sl" "${SN[@]}") || e2e_fail "tree hash (starlight): $sl"
+# the unconverted image: a plain unpack of the converted one would add its TOC entry
+# (stargz.index.json), which the FUSE trees do not show
+e2e_ctr -n plain images pull --plain-http "$R/features:src" >/dev/null 2>"$W/plain.err" ||
+    { cat "$W/plain.err" >&2; e2e_fail "ctr images pull features (overlayfs)"; }
+ov=$(ctr_tree_hash plain "$R/features:src") || e2e_fail "tree hash (overlayfs): $ov"
+[ "$sl" = "$ov" ] || e2e_fail "features rootfs differs from the unconverted image's: starlight '$sl' vs overlayfs '$ov'"
+"$CS" pull "${D[@]}" --namespace k8s.io --insecure "$R/features:sl" >/dev/null 2>"$W/k8s.err" ||
+    { cat "$W/k8s.err" >&2; e2e_fail "pull features --namespace k8s.io"; }
+e2e_ctr -n k8s.io images ls -q | grep -qx "$R/features:sl" || e2e_fail "not registered in k8s.io"
+e2e_log "3. ctr run --snapshotter starlight: /check.sh OK (${ms} ms); rootfs tree = overlayfs's ($(echo "$sl" | tr '\n' ' ')); k8s.io registered"
+
 # ---------------------------------------------------------------- 4: redis 6 -> 7
 if [ "${SL_E2E_SKIP_REDIS:-0}" != 1 ]; then
     "$CS" pull "${D[@]}" --insecure "$R/redis6:sl" >"$W/r6.pull" 2>"$W/r6.pull.err" ||
@@ -177,15 +208,21 @@ if [ "${SL_E2E_SKIP_REDIS:-0}" != 1 ]; then
     got=$(grep -o 'pull .*redis7:sl: [0-9]* bytes (payload [0-9]*)' "$E2E_DIR/logs/starlight-daemon.log" |
         tail -1 | sed 's/.*payload \([0-9]*\))/\1/')
     [ "$got" = "$plan" ] || e2e_fail "redis 6 -> 7 fetched a payload of $got bytes, the proxy's plan from=6.0 is $plan"
-    rp=$(e2e_free_port)
-    overlay redis7 "$W/r7" "$W/r7rw"
-    e2e_on_exit "umount -l '$W/r7' 2>/dev/null"
-    chroot "$W/r7" redis-server --port "$rp" --bind 127.0.0.1 --daemonize yes --save '' >/dev/null
-    pong=$(e2e_wait_for "redis" 10 chroot "$W/r7" redis-cli -p "$rp" ping; chroot "$W/r7" redis-cli -p "$rp" ping)
-    chroot "$W/r7" redis-cli -p "$rp" shutdown nosave >/dev/null 2>&1 || true
-    sleep 0.3
-    umount "$W/r7" 2>/dev/null || umount -l "$W/r7"
-    [ "$pong" = PONG ] || e2e_fail "redis 7 from the pulled layers: $pong"
+    # the container has its own network namespace (loopback only): no port to pick
+    e2e_ctr_timeout 60 run -d "${SN[@]}" "$R/redis7:sl" "sl-r7-$$" \
+        redis-server --bind 127.0.0.1 --save '' >/dev/null || e2e_fail "ctr run redis7"
+    e2e_on_exit "ctr --address '$E2E_CONTAINERD_ADDRESS' tasks kill -s SIGKILL sl-r7-$$ >/dev/null 2>&1"
+    pong=
+    for i in $(seq 50); do
+        pong=$(e2e_ctr_timeout 10 tasks exec --exec-id "p$i" "sl-r7-$$" redis-cli ping 2>&1) || true
+        [ "$pong" = PONG ] && break
+        sleep 0.2
+    done
+    e2e_ctr tasks kill -s SIGKILL "sl-r7-$$" >/dev/null 2>&1 || true
+    e2e_wait_for "redis to stop" 10 sh -c "! ctr --address $E2E_CONTAINERD_ADDRESS tasks ls | grep sl-r7-$$ | grep -q RUNNING"
+    e2e_ctr tasks delete "sl-r7-$$" >/dev/null 2>&1 || true
+    e2e_ctr containers delete "sl-r7-$$" >/dev/null 2>&1 || true
+    [ "$pong" = PONG ] || e2e_fail "redis 7 in ctr run --snapshotter starlight: $pong"
     e2e_log "4. $(cat "$W/r6.pull"); $(cat "$W/r7.pull") ; payload = the plan from 6.0 ($plan bytes); PING → PONG"
 else
     e2e_log "4. redis skipped (SL_E2E_SKIP_REDIS=1)"
@@ -194,7 +231,14 @@ fi
 # ---------------------------------------------------------------- 5: restart
 stop_daemon "$DPID"
 grep -q " $MNT " /proc/mounts && e2e_fail "the fs is still mounted after the daemon stopped"
-start_daemon "$ROOT" "$CTL" "$SNAP" --proxy "$U"
+npulls=$(grep -c 'pull .*: [0-9]* bytes' "$E2E_DIR/logs/starlight-daemon.log" || true)
+start_daemon "$ROOT" "$CTL" "$SNAP" --proxy "$U" --containerd-socket "$CTRD_SOCK"
+e2e_wait_for "containerd to reach the restarted snapshotter" 30 e2e_ctr snapshots "${SN[@]}" ls
+out=$(e2e_ctr_timeout 60 run --rm "${SN[@]}" "$R/features:sl" "sl-ft2-$$" sh /check.sh 2>&1) || true
+[ "$(echo "$out" | tail -1)" = OK ] || { echo "$out" >&2; e2e_fail "ctr run features after restart"; }
+[ "$(grep -c 'pull .*: [0-9]* bytes' "$E2E_DIR/logs/starlight-daemon.log" || true)" = "$npulls" ] ||
+    e2e_fail "ctr run after the restart pulled"
+e2e_log "5. restart: ctr run --snapshotter starlight features: /check.sh OK without a pull"
 curl -fsS --unix-socket "$CTL" http://localhost/v1/status >"$W/status.json"
 python3 - "$W/status.json" <<'PY' || e2e_fail "layers after restart are not all complete and local"
 import json, sys
@@ -222,7 +266,8 @@ CTL2="$E2E_DIR/ctl2.sock"
 fport=$(e2e_free_port)
 T relay "$fport" "$pport" 0 1 >>"$E2E_DIR/logs/flip.log" 2>&1 &
 e2e_track_pid flip $!
-start_daemon "$ROOT2" "$CTL2" "$E2E_DIR/snap2.sock" --proxy "http://127.0.0.1:$fport"
+start_daemon "$ROOT2" "$CTL2" "$E2E_DIR/snap2.sock" --proxy "http://127.0.0.1:$fport" \
+    --containerd-socket ""
 D2PID=$DPID
 if "$CS" pull --daemon "$CTL2" --insecure "$R/busybox:sl" >"$W/flip.pull" 2>&1; then
     e2e_fail "a pull with a flipped payload byte succeeded"
@@ -242,15 +287,17 @@ stop_daemon "$D2PID"
 curl -fsS -o "$W/bb.delta" "$U/starlight/delta?to=$R/busybox:sl&platform=$P&insecure=1"
 ROOT3="$E2E_DIR/root3"
 CTL3="$E2E_DIR/ctl3.sock"
-start_daemon "$ROOT3" "$CTL3" "$E2E_DIR/snap3.sock"
+start_daemon "$ROOT3" "$CTL3" "$E2E_DIR/snap3.sock" --containerd-socket ""
 for mode in traversal absolute size chunk tail; do
     for try in 1 2 3; do # another process may take the port first: pick again
         hport=$(e2e_free_port)
-        T fake "$hport" "$W/bb.delta" "$mode" >>"$E2E_DIR/logs/fake.log" 2>&1 &
-        fpid=$!
+        python3 "$here/tools.py" fake "$hport" "$W/bb.delta" "$mode" >>"$E2E_DIR/logs/fake.log" 2>&1 &
+        fpid=$! # python itself (not a subshell): its health-check names this pid
         e2e_track_pid fake-$mode $fpid
         for i in $(seq 50); do
-            curl -fsS -o /dev/null "http://127.0.0.1:$hport/health-check" 2>/dev/null && break 2
+            # the answer must be this fake's: another server may hold the port
+            [ "$(curl -fsS "http://127.0.0.1:$hport/health-check" 2>/dev/null)" = \
+                "{\"status\":\"OK\",\"fake\":$fpid}" ] && break 2
             _e2e_alive "$fpid" || break
             sleep 0.1
         done
@@ -268,4 +315,18 @@ done
 n=$(curl -fsS --unix-socket "$CTL3" http://localhost/v1/status | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["layers"]))')
 [ "$n" = 0 ] || e2e_fail "hostile headers left $n layer records"
 e2e_log "7. hostile headers refused; nothing created outside $ROOT3, no layer recorded"
+
+# ---------------------------------------------------------------- 8: unconverted images
+e2e_ctr images pull --plain-http "${SN[@]}" "$R/busybox:src" >/dev/null 2>"$W/plainbb.err" ||
+    { cat "$W/plainbb.err" >&2; e2e_fail "ctr images pull --snapshotter starlight busybox:src"; }
+out=$(e2e_ctr_timeout 60 run --rm "${SN[@]}" "$R/busybox:src" "sl-bb-$$" echo plain-ok 2>&1) || true
+[ "$out" = plain-ok ] || e2e_fail "unconverted busybox through starlight: $out"
+e2e_ctr_timeout 60 run -d "${SN[@]}" "$R/busybox:src" "sl-pause-$$" sleep 300 >/dev/null ||
+    e2e_fail "pause-like run -d"
+e2e_ctr tasks ls | grep "sl-pause-$$" | grep -q RUNNING || e2e_fail "pause-like task not running"
+e2e_ctr tasks kill -s SIGKILL "sl-pause-$$" >/dev/null 2>&1 || true
+e2e_wait_for "the pause-like task to stop" 10 sh -c "! ctr --address $E2E_CONTAINERD_ADDRESS tasks ls | grep sl-pause-$$ | grep -q RUNNING"
+e2e_ctr tasks delete "sl-pause-$$" >/dev/null 2>&1 || true
+e2e_ctr containers delete "sl-pause-$$" || e2e_fail "pause-like container delete"
+e2e_log "8. unconverted busybox (echo) and a pause-like detached sleep through the starlight snapshotter"
 e2e_log "PASS"

@@ -5,7 +5,8 @@
                                         delta answer (offset 32 + header + 100 of the body)
   fake PORT DELTA MODE                  HTTP server answering /starlight/delta with DELTA whose
                                         header is made hostile (MODE: traversal|absolute|size|
-                                        chunk|tail), /health-check with 200
+                                        chunk|tail), /health-check with 200 and
+                                        {"fake":PID} (tells it from another server)
   tree DIR [--src]                      tree hash (paths, types, modes, owners, sizes, link
                                         targets, xattrs, content sha256); --src: DIR is an
                                         extracted layer tar (whiteout files → 0:0 char devices,
@@ -112,7 +113,7 @@ def fake(port, path, mode):
 
         def do_GET(self):
             if self.path.startswith("/health-check"):
-                b = b'{"status":"OK"}'
+                b = ('{"status":"OK","fake":%d}' % os.getpid()).encode()  # whose port it is
             elif self.path.startswith("/starlight/delta"):
                 b = body
             else:
