@@ -261,8 +261,9 @@ static void serve_call(struct worker *w, grpc_call *call, grpc_call_details *det
         _cleanup_free_ char *path = grpc_slice_to_c_string(details->method);
         log_debug("%s: %s", path, sl_error_msg(err, r));
     }
-    finish_call(&c, r, r < 0 ? sl_error_msg(err, r) : NULL);
+    /* Counted before the reply goes out, so a client that saw its answer also sees the count. */
     atomic_fetch_add(&w->srv->calls, 1);
+    finish_call(&c, r, r < 0 ? sl_error_msg(err, r) : NULL);
 }
 
 static void *worker_main(void *arg)
