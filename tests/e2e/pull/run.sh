@@ -105,7 +105,7 @@ D=(--daemon "$CTL")
 e2e_start_containerd "$SNAP"
 [ "$E2E_CONTAINERD_ADDRESS" = "$CTRD_SOCK" ] || e2e_fail "containerd at $E2E_CONTAINERD_ADDRESS"
 e2e_wait_for "containerd to reach the snapshotter" 20 e2e_ctr snapshots "${SN[@]}" ls
-. "$here/tree.sh"
+. "$here/../tree.sh"
 
 curl -fsS --unix-socket "$CTL" http://localhost/v1/status | grep -q '"layers":\[\]' ||
     e2e_fail "status of a fresh daemon"

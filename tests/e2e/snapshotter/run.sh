@@ -96,18 +96,11 @@ out=$(timed "run features check.sh (starlight)" \
 [ "$(echo "$out" | tail -n1)" = OK ] || e2e_fail "features /check.sh through starlight: $out"
 e2e_log "features check.sh: OK"
 
-# One line per path of the root filesystem (not crossing into /proc, /dev...), hashed.
-# shellcheck disable=SC2016 # expanded inside the container
-TREE='cd / && find . -xdev ! -path ./tmp/tree.txt | LC_ALL=C sort | while IFS= read -r p; do
-  if [ -L "$p" ]; then x="l $(readlink "$p")";
-  elif [ -f "$p" ]; then x="f $(stat -c "%s %h" "$p") $(sha256sum < "$p" | cut -d" " -f1)";
-  elif [ -d "$p" ]; then x=d;
-  else x="o $(stat -c "%t:%T %h" "$p")"; fi
-  echo "$p $(stat -c "%f %u:%g" "$p") $x"; done > /tmp/tree.txt; wc -l < /tmp/tree.txt; sha256sum < /tmp/tree.txt'
+. "$(dirname "$0")/../tree.sh"
 tree_hash() { # tree_hash IMAGE SNAPSHOTTER-ARGS...
     local img=$1
     shift
-    e2e_ctr_timeout 120 run --rm "$@" "$(ref "$img")" "sl-tree-$RANDOM" sh -c "$TREE" 2>&1
+    ctr_tree_hash default "$(ref "$img")" "$@"
 }
 for img in features busybox; do
     sl=$(timed "tree hash $img (starlight)" tree_hash "$img" "${SN[@]}") ||

@@ -1,8 +1,8 @@
-# tree.sh — sourced by run.sh: the full tree hash of a container's rootfs, computed inside the
-# container with busybox tools (the same walk as tests/e2e/snapshotter/run.sh): one line per
-# path (not crossing into /proc, /dev...) with mode, owner, and size + hardlink count + content
-# sha256 for files, link target for symlinks, device numbers otherwise; prints the line count
-# and the sha256 of the lines.
+# tree.sh — sourced by e2e scenarios (pull, snapshotter): the full tree hash of a container's
+# rootfs, computed inside the container with busybox tools: one line per path (not crossing into
+# /proc, /dev...) with mode, owner, and size + hardlink count + content sha256 for files, link
+# target for symlinks, device numbers otherwise; prints the line count and the sha256 of the
+# lines.
 # shellcheck shell=bash disable=SC2016 # expanded inside the container
 SL_TREE='cd / && find . -xdev ! -path ./tmp/tree.txt | LC_ALL=C sort | while IFS= read -r p; do
   if [ -L "$p" ]; then x="l $(readlink "$p")";
