@@ -26,6 +26,7 @@ E2E_NAME=$(basename "$(cd "$(dirname "$0")" && pwd)")
 E2E_DIR=
 E2E_PIDS=()    # "kind:pid" of started daemons, in start order
 E2E_ON_EXIT=() # commands run first on exit, last registered first
+E2E_AFTER_EXIT=() # commands run after every daemon is stopped, last registered first
 
 e2e_log() {
     printf '[%s %s] %s\n' "$E2E_NAME" "$(date +%H:%M:%S)" "$*" >&2
@@ -63,6 +64,29 @@ e2e_require() {
 # e2e_on_exit CMD...: run CMD (as one command line) at exit, before the standard teardown.
 e2e_on_exit() {
     E2E_ON_EXIT+=("$*")
+}
+
+# e2e_after_exit CMD...: run CMD at exit after containerd and every tracked daemon are stopped
+# (for what those daemons used: network namespaces, routes).
+e2e_after_exit() {
+    E2E_AFTER_EXIT+=("$*")
+}
+
+# Network namespaces (optional, for tests/e2e/wan.sh): with E2E_NETNS=NAME set for the call, the
+# starters below run their daemon in /run/netns/NAME through `nsenter --net` (never
+# `ip netns exec`, which remounts /sys) and it listens on E2E_BIND_IP (default 127.0.0.1 of
+# that namespace); health checks run in the same namespace. Unset: the root namespace, as before.
+#   E2E_NETNS=$WAN_CLOUD_NS E2E_BIND_IP=$WAN_CLOUD_IP e2e_start_registry
+_e2e_ns() { # _e2e_ns CMD...: run CMD in E2E_NETNS (or here)
+    if [ -n "${E2E_NETNS:-}" ]; then
+        nsenter --net="/run/netns/$E2E_NETNS" -- "$@"
+    else
+        "$@"
+    fi
+}
+
+_e2e_bind_ip() {
+    echo "${E2E_BIND_IP:-127.0.0.1}"
 }
 
 # e2e_wait_for DESC SECONDS CMD...: poll CMD every 0.1 s until it succeeds; fail after SECONDS.
@@ -128,7 +152,8 @@ e2e_free_port() {
     for ((i = 0; i < 200; i++)); do
         p=$((20000 + RANDOM % 25000))
         grep -qx "$p" "$used" 2>/dev/null && continue
-        if [ -z "$(ss -Hltn "sport = :$p" 2>/dev/null)" ]; then
+        if [ -z "$(ss -Hltn "sport = :$p" 2>/dev/null)" ] &&
+            [ -z "$(_e2e_ns ss -Hltn "sport = :$p" 2>/dev/null)" ]; then
             echo "$p" >>"$used"
             echo "$p"
             return 0
@@ -197,20 +222,21 @@ storage:
   delete:
     enabled: true
 http:
-  addr: 127.0.0.1:$port
+  addr: $(_e2e_bind_ip):$port
   secret: sl-e2e-$RANDOM$RANDOM
 health:
   storagedriver:
     enabled: false
 EOF
         [ -z "$extra" ] || printf '%s\n' "$extra" >>"$dir/config.yml"
-        docker-registry serve "$dir/config.yml" >>"$E2E_DIR/logs/registry.log" 2>&1 &
+        _e2e_ns docker-registry serve "$dir/config.yml" >>"$E2E_DIR/logs/registry.log" 2>&1 &
         pid=$!
         e2e_track_pid registry "$pid"
         for ((i = 0; i < 100; i++)); do
             _e2e_alive "$pid" || break
-            if curl -fsS -o /dev/null "http://127.0.0.1:$port/v2/" 2>/dev/null; then
-                export E2E_REGISTRY="127.0.0.1:$port" E2E_REGISTRY_PID=$pid
+            if _e2e_ns curl -fsS -o /dev/null "http://$(_e2e_bind_ip):$port/v2/" 2>/dev/null; then
+                E2E_REGISTRY="$(_e2e_bind_ip):$port"
+                export E2E_REGISTRY E2E_REGISTRY_PID=$pid
                 e2e_log "registry on $E2E_REGISTRY (pid $pid)"
                 return 0
             fi
@@ -234,7 +260,8 @@ e2e_start_containerd() {
     e2e_require containerd ctr runc containerd-shim-runc-v2
     e2e_tmpdir >/dev/null
     _e2e_in_root_netns || e2e_fail "containerd must not start inside a network namespace" \
-        "(runc then fails: no cgroup mount found); use nsenter --net for clients only"
+        "(runc then fails: no cgroup mount found); use nsenter --net for clients only," \
+        "or E2E_NETNS"
     dir="$E2E_DIR/containerd"
     mkdir -p "$dir/root" "$dir/state" "$dir/opt"
     E2E_CONTAINERD_ADDRESS="$dir/containerd.sock"
@@ -262,7 +289,7 @@ e2e_start_containerd() {
             echo "  address = \"$sock\""
         fi
     } >"$dir/config.toml"
-    containerd --config "$dir/config.toml" >>"$E2E_DIR/logs/containerd.log" 2>&1 &
+    _e2e_ns containerd --config "$dir/config.toml" >>"$E2E_DIR/logs/containerd.log" 2>&1 &
     pid=$!
     e2e_track_pid containerd "$pid"
     export E2E_CONTAINERD_ADDRESS E2E_CONTAINERD_PID=$pid
@@ -313,18 +340,19 @@ e2e_start_postgres() {
     }
     for attempt in 1 2 3; do
         port=$(e2e_free_port)
-        if runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
-            -o "-c fsync=off -c listen_addresses=127.0.0.1 -p $port -k $dir" \
+        if _e2e_ns runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" \
+            -w -t 30 -o "-c fsync=off -c listen_addresses=$(_e2e_bind_ip) -p $port -k $dir" \
             start >>"$E2E_DIR/logs/postgres.log" 2>&1; then
             E2E_PG_PID=$(head -n1 "$dir/data/postmaster.pid")
             e2e_track_pid postgres "$E2E_PG_PID"
             runuser -u postgres -- "$bin/createdb" -h "$dir" -p "$port" "$db" \
                 >>"$E2E_DIR/logs/postgres.log" 2>&1 || e2e_fail "createdb $db failed"
-            export E2E_PG_PORT=$port E2E_PG_HOST=127.0.0.1 E2E_PG_SOCKDIR=$dir E2E_PG_DB=$db
+            E2E_PG_HOST=$(_e2e_bind_ip)
+            export E2E_PG_PORT=$port E2E_PG_HOST E2E_PG_SOCKDIR=$dir E2E_PG_DB=$db
             export E2E_PG_PID
-            export E2E_PG_CONNINFO="host=127.0.0.1 port=$port user=postgres dbname=$db"
-            export E2E_PG_URL="postgresql://postgres@127.0.0.1:$port/$db"
-            e2e_log "postgres on 127.0.0.1:$port (pid $E2E_PG_PID)"
+            export E2E_PG_CONNINFO="host=$E2E_PG_HOST port=$port user=postgres dbname=$db"
+            export E2E_PG_URL="postgresql://postgres@$E2E_PG_HOST:$port/$db"
+            e2e_log "postgres on $E2E_PG_HOST:$port (pid $E2E_PG_PID)"
             return 0
         fi
         cat "$dir/server.log" >>"$E2E_DIR/logs/postgres.log" 2>/dev/null || true
@@ -408,6 +436,9 @@ _e2e_cleanup() {
             ;;
         *) _e2e_stop "$pid" 10 ;;
         esac
+    done
+    for ((i = ${#E2E_AFTER_EXIT[@]} - 1; i >= 0; i--)); do
+        eval "${E2E_AFTER_EXIT[i]}" || true
     done
     if [ -n "$E2E_DIR" ] && [ -d "$E2E_DIR" ]; then
         if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
