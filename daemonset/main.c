@@ -12,6 +12,7 @@
 #include "pull.h"
 #include "snapshotter.h"
 #include "store.h"
+#include "trace.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -77,9 +78,21 @@ int main(int argc, char **argv)
     _cleanup_free_ char *mnt_dir = sl_xasprintf("%s/mnt", cfg.root);
     struct sl_store *store = NULL;
     struct sl_fs *fs = NULL;
+    /* Startup traces (optimizer): the fs reports every open to the recorder, which drops them
+     * at once while the optimizer is off. */
+    _cleanup_free_ char *trace_db = sl_xasprintf("%s/trace.db", cfg.root);
+    _cleanup_(sl_trace_closep) struct sl_trace *trace = NULL;
+    r = sl_trace_open(trace_db, &trace, &err);
+    if (r < 0) {
+        sl_log_error_err(&err, r, "open the trace database (no startup traces)");
+        sl_error_free(&err);
+        r = 0;
+    }
+    struct sl_fs_options fso = {
+        .on_event = trace ? sl_trace_fs_event : NULL, .event_ud = trace, .trace_every_open = true};
     r = sl_store_open(store_dir, NULL, &store, &err);
     if (r >= 0)
-        r = sl_fs_new(store, NULL, &fs, &err);
+        r = sl_fs_new(store, &fso, &fs, &err);
     if (r >= 0)
         r = sl_fs_mount(fs, mnt_dir, &err);
     if (r < 0) {
@@ -108,6 +121,11 @@ int main(int argc, char **argv)
         log_info("no containerd socket: pulls are not registered in containerd");
     }
     void *register_ud = registrar;
+    if (trace) { /* pulls tell the recorder their image's layers */
+        sl_trace_chain_register(trace, on_register, register_ud);
+        on_register = sl_trace_pull_register;
+        register_ud = trace;
+    }
 
     struct sl_snap *snap = NULL;
     struct sl_snap_hooks hooks = {.ud = fs, .lowerdir = sl_fs_lowerdir};
@@ -147,6 +165,7 @@ int main(int argc, char **argv)
         .fs = fs,
         .on_register = on_register,
         .register_ud = register_ud,
+        .trace = trace,
     };
     r = sl_control_start(&co, &ctl, &err);
     if (r < 0) {

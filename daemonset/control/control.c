@@ -672,6 +672,107 @@ static int read_request(struct conn *k, sl_error_t *err)
     return 0;
 }
 
+/* ------------------------------------------------------------------ traces (trace.h) */
+
+/* Rejects keys of `in` not in `keys` (NULL-terminated). */
+static int only_keys(json_t *in, const char *const *keys, sl_error_t *err)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(in, key, v)
+    {
+        bool ok = false;
+        for (size_t i = 0; keys[i] && !ok; i++)
+            ok = strcmp(keys[i], key) == 0;
+        if (!ok)
+            return sl_error_make(err, EINVAL, "request: unknown key `%s`", key);
+    }
+    return 0;
+}
+
+static void handle_optimizer(struct conn *k)
+{
+    _cleanup_error_ sl_error_t err = NULL;
+    if (!k->c->o.trace)
+        return reply_error(k, -ENOENT, "this daemon records no traces");
+    json_auto_t *in = NULL;
+    const char *group = NULL;
+    static const char *const keys[] = {"enable", "group", NULL};
+    int r = sl_json_parse(k->body ? k->body : "", k->body_len, SL_CONTROL_MAX_BODY, "request", &in,
+                          &err);
+    if (r >= 0 && !json_is_object(in))
+        r = sl_error_make(&err, EINVAL, "request: not an object");
+    if (r >= 0)
+        r = only_keys(in, keys, &err);
+    json_t *en = r >= 0 ? json_object_get(in, "enable") : NULL;
+    if (r >= 0 && !json_is_boolean(en))
+        r = sl_error_make(&err, EINVAL, "request: `enable` must be a boolean");
+    if (r >= 0)
+        r = sl_json_opt_str(in, "group", "", &group, &err);
+    int finished = 0;
+    if (r >= 0)
+        r = sl_trace_set_optimizer(k->c->o.trace, json_is_true(en), group, &finished, &err);
+    if (r < 0)
+        return reply_error(k, r, sl_error_msg(err, r));
+    log_info("optimizer %s%s%s (%d traces finished)", json_is_true(en) ? "on" : "off",
+             json_is_true(en) ? ", group " : "",
+             json_is_true(en) ? (group && *group ? group : SL_TRACE_DEFAULT_GROUP) : "", finished);
+    reply_json(k, 200,
+               json_pack("{s:b,s:s,s:i}", "enabled", json_is_true(en), "group",
+                         json_is_true(en) ? (group && *group ? group : SL_TRACE_DEFAULT_GROUP) : "",
+                         "finished", finished));
+}
+
+static void handle_traces(struct conn *k)
+{
+    _cleanup_error_ sl_error_t err = NULL;
+    if (!k->c->o.trace)
+        return reply_error(k, -ENOENT, "this daemon records no traces");
+    json_t *doc = NULL;
+    int r = sl_trace_list(k->c->o.trace, &doc, &err);
+    if (r < 0)
+        return reply_error(k, r, sl_error_msg(err, r));
+    reply_json(k, 200, doc);
+}
+
+static void handle_report(struct conn *k)
+{
+    _cleanup_error_ sl_error_t err = NULL;
+    if (!k->c->o.trace)
+        return reply_error(k, -ENOENT, "this daemon records no traces");
+    json_auto_t *in = NULL;
+    const char *proxy = NULL;
+    static const char *const keys[] = {"proxy", NULL};
+    int r = 0;
+    if (k->body_len > 0) {
+        r = sl_json_parse(k->body, k->body_len, SL_CONTROL_MAX_BODY, "request", &in, &err);
+        if (r >= 0 && !json_is_object(in))
+            r = sl_error_make(&err, EINVAL, "request: not an object");
+        if (r >= 0)
+            r = only_keys(in, keys, &err);
+        if (r >= 0)
+            r = sl_json_opt_str(in, "proxy", "", &proxy, &err);
+    }
+    _cleanup_free_ char *url = NULL, *auth = NULL;
+    if (r >= 0)
+        r = resolve_proxy(k->c, proxy, &url, &auth, &err);
+    struct sl_trace_report_result res = {0};
+    if (r >= 0)
+        r = sl_trace_report(k->c->o.trace, url, auth, &res, &err);
+    if (r < 0) {
+        log_warn("report: %s (the traces are kept)", sl_error_msg(err, r));
+        json_decref(res.reply);
+        return reply_error(k, r, sl_error_msg(err, r));
+    }
+    log_info("report to %s: %d traces in %d groups, %d accesses, %d dropped", url, res.traces,
+             res.groups, res.accesses, res.skipped);
+    json_t *out = json_pack("{s:s,s:i,s:i,s:i,s:i}", "proxy", url, "groups", res.groups, "traces",
+                            res.traces, "accesses", res.accesses, "dropped", res.skipped);
+    if (res.reply)
+        json_object_set_new(out, "answer", res.reply);
+    reply_json(k, 200, out);
+}
+
 static bool path_is(const char *target, const char *path)
 {
     size_t n = strlen(path);
@@ -692,10 +793,17 @@ static void dispatch(struct conn *k)
         handle_proxies_get(k);
     else if (path_is(t, "/v1/proxies") && post)
         handle_proxies_post(k);
+    else if (path_is(t, "/v1/optimizer") && post)
+        handle_optimizer(k);
+    else if (path_is(t, "/v1/report") && post)
+        handle_report(k);
+    else if (path_is(t, "/v1/traces") && get)
+        handle_traces(k);
     else if (path_is(t, "/v1/version") && get)
         reply_json(k, 200, json_pack("{s:s}", "version", SL_VERSION));
     else if (path_is(t, "/v1/pull") || path_is(t, "/v1/status") || path_is(t, "/v1/ping") ||
-             path_is(t, "/v1/proxies") || path_is(t, "/v1/version"))
+             path_is(t, "/v1/proxies") || path_is(t, "/v1/version") ||
+             path_is(t, "/v1/optimizer") || path_is(t, "/v1/report") || path_is(t, "/v1/traces"))
         reply_json(k, 405,
                    json_pack("{s:s,s:i,s:s}", "status", reason(405), "code", 405, "error",
                              "method not allowed"));

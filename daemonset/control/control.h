@@ -8,6 +8,9 @@
  *     GET  /v1/proxies   proxy profiles (credentials redacted)
  *     POST /v1/proxies   {name, url, user?, token?} adds or replaces a profile
  *     GET  /v1/version
+ *     POST /v1/optimizer {enable, group?} starts/stops recording startup traces (trace.h)
+ *     POST /v1/report    {proxy?} uploads the finished traces to the proxy's /starlight/report
+ *     GET  /v1/traces    traces recorded, not yet reported
  *
  * One accept thread; one thread per connection, at most SL_CONTROL_MAX_CONN at once (more get
  * 503). Every response closes its connection (`Connection: close`), so the pull stream ends
@@ -25,6 +28,7 @@
 #include "fs.h"
 #include "pull.h"
 #include "store.h"
+#include "trace.h"
 
 #define SL_CONTROL_MAX_CONN 64
 #define SL_CONTROL_MAX_HEAD (16u << 10)
@@ -38,6 +42,7 @@ struct sl_control_options {
     struct sl_fs *fs;                /* borrowed, may be NULL */
     sl_pull_register_fn on_register; /* containerd registration (NULL = none) */
     void *register_ud;
+    struct sl_trace *trace; /* borrowed, may be NULL (the trace routes answer 404) */
 };
 
 struct sl_control;
