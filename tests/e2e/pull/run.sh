@@ -31,6 +31,7 @@
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/common.sh"
 
 e2e_require python3 curl skopeo psql tar
 [ "$(id -u)" = 0 ] || e2e_skip "needs root (containerd, FUSE, overlay mounts)"
@@ -70,12 +71,7 @@ done
 e2e_log "1. converted and notified: ${images[*]}"
 
 # layers IMG: the converted image's layer digests, bottom first
-layers() {
-    curl -fsS -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
-        -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
-        "http://$R/v2/$1/manifests/sl" |
-        python3 -c 'import json,sys; [print(l["digest"]) for l in json.load(sys.stdin)["layers"]]'
-}
+layers() { pull_layers "$R" "$1"; }
 
 # ---------------------------------------------------------------- the daemon
 ROOT="$E2E_DIR/root"
@@ -201,28 +197,13 @@ if [ "${SL_E2E_SKIP_REDIS:-0}" != 1 ]; then
     "$CS" pull "${D[@]}" --insecure "$R/redis6:sl" >"$W/r6.pull" 2>"$W/r6.pull.err" ||
         { cat "$W/r6.pull.err" >&2; e2e_fail "pull redis6"; }
     # the proxy's plan for 7.0 given 6.0: the payload length in the prelude (bytes 24..31)
-    plan=$(curl -fsS -r 0-31 "$U/starlight/delta?to=$R/redis7:sl&platform=$P&from=$R/redis6:sl&insecure=1" |
-        python3 -c 'import struct,sys; print(struct.unpack(">Q", sys.stdin.buffer.read()[24:32])[0])')
+    plan=$(pull_plan_bytes "$U" "$R" "$P" redis6 redis7)
     "$CS" pull "${D[@]}" --insecure "$R/redis7:sl" >"$W/r7.pull" 2>"$W/r7.pull.err" ||
         { cat "$W/r7.pull.err" >&2; e2e_fail "pull redis7"; }
-    got=$(grep -o 'pull .*redis7:sl: [0-9]* bytes (payload [0-9]*)' "$E2E_DIR/logs/starlight-daemon.log" |
-        tail -1 | sed 's/.*payload \([0-9]*\))/\1/')
+    got=$(pull_fetched_payload redis7 "$E2E_DIR/logs/starlight-daemon.log")
     [ "$got" = "$plan" ] || e2e_fail "redis 6 -> 7 fetched a payload of $got bytes, the proxy's plan from=6.0 is $plan"
     # the container has its own network namespace (loopback only): no port to pick
-    e2e_ctr_timeout 60 run -d "${SN[@]}" "$R/redis7:sl" "sl-r7-$$" \
-        redis-server --bind 127.0.0.1 --save '' >/dev/null || e2e_fail "ctr run redis7"
-    e2e_on_exit "ctr --address '$E2E_CONTAINERD_ADDRESS' tasks kill -s SIGKILL sl-r7-$$ >/dev/null 2>&1"
-    pong=
-    for i in $(seq 50); do
-        pong=$(e2e_ctr_timeout 10 tasks exec --exec-id "p$i" "sl-r7-$$" redis-cli ping 2>&1) || true
-        [ "$pong" = PONG ] && break
-        sleep 0.2
-    done
-    e2e_ctr tasks kill -s SIGKILL "sl-r7-$$" >/dev/null 2>&1 || true
-    e2e_wait_for "redis to stop" 10 sh -c "! ctr --address $E2E_CONTAINERD_ADDRESS tasks ls | grep sl-r7-$$ | grep -q RUNNING"
-    e2e_ctr tasks delete "sl-r7-$$" >/dev/null 2>&1 || true
-    e2e_ctr containers delete "sl-r7-$$" >/dev/null 2>&1 || true
-    [ "$pong" = PONG ] || e2e_fail "redis 7 in ctr run --snapshotter starlight: $pong"
+    pull_redis_ping "$R/redis7:sl" "sl-r7-$$" "${SN[@]}"
     e2e_log "4. $(cat "$W/r6.pull"); $(cat "$W/r7.pull") ; payload = the plan from 6.0 ($plan bytes); PING → PONG"
 else
     e2e_log "4. redis skipped (SL_E2E_SKIP_REDIS=1)"
