@@ -18,5 +18,8 @@ int sl_cmd_ping(int argc, char **argv);
 int sl_cmd_add_proxy(int argc, char **argv);
 int sl_cmd_list_proxy(int argc, char **argv);
 int sl_cmd_version(int argc, char **argv);
+int sl_cmd_optimizer(int argc, char **argv);
+int sl_cmd_report(int argc, char **argv);
+int sl_cmd_traces(int argc, char **argv);
 
 #endif
