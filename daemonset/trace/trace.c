@@ -190,6 +190,8 @@ void sl_trace_fs_event(void *ud, const struct sl_fs_event *ev)
     _cleanup_free_ char *cg = NULL;
     if (cgroup_of_pid(ev->pid, &cg) < 0)
         return;
+    if (strcmp(cg, "/") == 0) /* the root cgroup holds host processes, never a container */
+        return;
     sl_trace_record(t, cg, ev->layer_digest, ev->path, ev->ts_ns);
 }
 
@@ -897,7 +899,7 @@ int sl_trace_report(struct sl_trace *t, const char *proxy_url, const char *auth,
         r = sl_http_perform(&ho, &req, &resp, err);
         res->status = resp.status;
         if (r < 0) {
-            r = sl_error_wrap(err, r, "POST %s", url);
+            /* the transport's message already names the URL */
         } else if (resp.status != 200) {
             r = sl_error_make(err, EBADMSG, "POST %s: HTTP %ld: %.*s", url, resp.status,
                               (int)resp.error_body.len,

@@ -5,7 +5,8 @@
  * Recording: with the optimizer on, every open/read the fs reports (sl_fs_event) is attributed
  * to a container through the caller's cgroup (/proc/PID/cgroup: containerd+runc put each
  * container in a cgroup whose path ends with its id; under Kubernetes the pod/container
- * cgroup). A trace is keyed by cgroup path and holds the first access to each (layer, path);
+ * cgroup; accesses from the root cgroup "/" are host processes and ignored). A trace is keyed
+ * by cgroup path and holds the first access to each (layer, path);
  * its start is the first access seen in that cgroup (heuristic until a node watcher reports
  * the container's real start). `optimizer off` (or a new `optimizer on`) finishes the traces
  * in progress; only finished traces are reported.

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Scenario: startup traces end to end, on real containerd + runc, starlight-daemon,
+# starlight-proxy, PostgreSQL and a registry, all on loopback:
+#  1. features converted, notified and pulled through the daemon;
+#  2. `ctr-starlight optimizer on --group g1`, then `ctr run --snapshotter starlight` of a
+#     script reading four files of two layers in a known order, then `optimizer off`: one
+#     finished trace whose cgroup names the container;
+#  3. the daemon restarts: the trace is still there;
+#  4. `ctr-starlight report` to a dead proxy fails and keeps the trace;
+#  5. `ctr-starlight report` to the proxy: the trace is gone from the daemon, and the proxy's
+#     delta for features (nothing held) sends the traced contents first, the four files in the
+#     order the script read them.
+set -euo pipefail
+. "$(dirname "$0")/../lib.sh"
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../pull/common.sh"
+
+e2e_require python3 curl skopeo psql
+[ "$(id -u)" = 0 ] || e2e_skip "needs root (containerd, FUSE, overlay mounts)"
+CS="$SL_BIN/ctr-starlight"
+PX="$SL_BIN/starlight-proxy"
+DAEMON="$SL_BIN/starlight-daemon"
+for b in "$CS" "$PX" "$DAEMON"; do
+    [ -x "$b" ] || e2e_skip "build first: $b missing"
+done
+[ -e /dev/fuse ] || e2e_skip "no /dev/fuse"
+arch=$(uname -m | sed 's/x86_64/amd64/; s/aarch64/arm64/')
+P="linux/$arch"
+W="$E2E_DIR/work"
+mkdir -p "$W"
+
+e2e_start_registry
+e2e_start_postgres
+R=$E2E_REGISTRY
+pport=$(e2e_free_port)
+mkdir -p "$E2E_DIR/proxy-cache"
+"$PX" --listen "127.0.0.1:$pport" --postgres "$E2E_PG_CONNINFO" --registry "$R" \
+    --registry-insecure --cache-dir "$E2E_DIR/proxy-cache" --cache-max-bytes 1GiB \
+    >>"$E2E_DIR/logs/proxy.log" 2>&1 &
+e2e_track_pid proxy $!
+U="http://127.0.0.1:$pport"
+e2e_wait_for "proxy" 20 curl -fsS -o /dev/null "$U/health-check"
+
+e2e_push_image features features:src
+"$CS" convert --insecure-source --insecure-destination --notify --proxy "$U" \
+    "$R/features:src" "$R/features:sl" >/dev/null 2>"$W/convert.log" ||
+    { cat "$W/convert.log" >&2; e2e_fail "convert --notify features"; }
+
+ROOT="$E2E_DIR/root"
+CTL="$E2E_DIR/ctl.sock"
+SNAP="$E2E_DIR/snap.sock"
+CTRD_SOCK="$E2E_DIR/containerd/containerd.sock" # e2e_start_containerd's address
+DPID=
+start_daemon() {
+    "$DAEMON" --root "$ROOT" --control-socket "$CTL" --snapshotter-socket "$SNAP" --proxy "$U" \
+        --containerd-socket "$CTRD_SOCK" >>"$E2E_DIR/logs/starlight-daemon.log" 2>&1 &
+    DPID=$!
+    e2e_track_pid starlight-daemon "$DPID"
+    e2e_wait_for "the control socket" 15 curl -fsS --unix-socket "$CTL" http://localhost/v1/version
+}
+stop_daemon() {
+    local rc=0
+    kill -TERM "$DPID"
+    wait "$DPID" || rc=$?
+    [ "$rc" = 0 ] || e2e_fail "starlight-daemon exited with $rc"
+}
+start_daemon
+D=(--daemon "$CTL")
+SN=(--snapshotter starlight)
+e2e_start_containerd "$SNAP"
+e2e_wait_for "containerd to reach the snapshotter" 20 e2e_ctr snapshots "${SN[@]}" ls
+"$CS" pull "${D[@]}" --insecure "$R/features:sl" >"$W/pull" 2>"$W/pull.err" ||
+    { cat "$W/pull.err" >&2; e2e_fail "pull features"; }
+e2e_log "1. features converted, notified, pulled: $(cat "$W/pull")"
+
+# ---------------------------------------------------------------- 2: record
+traces() { "$CS" traces "${D[@]}" --json; }
+ntraces() { traces | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["traces"]))'; }
+order=(data/many/file-07.txt data/owned.txt data/many/file-03.txt data/replaced.txt)
+script=""
+for f in "${order[@]}"; do script="$script cat /$f >/dev/null; sleep 0.1;"; done
+"$CS" optimizer "${D[@]}" on --group g1 | grep -q 'optimizer on (group g1)' || e2e_fail "optimizer on"
+name="sl-trace-$$"
+e2e_ctr_timeout 60 run --rm "${SN[@]}" "$R/features:sl" "$name" sh -c "$script echo done" \
+    >"$W/run.out" 2>&1 || { cat "$W/run.out" >&2; e2e_fail "ctr run features"; }
+"$CS" optimizer "${D[@]}" off >"$W/off.out" || e2e_fail "optimizer off"
+traces >"$W/traces.json"
+python3 - "$W/traces.json" "$name" <<'PY' || e2e_fail "traces after the run: $(cat "$W/traces.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert not d["optimizer"]["enabled"], d
+mine = [t for t in d["traces"] if t["cgroup"].endswith(sys.argv[2])]
+assert len(mine) == 1 and mine[0]["finished"] and mine[0]["group"] == "g1", d
+assert mine[0]["accesses"] >= 4, d
+PY
+cgroups=$(python3 -c 'import json,sys; print(" ".join("%s(%d)" % (t["cgroup"], t["accesses"]) for t in json.load(open(sys.argv[1]))["traces"]))' "$W/traces.json")
+e2e_log "2. optimizer on → ctr run → off: $(cat "$W/off.out"): $cgroups"
+
+# ---------------------------------------------------------------- 3: restart
+n_before=$(ntraces)
+stop_daemon
+start_daemon
+[ "$(ntraces)" = "$n_before" ] || e2e_fail "the daemon restart lost traces"
+e2e_log "3. daemon restarted: $n_before trace(s) kept"
+
+# ---------------------------------------------------------------- 4: dead proxy
+dead=$(e2e_free_port)
+if "$CS" report "${D[@]}" --proxy "http://127.0.0.1:$dead" >"$W/dead.out" 2>&1; then
+    e2e_fail "report to a dead proxy succeeded: $(cat "$W/dead.out")"
+fi
+[ "$(ntraces)" = "$n_before" ] || e2e_fail "a failed report deleted traces"
+e2e_log "4. report to a dead proxy failed ($(tail -1 "$W/dead.out")); traces kept"
+
+# ---------------------------------------------------------------- 5: report, then the order
+"$CS" report "${D[@]}" >"$W/report.out" 2>&1 || { cat "$W/report.out" >&2; e2e_fail "report"; }
+[ "$(ntraces)" = 0 ] || e2e_fail "traces left after a successful report"
+curl -fsS "$U/starlight/delta?to=$R/features:sl&platform=$P&insecure=1" -o "$W/delta" ||
+    e2e_fail "GET /starlight/delta"
+python3 - "$W/delta" "${order[@]}" <<'PY' || e2e_fail "delta order"
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+hl = struct.unpack(">Q", b[16:24])[0]
+h = json.loads(b[32:32 + hl])
+want = sys.argv[2:]
+# the content index of each wanted path, from the top-most layer that has it
+idx = {}
+for layer in h["layers"]:
+    for f in layer["files"]:
+        if f["path"] in want and f["source"] == "payload":
+            idx[f["path"]] = f["content"]
+traced = [c["index"] for c in h["contents"] if c["traced"]]
+assert traced == list(range(len(traced))), "traced contents are not first"
+pos = [idx[p] for p in want]
+assert all(p < len(traced) for p in pos), (pos, len(traced))
+assert pos == sorted(pos), ("not in the recorded order", list(zip(want, pos)))
+print("traced contents first: %d of %d; the script's files at %s" % (len(traced), len(h["contents"]), pos))
+PY
+e2e_log "5. $(cat "$W/report.out"); delta: traced first, in the recorded order"
