@@ -15,6 +15,8 @@ static const struct sl_verb verbs[] = {
     {"ping", "Measure the round trip from the daemon to a proxy", sl_cmd_ping},
     {"add-proxy", "Add a proxy profile to the daemon", sl_cmd_add_proxy},
     {"list-proxy", "List the daemon's proxy profiles", sl_cmd_list_proxy},
+    {"install", "Add the Starlight snapshotter to containerd's config.toml", sl_cmd_install},
+    {"uninstall", "Remove what install added to containerd's config.toml", sl_cmd_uninstall},
     {"optimizer", "Turn startup-trace recording on or off (--group G)", sl_cmd_optimizer},
     {"report", "Upload the recorded startup traces to the proxy", sl_cmd_report},
     {"traces", "List the startup traces not yet reported", sl_cmd_traces},

@@ -37,3 +37,8 @@ add_test(NAME cli-pull-no-daemon COMMAND sh -c "${SL_CS} pull --daemon /nonexist
 set_tests_properties(cli-pull-no-daemon PROPERTIES LABELS cli)
 add_test(NAME cli-add-proxy-usage COMMAND ${SL_CS} add-proxy onlyname)
 set_tests_properties(cli-add-proxy-usage PROPERTIES LABELS cli WILL_FAIL TRUE)
+# Node setup: install/uninstall help, and a refused file exits 1 without touching it.
+add_test(NAME cli-install-help COMMAND ${SL_CS} install --help)
+set_tests_properties(cli-install-help PROPERTIES LABELS cli PASS_REGULAR_EXPRESSION "--containerd-config PATH.*--snapshotter-socket PATH.*--k3s.*--dry-run")
+add_test(NAME cli-install-refuses-v1 COMMAND sh -c "f=$(mktemp) && printf '[plugins.cri]\\n' >$f && ${SL_CS} install --containerd-config $f >$f.out 2>&1; r=$?; grep -q 'version 1' $f.out && [ $r = 1 ] && [ ! -e $f.starlight-backup ]; r=$?; rm -f $f $f.out; exit $r")
+set_tests_properties(cli-install-refuses-v1 PROPERTIES LABELS cli)
