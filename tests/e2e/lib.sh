@@ -85,6 +85,13 @@ _e2e_ns() { # _e2e_ns CMD...: run CMD in E2E_NETNS (or here)
     fi
 }
 
+# _e2e_nsx: print nothing, or the nsenter prefix for E2E_NETNS, one word a line; for a daemon
+# started in the background, `"${nsx[@]}" daemon &` keeps $! the daemon's pid (a function in
+# the background would be a subshell).
+_e2e_nsx() {
+    [ -z "${E2E_NETNS:-}" ] || printf '%s\n' nsenter "--net=/run/netns/$E2E_NETNS" --
+}
+
 _e2e_bind_ip() {
     echo "${E2E_BIND_IP:-127.0.0.1}"
 }
@@ -203,7 +210,7 @@ _e2e_in_root_netns() {
 # storage in E2E_DIR. EXTRA_YAML (optional) is appended to its config as top-level sections,
 # e.g. `notifications:` with endpoints. Exports E2E_REGISTRY (host:port) and E2E_REGISTRY_PID.
 e2e_start_registry() {
-    local extra=${1:-} dir port pid attempt i
+    local extra=${1:-} dir port pid attempt i nsx
     e2e_require docker-registry curl
     e2e_tmpdir >/dev/null
     dir="$E2E_DIR/registry"
@@ -229,7 +236,8 @@ health:
     enabled: false
 EOF
         [ -z "$extra" ] || printf '%s\n' "$extra" >>"$dir/config.yml"
-        _e2e_ns docker-registry serve "$dir/config.yml" >>"$E2E_DIR/logs/registry.log" 2>&1 &
+        mapfile -t nsx < <(_e2e_nsx)
+        "${nsx[@]}" docker-registry serve "$dir/config.yml" >>"$E2E_DIR/logs/registry.log" 2>&1 &
         pid=$!
         e2e_track_pid registry "$pid"
         for ((i = 0; i < 100; i++)); do
@@ -256,7 +264,7 @@ EOF
 # E2E_CONTAINERD_PID, E2E_CTR ("ctr --address ADDR", for word-splitting use) and the bash
 # function e2e_ctr (exported with export -f).
 e2e_start_containerd() {
-    local sock=${1:-} dir pid i
+    local sock=${1:-} dir pid i nsx
     e2e_require containerd ctr runc containerd-shim-runc-v2
     e2e_tmpdir >/dev/null
     _e2e_in_root_netns || e2e_fail "containerd must not start inside a network namespace" \
@@ -289,7 +297,8 @@ e2e_start_containerd() {
             echo "  address = \"$sock\""
         fi
     } >"$dir/config.toml"
-    _e2e_ns containerd --config "$dir/config.toml" >>"$E2E_DIR/logs/containerd.log" 2>&1 &
+    mapfile -t nsx < <(_e2e_nsx)
+    "${nsx[@]}" containerd --config "$dir/config.toml" >>"$E2E_DIR/logs/containerd.log" 2>&1 &
     pid=$!
     e2e_track_pid containerd "$pid"
     export E2E_CONTAINERD_ADDRESS E2E_CONTAINERD_PID=$pid
@@ -338,6 +347,9 @@ e2e_start_postgres() {
         tail -n 20 "$E2E_DIR/logs/postgres.log" >&2
         e2e_fail "initdb failed"
     }
+    if [ "$(_e2e_bind_ip)" != 127.0.0.1 ]; then # initdb trusts loopback only
+        echo "host all all $(_e2e_bind_ip)/32 trust" >>"$dir/data/pg_hba.conf"
+    fi
     for attempt in 1 2 3; do
         port=$(e2e_free_port)
         if _e2e_ns runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" \

@@ -31,8 +31,11 @@ WAN_DELAY_PIDS=()
 
 # wan_cloud CMD... / wan_edge CMD...: run CMD in that namespace. nsenter --net changes only
 # the network namespace (`ip netns exec` also remounts /sys, which breaks containerd and runc).
+# For a daemon started in the background use the arrays WAN_CLOUD / WAN_EDGE (the same
+# prefix): `"${WAN_CLOUD[@]}" daemon ... &` keeps $! the daemon's pid.
 wan_cloud() { nsenter --net="/run/netns/$WAN_CLOUD_NS" -- "$@"; }
 wan_edge() { nsenter --net="/run/netns/$WAN_EDGE_NS" -- "$@"; }
+WAN_CLOUD=() WAN_EDGE=()
 
 # _wan_net PID: the /30 of 198.18.0.0/15 for PID, as "A.B.C.D" (network address).
 _wan_net() {
@@ -87,6 +90,9 @@ wan_setup() {
     WAN_ROUTE_ADDED=1
     e2e_after_exit _wan_teardown
     WAN_CLOUD_NS=slc-$$ WAN_EDGE_NS=sle-$$
+    WAN_CLOUD=(nsenter "--net=/run/netns/$WAN_CLOUD_NS" --)
+    # shellcheck disable=SC2034 # for scenarios
+    WAN_EDGE=(nsenter "--net=/run/netns/$WAN_EDGE_NS" --)
     WAN_CLOUD_IP=$(_wan_ip "$WAN_NET" 1) WAN_EDGE_IP=$(_wan_ip "$WAN_NET" 2)
     WAN_RTT_MS=$rtt WAN_RATE_MBIT=$rate
     export WAN_CLOUD_NS WAN_EDGE_NS WAN_CLOUD_IP WAN_EDGE_IP WAN_RTT_MS WAN_RATE_MBIT WAN_NET
@@ -160,7 +166,7 @@ wan_check() {
     head -c $((20 * 1000 * 1000)) /dev/urandom >"$dir/www/blob"
     port=$(e2e_free_port)
     # HTTP/1.1 (keep-alive), so that two downloads share one connection
-    wan_cloud python3 -c '
+    "${WAN_CLOUD[@]}" python3 -c '
 import functools, http.server, sys
 h = http.server.SimpleHTTPRequestHandler
 h.protocol_version = "HTTP/1.1"
