@@ -21,6 +21,7 @@ struct sl_daemon_config {
     char *control_socket;
     char *containerd_socket;
     char *proxy;
+    char *metrics_listen;
     int64_t grpc_workers;
     char *log_format;
     char *log_level;

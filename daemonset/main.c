@@ -3,6 +3,7 @@
  * (pulls), signals. */
 #include "cleanup.h"
 #include "control.h"
+#include "metrics.h"
 #include "daemon-config.h"
 #include "fs.h"
 #include "grpc-server.h"
@@ -36,6 +37,14 @@ static int mkdir_parent(const char *path)
     if (mkdir(dir, 0755) < 0 && errno != EEXIST)
         return -errno;
     return 0;
+}
+
+/* Scrape-time counter of the snapshotter's gRPC calls. */
+static void collect_snapshotter(void *ud, struct sl_metrics *m)
+{
+    sl_metric_set(sl_metrics_counter(m, "starlight_snapshotter_calls_total",
+                                     "gRPC calls served by the snapshotter"),
+                  NULL, (double)sl_grpc_server_calls(ud));
 }
 
 int main(int argc, char **argv)
@@ -157,6 +166,7 @@ int main(int argc, char **argv)
              (int)cfg.grpc_workers);
 
     struct sl_control *ctl = NULL;
+    _cleanup_(sl_metrics_freep) struct sl_metrics *metrics = sl_metrics_new();
     struct sl_control_options co = {
         .socket_path = cfg.control_socket,
         .root = cfg.root,
@@ -166,7 +176,10 @@ int main(int argc, char **argv)
         .on_register = on_register,
         .register_ud = register_ud,
         .trace = trace,
+        .metrics = metrics,
+        .metrics_listen = cfg.metrics_listen,
     };
+    sl_metrics_on_collect(metrics, collect_snapshotter, srv);
     r = sl_control_start(&co, &ctl, &err);
     if (r < 0) {
         sl_log_error_err(&err, r, "start the control API on %s", cfg.control_socket);

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -37,6 +38,7 @@ struct sl_control {
     struct sl_control_options o;
     char *socket_path, *root, *default_proxy, *profiles_path;
     int lfd;
+    int tcp_fd; /* --metrics-listen, or -1 */
     int stop_pipe[2];
     pthread_t accept_thread;
     bool accept_started;
@@ -47,6 +49,11 @@ struct sl_control {
     unsigned n_conns;
     struct inflight inflight; /* list head */
     unsigned n_inflight;
+
+    struct { /* Prometheus families (NULL without options.metrics) */
+        struct sl_metric *pulls, *fetched, *saved, *ready, *complete, *fs, *store, *parked;
+        struct sl_metric *fallbacks;
+    } mx;
 };
 
 struct conn {
@@ -57,6 +64,7 @@ struct conn {
     char *body;
     size_t body_len;
     bool head_sent;
+    bool tcp; /* from --metrics-listen: /metrics only */
 };
 
 int sl_control_http_status(int r)
@@ -603,7 +611,16 @@ static void handle_pull(struct conn *k)
             json_object_set_new(o, "code", json_integer(sl_control_http_status(r)));
             reply_json(k, 200, o);
         }
-    } else {
+    }
+    sl_metric_add(c->mx.pulls, r < 0 ? "result=\"error\"" : "result=\"ok\"", 1);
+    sl_metric_add(c->mx.fetched, NULL, (double)st.bytes_received);
+    if (r >= 0 && st.image_bytes > st.bytes_received)
+        sl_metric_add(c->mx.saved, NULL, (double)(st.image_bytes - st.bytes_received));
+    if (st.ms_ready >= 0)
+        sl_metric_observe(c->mx.ready, NULL, st.ms_ready / 1000.0);
+    if (r >= 0 && st.ms_complete >= 0)
+        sl_metric_observe(c->mx.complete, NULL, st.ms_complete / 1000.0);
+    if (r >= 0) {
         log_info("pull %s: %" PRIu64 " bytes (payload %" PRIu64 "), ready after %.0f ms, "
                  "complete after %.0f ms",
                  ref, st.bytes_received, st.payload_bytes, st.ms_ready, st.ms_complete);
@@ -779,11 +796,86 @@ static bool path_is(const char *target, const char *path)
     return strncmp(target, path, n) == 0 && (target[n] == 0 || target[n] == '?');
 }
 
+static void handle_metrics(struct conn *k)
+{
+    struct sl_buf b;
+    sl_buf_init(&b, 4u << 20);
+    if (sl_metrics_render(k->c->o.metrics, &b) < 0) {
+        sl_buf_free(&b);
+        reply_error(k, -EFBIG, "metrics too large");
+        return;
+    }
+    send_head(k, 200, SL_METRICS_CONTENT_TYPE);
+    write_all(k->fd, b.data ? b.data : "", b.len);
+    sl_buf_free(&b);
+}
+
+/* Scrape-time gauges from the store and the fs. */
+static void collect(void *ud, struct sl_metrics *m)
+{
+    (void)m;
+    struct sl_control *c = ud;
+    struct sl_store_stats ss;
+    sl_store_get_stats(c->o.store, &ss);
+    sl_metric_set(c->mx.store, "event=\"chunk_stored\"", (double)ss.chunks_stored);
+    sl_metric_set(c->mx.store, "event=\"chunk_duplicate\"", (double)ss.chunks_duplicate);
+    sl_metric_set(c->mx.store, "event=\"chunk_rejected\"", (double)ss.chunks_rejected);
+    sl_metric_set(c->mx.store, "event=\"content_completed\"", (double)ss.contents_completed);
+    sl_metric_set(c->mx.store, "event=\"waiter_parked\"", (double)ss.waiters_parked);
+    if (c->o.fs) {
+        struct sl_fs_stats fs;
+        sl_fs_get_stats(c->o.fs, &fs);
+        sl_metric_set(c->mx.fs, "op=\"open\"", (double)fs.opens);
+        sl_metric_set(c->mx.fs, "op=\"read\"", (double)fs.reads);
+        sl_metric_set(c->mx.fs, "op=\"read_parked\"", (double)fs.reads_parked);
+        sl_metric_set(c->mx.parked, NULL, (double)fs.parked_now);
+    }
+}
+
+static void metrics_setup(struct sl_control *c)
+{
+    struct sl_metrics *m = c->o.metrics;
+    if (!m)
+        return;
+    static const double secs[] = {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
+    c->mx.pulls = sl_metrics_counter(m, "starlight_pulls_total", "Pulls by result");
+    c->mx.fetched = sl_metrics_counter(m, "starlight_pull_bytes_fetched_total",
+                                       "Bytes received from proxies (delta streams)");
+    c->mx.saved = sl_metrics_counter(m, "starlight_pull_bytes_saved_total",
+                                     "Image bytes a plain pull would have fetched that the "
+                                     "delta skipped (contents already held)");
+    c->mx.ready = sl_metrics_histogram(m, "starlight_pull_ready_seconds",
+                                       "Time from request to layers published (ready)", secs,
+                                       SL_ELEMENTSOF(secs));
+    c->mx.complete = sl_metrics_histogram(m, "starlight_pull_complete_seconds",
+                                          "Time from request to every content stored", secs,
+                                          SL_ELEMENTSOF(secs));
+    c->mx.fs = sl_metrics_counter(m, "starlight_fs_operations_total", "FUSE operations");
+    c->mx.parked =
+        sl_metrics_gauge(m, "starlight_fs_reads_parked", "FUSE reads waiting for their chunk now");
+    c->mx.store = sl_metrics_counter(m, "starlight_store_events_total",
+                                     "Store events (chunks stored/duplicate/rejected, "
+                                     "contents completed, reads parked)");
+    c->mx.fallbacks = sl_metrics_counter(m, "starlight_fallbacks_total",
+                                         "Pulls that fell back to a normal unpack");
+    sl_metric_add(c->mx.fallbacks, NULL, 0);
+    sl_metric_add(c->mx.pulls, "result=\"ok\"", 0);
+    sl_metric_add(c->mx.pulls, "result=\"error\"", 0);
+    sl_metric_add(c->mx.fetched, NULL, 0);
+    sl_metric_add(c->mx.saved, NULL, 0);
+    sl_metrics_on_collect(m, collect, c);
+}
+
 static void dispatch(struct conn *k)
 {
     bool get = strcmp(k->method, "GET") == 0, post = strcmp(k->method, "POST") == 0;
     const char *t = k->target;
-    if (path_is(t, "/v1/pull") && post)
+    if (k->tcp) {
+        if (path_is(t, "/metrics") && get)
+            handle_metrics(k);
+        else
+            reply_error(k, -ENOENT, "only GET /metrics is served here");
+    } else if (path_is(t, "/v1/pull") && post)
         handle_pull(k);
     else if (path_is(t, "/v1/status") && get)
         handle_status(k);
@@ -799,6 +891,8 @@ static void dispatch(struct conn *k)
         handle_report(k);
     else if (path_is(t, "/v1/traces") && get)
         handle_traces(k);
+    else if (path_is(t, "/metrics") && get && k->c->o.metrics)
+        handle_metrics(k);
     else if (path_is(t, "/v1/version") && get)
         reply_json(k, 200, json_pack("{s:s}", "version", SL_VERSION));
     else if (path_is(t, "/v1/pull") || path_is(t, "/v1/status") || path_is(t, "/v1/ping") ||
@@ -840,16 +934,18 @@ static void *accept_main(void *arg)
 {
     struct sl_control *c = arg;
     for (;;) {
-        struct pollfd p[2] = {{.fd = c->lfd, .events = POLLIN},
-                              {.fd = c->stop_pipe[0], .events = POLLIN}};
-        if (poll(p, 2, -1) < 0) {
+        struct pollfd p[3] = {{.fd = c->lfd, .events = POLLIN},
+                              {.fd = c->stop_pipe[0], .events = POLLIN},
+                              {.fd = c->tcp_fd, .events = POLLIN}};
+        if (poll(p, c->tcp_fd >= 0 ? 3 : 2, -1) < 0) {
             if (errno == EINTR)
                 continue;
             break;
         }
         if (p[1].revents || atomic_load(&c->stopping))
             break;
-        int fd = accept4(c->lfd, NULL, NULL, SOCK_CLOEXEC);
+        bool tcp = c->tcp_fd >= 0 && (p[2].revents & POLLIN) && !(p[0].revents & POLLIN);
+        int fd = accept4(tcp ? c->tcp_fd : c->lfd, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0)
             continue;
         pthread_mutex_lock(&c->lock);
@@ -869,6 +965,7 @@ static void *accept_main(void *arg)
         struct conn *k = sl_xcalloc(1, sizeof(*k));
         k->c = c;
         k->fd = fd;
+        k->tcp = tcp;
         pthread_t t;
         pthread_attr_t at;
         pthread_attr_init(&at);
@@ -883,6 +980,38 @@ static void *accept_main(void *arg)
         pthread_attr_destroy(&at);
     }
     return NULL;
+}
+
+/* Binds "ADDR:PORT" ("[ADDR]:PORT" for IPv6; numeric only) for the metrics endpoint. */
+static int listen_tcp(const char *spec, int *ret_fd, sl_error_t *err)
+{
+    _cleanup_free_ char *host = sl_xstrdup(spec);
+    char *colon = strrchr(host, ':');
+    if (!colon || colon == host || !colon[1])
+        return sl_error_make(err, EINVAL, "metrics listen address `%s`: expected ADDR:PORT", spec);
+    *colon = 0;
+    const char *port = colon + 1, *h = host;
+    if (host[0] == '[' && colon[-1] == ']') {
+        colon[-1] = 0;
+        h = host + 1;
+    }
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE};
+    struct addrinfo *ai = NULL;
+    int g = getaddrinfo(h, port, &hints, &ai);
+    if (g != 0)
+        return sl_error_make(err, EINVAL, "metrics listen address `%s`: %s", spec, gai_strerror(g));
+    _cleanup_close_ int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    int r = 0;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 16) < 0)
+        r = sl_error_make(err, errno, "metrics listen on %s: %s", spec, strerror(errno));
+    freeaddrinfo(ai);
+    if (r < 0)
+        return r;
+    *ret_fd = TAKE_FD(fd);
+    return 0;
 }
 
 int sl_control_start(const struct sl_control_options *o, struct sl_control **ret, sl_error_t *err)
@@ -912,8 +1041,17 @@ int sl_control_start(const struct sl_control_options *o, struct sl_control **ret
     if (listen(fd, 64) < 0)
         return sl_error_make(err, errno, "listen %s: %s", o->socket_path, strerror(errno));
 
+    _cleanup_close_ int tfd = -EBADF;
+    if (o->metrics_listen && *o->metrics_listen) {
+        int r = listen_tcp(o->metrics_listen, &tfd, err);
+        if (r < 0)
+            return r;
+    }
+
     struct sl_control *c = sl_xcalloc(1, sizeof(*c));
     c->o = *o;
+    c->tcp_fd = TAKE_FD(tfd);
+    metrics_setup(c);
     c->socket_path = sl_xstrdup(o->socket_path);
     c->root = sl_xstrdup(o->root);
     c->default_proxy = o->default_proxy ? sl_xstrdup(o->default_proxy) : NULL;
@@ -953,6 +1091,8 @@ void sl_control_stop(struct sl_control *c)
     pthread_mutex_unlock(&c->lock);
     if (c->lfd > 0)
         close(c->lfd);
+    if (c->tcp_fd >= 0)
+        close(c->tcp_fd);
     if (c->stop_pipe[0] > 0) {
         close(c->stop_pipe[0]);
         close(c->stop_pipe[1]);

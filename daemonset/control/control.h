@@ -11,6 +11,7 @@
  *     POST /v1/optimizer {enable, group?} starts/stops recording startup traces (trace.h)
  *     POST /v1/report    {proxy?} uploads the finished traces to the proxy's /starlight/report
  *     GET  /v1/traces    traces recorded, not yet reported
+ *     GET  /metrics      Prometheus text (when options.metrics is set; docs/operations.md)
  *
  * One accept thread; one thread per connection, at most SL_CONTROL_MAX_CONN at once (more get
  * 503). Every response closes its connection (`Connection: close`), so the pull stream ends
@@ -26,6 +27,7 @@
 
 #include "error.h"
 #include "fs.h"
+#include "metrics.h"
 #include "pull.h"
 #include "store.h"
 #include "trace.h"
@@ -42,7 +44,11 @@ struct sl_control_options {
     struct sl_fs *fs;                /* borrowed, may be NULL */
     sl_pull_register_fn on_register; /* containerd registration (NULL = none) */
     void *register_ud;
-    struct sl_trace *trace; /* borrowed, may be NULL (the trace routes answer 404) */
+    struct sl_trace *trace;     /* borrowed, may be NULL (the trace routes answer 404) */
+    struct sl_metrics *metrics; /* borrowed, may be NULL (/metrics answers 404); the server
+                                 * adds its pull/store/fs families and a collector to it */
+    const char *metrics_listen; /* "ADDR:PORT" (IPv4 or [IPv6]): also serve GET /metrics over
+                                 * TCP there (only that route), or NULL */
 };
 
 struct sl_control;
