@@ -175,6 +175,15 @@ out=$(chroot "$W/ft" /bin/sh /check.sh 2>&1) || true
 umount "$W/ft"
 [ "$(echo "$out" | tail -1)" = OK ] || { echo "$out" >&2; e2e_fail "features /check.sh"; }
 e2e_log "3. $(cat "$W/ft.pull"); tree hashes equal tar's for $(layers features | wc -l) layers, /check.sh OK"
+# Metrics moved: two pulls ok, bytes fetched, FUSE reads counted, a ready time observed.
+curl -fsS --unix-socket "$CTL" http://localhost/metrics >"$W/metrics.txt" || e2e_fail "GET /metrics"
+metric() { awk -v k="$1" '$1 == k { print $2 }' "$W/metrics.txt"; }
+[ "$(metric 'starlight_pulls_total{result="ok"}')" -ge 2 ] &&
+    [ "$(metric starlight_pull_bytes_fetched_total)" -gt 0 ] &&
+    [ "$(metric 'starlight_fs_operations_total{op="read"}')" -gt 0 ] &&
+    [ "$(metric starlight_pull_ready_seconds_count)" -ge 2 ] ||
+    e2e_fail "metrics did not move: $(grep -v '^#' "$W/metrics.txt")"
+e2e_log "3. /metrics: $(metric 'starlight_pulls_total{result="ok"}') pulls ok, $(metric starlight_pull_bytes_fetched_total) bytes fetched, $(metric 'starlight_fs_operations_total{op="read"}') FUSE reads"
 
 t0=$(date +%s%N)
 out=$(e2e_ctr_timeout 60 run --rm "${SN[@]}" "$R/features:sl" "sl-ft-$$" sh /check.sh 2>&1) || true
