@@ -81,9 +81,9 @@ int sl_cmd_report(int argc, char **argv)
     else if (cfg.json)
         print_json(ans);
     else
-        printf("reported %lld traces in %lld groups (%lld accesses) to %s; %lld dropped (no "
-               "pulled image holds their layers)\n",
-               ival(ans, "traces"), ival(ans, "groups"), ival(ans, "accesses"),
+        printf("reported %lld traces of %lld images in %lld groups (%lld accesses) to %s; %lld "
+               "dropped (no pulled image holds their layers)\n",
+               ival(ans, "traces"), ival(ans, "images"), ival(ans, "groups"), ival(ans, "accesses"),
                json_string_value(json_object_get(ans, "proxy")), ival(ans, "dropped"));
     json_decref(ans);
     sl_config_free(&report_cmd, &cfg);

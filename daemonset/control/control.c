@@ -52,6 +52,7 @@ struct sl_control {
 
     struct { /* Prometheus families (NULL without options.metrics) */
         struct sl_metric *pulls, *fetched, *saved, *ready, *complete, *fs, *store, *parked;
+        struct sl_metric *layers, *layer_bytes;
         struct sl_metric *fallbacks;
     } mx;
 };
@@ -783,8 +784,9 @@ static void handle_report(struct conn *k)
     }
     log_info("report to %s: %d traces in %d groups, %d accesses, %d dropped", url, res.traces,
              res.groups, res.accesses, res.skipped);
-    json_t *out = json_pack("{s:s,s:i,s:i,s:i,s:i}", "proxy", url, "groups", res.groups, "traces",
-                            res.traces, "accesses", res.accesses, "dropped", res.skipped);
+    json_t *out = json_pack("{s:s,s:i,s:i,s:i,s:i,s:i}", "proxy", url, "groups", res.groups,
+                            "images", res.images, "traces", res.traces, "accesses", res.accesses,
+                            "dropped", res.skipped);
     if (res.reply)
         json_object_set_new(out, "answer", res.reply);
     reply_json(k, 200, out);
@@ -822,6 +824,28 @@ static void collect(void *ud, struct sl_metrics *m)
     sl_metric_set(c->mx.store, "event=\"chunk_rejected\"", (double)ss.chunks_rejected);
     sl_metric_set(c->mx.store, "event=\"content_completed\"", (double)ss.contents_completed);
     sl_metric_set(c->mx.store, "event=\"waiter_parked\"", (double)ss.waiters_parked);
+    /* Store size from the layer records (no TOC loads: scrapes stay cheap). */
+    char **all = NULL;
+    size_t n = 0;
+    uint64_t complete = 0, partial = 0, bytes = 0;
+    if (sl_store_layer_list(c->o.store, &all, &n, NULL) >= 0) {
+        for (size_t i = 0; i < n; i++) {
+            struct sl_store_layer rec = {0};
+            if (sl_store_layer_get(c->o.store, all[i], &rec, NULL) >= 0) {
+                if (rec.state == SL_STORE_LAYER_COMPLETE)
+                    complete++;
+                else
+                    partial++;
+                bytes += rec.blob_size;
+                sl_store_layer_clear(&rec);
+            }
+            free(all[i]);
+        }
+        free(all);
+    }
+    sl_metric_set(c->mx.layers, "state=\"complete\"", (double)complete);
+    sl_metric_set(c->mx.layers, "state=\"partial\"", (double)partial);
+    sl_metric_set(c->mx.layer_bytes, NULL, (double)bytes);
     if (c->o.fs) {
         struct sl_fs_stats fs;
         sl_fs_get_stats(c->o.fs, &fs);
@@ -856,6 +880,9 @@ static void metrics_setup(struct sl_control *c)
     c->mx.store = sl_metrics_counter(m, "starlight_store_events_total",
                                      "Store events (chunks stored/duplicate/rejected, "
                                      "contents completed, reads parked)");
+    c->mx.layers = sl_metrics_gauge(m, "starlight_store_layers", "Layers in the store");
+    c->mx.layer_bytes = sl_metrics_gauge(m, "starlight_store_layer_bytes",
+                                         "Compressed size of the layers in the store");
     c->mx.fallbacks = sl_metrics_counter(m, "starlight_fallbacks_total",
                                          "Pulls that fell back to a normal unpack");
     sl_metric_add(c->mx.fallbacks, NULL, 0);

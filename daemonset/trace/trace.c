@@ -870,8 +870,11 @@ int sl_trace_report(struct sl_trace *t, const char *proxy_url, const char *auth,
         res->groups = (int)json_array_size(groups);
         size_t gi;
         json_t *g;
-        json_array_foreach(groups, gi, g) res->accesses +=
-            (int)json_array_size(json_object_get(g, "accesses"));
+        json_array_foreach(groups, gi, g)
+        {
+            res->accesses += (int)json_array_size(json_object_get(g, "accesses"));
+            res->images += (int)json_array_size(json_object_get(g, "images"));
+        }
         size_t len = 0;
         _cleanup_free_ char *body = sl_json_dump(doc, &len);
         _cleanup_free_ char *url = NULL;

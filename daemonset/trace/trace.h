@@ -99,8 +99,8 @@ int sl_trace_build_report(struct sl_trace *t, json_t **ret_doc, int64_t **ret_id
                           size_t *ret_n_ids, int *ret_skipped, sl_error_t *err);
 
 struct sl_trace_report_result {
-    int groups, traces, accesses, skipped;
-    long status;   /* the proxy's HTTP status (0: none) */
+    int groups, images, traces, accesses, skipped; /* images: summed over the groups */
+    long status;                                   /* the proxy's HTTP status (0: none) */
     json_t *reply; /* the proxy's answer body when JSON (caller decrefs) */
 };
 

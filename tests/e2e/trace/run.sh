@@ -3,11 +3,13 @@
 # starlight-proxy, PostgreSQL and a registry, all on loopback:
 #  1. features converted, notified and pulled through the daemon;
 #  2. `ctr-starlight optimizer on --group g1`, then `ctr run --snapshotter starlight` of a
-#     script reading four files of two layers in a known order, then `optimizer off`: one
-#     finished trace whose cgroup names the container;
+#     script reading four files of two layers in a known order, and of busybox (another
+#     image, same group), then `optimizer off`: two finished traces whose cgroups name the
+#     containers;
 #  3. the daemon restarts: the trace is still there;
 #  4. `ctr-starlight report` to a dead proxy fails and keeps the trace;
-#  5. `ctr-starlight report` to the proxy: the trace is gone from the daemon, and the proxy's
+#  5. `ctr-starlight report` to the proxy: one group with both traces (joint optimisation);
+#     the traces are gone from the daemon, and the proxy's
 #     delta for features (nothing held) sends the traced contents first, the four files in the
 #     order the script read them.
 set -euo pipefail
@@ -41,10 +43,12 @@ e2e_track_pid proxy $!
 U="http://127.0.0.1:$pport"
 e2e_wait_for "proxy" 20 curl -fsS -o /dev/null "$U/health-check"
 
-e2e_push_image features features:src
-"$CS" convert --insecure-source --insecure-destination --notify --proxy "$U" \
-    "$R/features:src" "$R/features:sl" >/dev/null 2>"$W/convert.log" ||
-    { cat "$W/convert.log" >&2; e2e_fail "convert --notify features"; }
+for img in features busybox; do
+    e2e_push_image "$img" "$img:src"
+    "$CS" convert --insecure-source --insecure-destination --notify --proxy "$U" \
+        "$R/$img:src" "$R/$img:sl" >/dev/null 2>"$W/convert.log" ||
+        { cat "$W/convert.log" >&2; e2e_fail "convert --notify $img"; }
+done
 
 ROOT="$E2E_DIR/root"
 CTL="$E2E_DIR/ctl.sock"
@@ -71,7 +75,9 @@ e2e_start_containerd "$SNAP"
 e2e_wait_for "containerd to reach the snapshotter" 20 e2e_ctr snapshots "${SN[@]}" ls
 "$CS" pull "${D[@]}" --insecure "$R/features:sl" >"$W/pull" 2>"$W/pull.err" ||
     { cat "$W/pull.err" >&2; e2e_fail "pull features"; }
-e2e_log "1. features converted, notified, pulled: $(cat "$W/pull")"
+"$CS" pull "${D[@]}" --insecure "$R/busybox:sl" >"$W/pull.bb" 2>"$W/pull.err" ||
+    { cat "$W/pull.err" >&2; e2e_fail "pull busybox"; }
+e2e_log "1. features and busybox converted, notified, pulled: $(cat "$W/pull")"
 
 # ---------------------------------------------------------------- 2: record
 traces() { "$CS" traces "${D[@]}" --json; }
@@ -83,6 +89,8 @@ for f in "${order[@]}"; do script="$script cat /$f >/dev/null; sleep 0.1;"; done
 name="sl-trace-$$"
 e2e_ctr_timeout 60 run --rm "${SN[@]}" "$R/features:sl" "$name" sh -c "$script echo done" \
     >"$W/run.out" 2>&1 || { cat "$W/run.out" >&2; e2e_fail "ctr run features"; }
+e2e_ctr_timeout 60 run --rm "${SN[@]}" "$R/busybox:sl" "$name-bb" cat /etc/group \
+    >"$W/run.out" 2>&1 || { cat "$W/run.out" >&2; e2e_fail "ctr run busybox"; }
 "$CS" optimizer "${D[@]}" off >"$W/off.out" || e2e_fail "optimizer off"
 traces >"$W/traces.json"
 python3 - "$W/traces.json" "$name" <<'PY' || e2e_fail "traces after the run: $(cat "$W/traces.json")"
@@ -92,6 +100,9 @@ assert not d["optimizer"]["enabled"], d
 mine = [t for t in d["traces"] if t["cgroup"].endswith(sys.argv[2])]
 assert len(mine) == 1 and mine[0]["finished"] and mine[0]["group"] == "g1", d
 assert mine[0]["accesses"] >= 4, d
+bb = [t for t in d["traces"] if t["cgroup"].endswith(sys.argv[2] + "-bb")]
+assert len(bb) == 1 and bb[0]["finished"] and bb[0]["group"] == "g1", d
+assert len(d["traces"]) == 2, d
 PY
 cgroups=$(python3 -c 'import json,sys; print(" ".join("%s(%d)" % (t["cgroup"], t["accesses"]) for t in json.load(open(sys.argv[1]))["traces"]))' "$W/traces.json")
 e2e_log "2. optimizer on → ctr run → off: $(cat "$W/off.out"): $cgroups"
@@ -113,6 +124,8 @@ e2e_log "4. report to a dead proxy failed ($(tail -1 "$W/dead.out")); traces kep
 
 # ---------------------------------------------------------------- 5: report, then the order
 "$CS" report "${D[@]}" >"$W/report.out" 2>&1 || { cat "$W/report.out" >&2; e2e_fail "report"; }
+grep -q '^reported 2 traces of 2 images in 1 groups' "$W/report.out" ||
+    e2e_fail "two images in one group should make one group: $(cat "$W/report.out")"
 [ "$(ntraces)" = 0 ] || e2e_fail "traces left after a successful report"
 curl -fsS "$U/starlight/delta?to=$R/features:sl&platform=$P&insecure=1" -o "$W/delta" ||
     e2e_fail "GET /starlight/delta"
