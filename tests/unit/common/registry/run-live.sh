@@ -21,8 +21,11 @@ done
 tmp=$(mktemp -d /tmp/sl-registry-live.XXXXXX)
 pids=()
 cleanup() {
+  # start_registry runs in a command substitution (a subshell): its PIDs come back in files.
+  local f
+  for f in "$tmp"/*/pid; do [ -f "$f" ] && pids+=("$(cat "$f")"); done
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || while kill -0 "$p" 2>/dev/null; do sleep 0.05; done; done
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -72,6 +75,7 @@ YAML
     docker-registry serve "$tmp/$name/config.yml" >"$tmp/$name/log" 2>&1 &
     local pid=$!
     pids+=("$pid")
+    echo "$pid" >"$tmp/$name/pid"
     if wait_http "http://127.0.0.1:$port/v2/" 2>/dev/null && kill -0 "$pid" 2>/dev/null; then
       echo "$port"
       return 0
