@@ -23,7 +23,8 @@
 #  3. features' /check.sh prints OK; the full tree hash of the container's rootfs (tree.sh)
 #     equals the same image's through overlayfs (`ctr images pull` in namespace `plain`);
 #     a pull with --namespace k8s.io registers there too;
-#  4. redis 7.0 (updated from 6.0) answers `redis-cli ping` inside the container;
+#  4. redis 7.0 (updated from 6.0) answers `redis-cli ping` inside the container, and its full
+#     rootfs tree hash equals the unconverted image's through overlayfs;
 #  5. after the daemon restarts, `ctr run` works again without any pull;
 #  8. unconverted images (plain busybox; a pause-like detached sleep) unpack through the
 #     starlight snapshotter with `ctr images pull --snapshotter starlight`.
@@ -214,7 +215,13 @@ if [ "${SL_E2E_SKIP_REDIS:-0}" != 1 ]; then
     [ "$got" = "$plan" ] || e2e_fail "redis 6 -> 7 fetched a payload of $got bytes, the proxy's plan from=6.0 is $plan"
     # the container has its own network namespace (loopback only): no port to pick
     pull_redis_ping "$R/redis7:sl" "sl-r7-$$" "${SN[@]}"
-    e2e_log "4. $(cat "$W/r6.pull"); $(cat "$W/r7.pull") ; payload = the plan from 6.0 ($plan bytes); PING → PONG"
+    # the whole redis 7.0 rootfs through starlight equals the unconverted image through overlayfs
+    sl7=$(ctr_tree_hash default "$R/redis7:sl" "${SN[@]}") || e2e_fail "redis7 tree hash (starlight): $sl7"
+    e2e_ctr_timeout 300 -n plain images pull --plain-http "$R/redis7:src" >/dev/null 2>"$W/plain7.err" ||
+        { cat "$W/plain7.err" >&2; e2e_fail "ctr images pull redis7 (overlayfs)"; }
+    ov7=$(ctr_tree_hash plain "$R/redis7:src") || e2e_fail "redis7 tree hash (overlayfs): $ov7"
+    [ "$sl7" = "$ov7" ] || e2e_fail "redis7 rootfs differs: starlight '$sl7' vs overlayfs '$ov7'"
+    e2e_log "4. $(cat "$W/r6.pull"); $(cat "$W/r7.pull") ; payload = the plan from 6.0 ($plan bytes); PING → PONG; rootfs tree = overlayfs's ($(echo "$sl7" | tr '\n' ' '))"
 else
     e2e_log "4. redis skipped (SL_E2E_SKIP_REDIS=1)"
 fi
