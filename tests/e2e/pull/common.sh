@@ -49,3 +49,50 @@ pull_redis_ping() {
     e2e_ctr containers delete "$name" >/dev/null 2>&1 || true
     [ "$pong" = PONG ] || e2e_fail "redis in ctr run $ref: $pong"
 }
+
+# pull_edge_start PROXY_URL [NETNS]: an edge node: starlight-daemon (state in E2E_DIR/root,
+# control socket PULL_EDGE_CTL, default proxy PROXY_URL) and containerd with the starlight
+# snapshotter, both in network namespace NETNS (empty: here; containerd through E2E_NETNS, so
+# nsenter --net, never `ip netns exec`). Exports PULL_EDGE_CTL, PULL_EDGE_DAEMON_PID and
+# containerd's E2E_* variables (e2e_start_containerd).
+pull_edge_start() {
+    local url=$1 ns=${2:-} nsx=()
+    [ -z "$ns" ] || nsx=(nsenter "--net=/run/netns/$ns" --)
+    PULL_EDGE_CTL=$E2E_DIR/ctl.sock
+    mkdir -p "$E2E_DIR/root"
+    "${nsx[@]}" "$SL_BIN/starlight-daemon" --root "$E2E_DIR/root" --control-socket "$PULL_EDGE_CTL" \
+        --snapshotter-socket "$E2E_DIR/snap.sock" --proxy "$url" \
+        --containerd-socket "$E2E_DIR/containerd/containerd.sock" \
+        >>"$E2E_DIR/logs/starlight-daemon.log" 2>&1 &
+    PULL_EDGE_DAEMON_PID=$!
+    e2e_track_pid starlight-daemon "$PULL_EDGE_DAEMON_PID"
+    export PULL_EDGE_CTL PULL_EDGE_DAEMON_PID
+    e2e_wait_for "the daemon's control socket" 15 \
+        curl -fsS --unix-socket "$PULL_EDGE_CTL" http://localhost/v1/version
+    E2E_NETNS=$ns e2e_start_containerd "$E2E_DIR/snap.sock"
+    e2e_wait_for "containerd to reach the snapshotter" 20 e2e_ctr snapshots --snapshotter starlight ls
+}
+
+# pull_edge_stop: stop what pull_edge_start started (tasks, containerd, its shims, the daemon),
+# forget their PIDs, unmount and delete their state: the next pull_edge_start is a fresh node.
+pull_edge_stop() {
+    local pid keep=() e
+    _e2e_kill_tasks
+    _e2e_stop "$E2E_CONTAINERD_PID" 15
+    for pid in $(_e2e_stray_shims); do
+        _e2e_stop "$pid" 5
+    done
+    _e2e_stop "$PULL_EDGE_DAEMON_PID" 10
+    for e in "${E2E_PIDS[@]}"; do
+        case "$e" in
+        "containerd:$E2E_CONTAINERD_PID" | "starlight-daemon:$PULL_EDGE_DAEMON_PID") ;;
+        *) keep+=("$e") ;;
+        esac
+    done
+    E2E_PIDS=("${keep[@]}")
+    E2E_CONTAINERD_PID='' PULL_EDGE_DAEMON_PID=''
+    _e2e_unmount_under "$E2E_DIR/root"
+    _e2e_unmount_under "$E2E_DIR/containerd"
+    rm -rf --one-file-system "$E2E_DIR/root" "$E2E_DIR/containerd" "$E2E_DIR/ctl.sock" \
+        "$E2E_DIR/snap.sock"
+}
