@@ -184,10 +184,17 @@ int sl_store_layer_refresh(struct sl_store *s, const char *digest, const struct 
             sl_store_content_state(s, e->digest) != SL_STORE_COMPLETE)
             st = SL_STORE_LAYER_INCOMPLETE;
     }
+    /* The contents' completion commits come first, so a durable "complete" layer never names
+     * contents whose own completion could still be lost. */
+    int r = sl_store_flush_completed(s, err);
+    if (r < 0)
+        return r;
     sl_store_db_lock(s);
-    int r = sl_store_db_exec(s, err, "UPDATE layer SET state = ? WHERE digest = ?", "tt",
-                             state_name(st), digest);
+    r = sl_store_db_exec(s, err, "UPDATE layer SET state = ? WHERE digest = ?", "tt",
+                         state_name(st), digest);
     sl_store_db_unlock(s);
+    if (r >= 0 && st == SL_STORE_LAYER_COMPLETE)
+        r = sl_store_sync(s, err);
     if (r < 0)
         return r;
     if (ret)

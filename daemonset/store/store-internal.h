@@ -15,5 +15,8 @@ void sl_store_db_unlock(struct sl_store *s);
 /* Runs one statement; parameters by `types`: 't' text, 'i' int64, 'b' blob (pointer, size_t).
  * The caller holds the database lock. */
 int sl_store_db_exec(struct sl_store *s, sl_error_t *err, const char *sql, const char *types, ...);
+/* Makes every completion so far durable and commits it (one syncfs + one transaction); returns
+ * after any batch another thread is flushing. Caller holds no store lock. */
+int sl_store_flush_completed(struct sl_store *s, sl_error_t *err);
 
 #endif

@@ -12,10 +12,15 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SCHEMA_VERSION 1
-#define MAX_MEMBER     ((uint64_t)SL_TOC_MAX_CHUNK + (1u << 20)) /* member bytes we accept */
+/* Completed contents are made durable in batches: one syncfs and one transaction per batch
+ * instead of two fsyncs and a synchronous commit per content (see content_finish). */
+#define DURABLE_BATCH    256
+#define DURABLE_SLICE_NS 500000000LL
+#define MAX_MEMBER       ((uint64_t)SL_TOC_MAX_CHUNK + (1u << 20)) /* member bytes we accept */
 
 /* One present chunk of a partial content. */
 struct present {
@@ -47,6 +52,13 @@ struct sl_store {
     pthread_mutex_t db_lock; /* the SQLite connection */
     sqlite3 *db;
     struct sl_store_stats stats; /* under lock */
+    /* Contents renamed into content/sha256/ (complete in memory) whose completion is not yet
+     * durable nor committed; under lock. flush_lock orders batches: a batch is committed only
+     * after its own syncfs and after every earlier batch. */
+    char (*undurable)[SL_DIGEST_STR_LEN];
+    size_t n_undurable;
+    int64_t undurable_since_ns;
+    pthread_mutex_t flush_lock;
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -54,6 +66,13 @@ struct sl_store {
 static int errno_or(int fallback)
 {
     return errno > 0 ? errno : fallback;
+}
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 static const char *hex_of(const char *digest)
@@ -228,7 +247,7 @@ static int db_open(struct sl_store *s, sl_error_t *err)
     }
     char sync_sql[64];
     snprintf(sync_sql, sizeof sync_sql, "PRAGMA synchronous=%s; PRAGMA user_version=%d;",
-             s->sync ? "FULL" : "OFF", SCHEMA_VERSION);
+             s->sync ? "NORMAL" : "OFF", SCHEMA_VERSION);
     rc = sqlite3_exec(s->db, sync_sql, NULL, NULL, NULL);
     if (rc != SQLITE_OK)
         return db_err(s, err, rc, "pragma");
@@ -596,8 +615,47 @@ static int content_ensure_fd(struct sl_store_content *c, sl_error_t *err)
     return r;
 }
 
-/* Whole content present: check it, make it durable, rename it into place, commit. On a digest
- * mismatch every chunk is dropped (the TOC that listed them lied) and -EBADMSG returned. */
+/* Makes the completions recorded so far durable, then commits them: syncfs (file data and the
+ * renames), then one transaction marks the batch complete and drops its chunk rows. Until then
+ * a content's row says partial; a crash in between is repaired at load (the final file is
+ * re-hashed and adopted, or deleted), so the commit can never name bytes that are not on disk.
+ * On failure the rows stay partial (same repair) and the error is returned. */
+static int durable_flush(struct sl_store *s, sl_error_t *err)
+{
+    pthread_mutex_lock(&s->flush_lock);
+    pthread_mutex_lock(&s->lock);
+    char(*batch)[SL_DIGEST_STR_LEN] = s->undurable;
+    size_t n = s->n_undurable;
+    s->undurable = NULL;
+    s->n_undurable = 0;
+    pthread_mutex_unlock(&s->lock);
+    int r = 0;
+    if (n > 0 && s->sync && syncfs(s->root_fd) < 0)
+        r = sl_error_make(err, errno, "syncfs %s: %s", s->root, strerror(errno));
+    if (n > 0 && r >= 0) {
+        pthread_mutex_lock(&s->db_lock);
+        r = sl_store_db_exec(s, err, "BEGIN", NULL);
+        for (size_t i = 0; i < n && r >= 0; i++) {
+            r = sl_store_db_exec(s, err, "UPDATE content SET complete = 1 WHERE digest = ?", "t",
+                                 batch[i]);
+            if (r >= 0)
+                r = sl_store_db_exec(s, err, "DELETE FROM chunk WHERE content = ?", "t", batch[i]);
+        }
+        if (r >= 0)
+            r = sl_store_db_exec(s, err, "COMMIT", NULL);
+        else
+            sl_store_db_exec(s, NULL, "ROLLBACK", NULL);
+        pthread_mutex_unlock(&s->db_lock);
+    }
+    free(batch);
+    pthread_mutex_unlock(&s->flush_lock);
+    return r;
+}
+
+/* Whole content present: check it, rename it into place, mark it complete (readers see it at
+ * once: every byte was verified) and queue its durable commit (durable_flush), run here when
+ * the batch is full or old. On a digest mismatch every chunk is dropped (the TOC that listed
+ * them lied) and -EBADMSG returned. */
 static int content_finish(struct sl_store *s, struct sl_store_content *c, sl_error_t *err)
 {
     char ppath[128], fpath[128], fdir[128];
@@ -623,33 +681,13 @@ static int content_finish(struct sl_store *s, struct sl_store_content *c, sl_err
                                  c->digest, got);
         }
     }
-    if (s->sync && fsync(c->fd) < 0)
-        return sl_error_make(err, errno, "fsync %s: %s", ppath, strerror(errno));
     if ((r = mkdir_at(s->root_fd, fdir)) < 0)
         return sl_error_make(err, -r, "mkdir %s: %s", fdir, strerror(-r));
     if (renameat(s->root_fd, ppath, s->root_fd, fpath) < 0)
         return sl_error_make(err, errno, "rename %s: %s", ppath, strerror(errno));
-    if (s->sync) {
-        _cleanup_close_ int dfd = openat(s->root_fd, fdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0)
-            (void)fsync(dfd);
-    }
-    pthread_mutex_lock(&s->db_lock);
-    r = sl_store_db_exec(s, err, "BEGIN", NULL);
-    if (r >= 0)
-        r = sl_store_db_exec(s, err, "UPDATE content SET complete = 1 WHERE digest = ?", "t",
-                             c->digest);
-    if (r >= 0)
-        r = sl_store_db_exec(s, err, "DELETE FROM chunk WHERE content = ?", "t", c->digest);
-    if (r >= 0)
-        r = sl_store_db_exec(s, err, "COMMIT", NULL);
-    else
-        sl_store_db_exec(s, NULL, "ROLLBACK", NULL);
-    pthread_mutex_unlock(&s->db_lock);
-    if (r < 0)
-        return r; /* the file is in place; a reload re-hashes and commits it */
 
     struct sl_store_waiter *fire = NULL;
+    int64_t now = mono_ns();
     pthread_mutex_lock(&s->lock);
     atomic_store(&c->complete, true);
     c->completing = false;
@@ -658,9 +696,32 @@ static int content_finish(struct sl_store *s, struct sl_store_content *c, sl_err
     c->n_chunks = c->cap_chunks = 0;
     s->stats.contents_completed++;
     collect_waiters_locked(c, &fire);
+    if (s->n_undurable == 0) {
+        s->undurable = sl_xcalloc(DURABLE_BATCH, sizeof *s->undurable);
+        s->undurable_since_ns = now;
+    }
+    snprintf(s->undurable[s->n_undurable++], SL_DIGEST_STR_LEN, "%s", c->digest);
+    bool flush = s->n_undurable >= DURABLE_BATCH || now - s->undurable_since_ns >= DURABLE_SLICE_NS;
     pthread_mutex_unlock(&s->lock);
     fire_waiters(fire, 0);
-    return 0;
+    return flush ? durable_flush(s, err) : 0;
+}
+
+int sl_store_flush_completed(struct sl_store *s, sl_error_t *err)
+{
+    return durable_flush(s, err);
+}
+
+int sl_store_sync(struct sl_store *s, sl_error_t *err)
+{
+    int r = durable_flush(s, err);
+    if (r < 0 || !s->sync)
+        return r;
+    /* synchronous=NORMAL: a checkpoint syncs the WAL first, so every commit so far is durable */
+    pthread_mutex_lock(&s->db_lock);
+    r = sl_store_db_exec(s, err, "PRAGMA wal_checkpoint(PASSIVE)", NULL);
+    pthread_mutex_unlock(&s->db_lock);
+    return r;
 }
 
 /* ---------------------------------------------------------------- public: contents */
@@ -689,6 +750,7 @@ int sl_store_open(const char *root, const struct sl_store_options *o, struct sl_
     s->root_fd = TAKE_FD(root_fd);
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->db_lock, NULL);
+    pthread_mutex_init(&s->flush_lock, NULL);
     s->n_buckets = 1024;
     s->buckets = sl_xcalloc(s->n_buckets, sizeof *s->buckets);
     int r = db_open(s, err);
@@ -704,6 +766,10 @@ void sl_store_free(struct sl_store *s)
 {
     if (!s)
         return;
+    _cleanup_error_ sl_error_t e = NULL;
+    if (s->db && durable_flush(s, &e) < 0)
+        log_warn("store %s: completed contents not committed (re-hashed at next load): %s", s->root,
+                 sl_error_msg(e, -EIO));
     struct sl_store_waiter *fire = NULL;
     pthread_mutex_lock(&s->lock);
     for (size_t b = 0; b < s->n_buckets; b++)
@@ -732,6 +798,8 @@ void sl_store_free(struct sl_store *s)
         close(s->root_fd);
     pthread_mutex_destroy(&s->lock);
     pthread_mutex_destroy(&s->db_lock);
+    pthread_mutex_destroy(&s->flush_lock);
+    free(s->undurable);
     free(s->root);
     free(s);
 }

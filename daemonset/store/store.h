@@ -19,9 +19,12 @@
  * Durability: a chunk is pwrite()n to the partial file and then recorded in SQLite (no fsync
  * per chunk). SQLite rows for partial contents are hints: when a partial content is loaded
  * after a restart every recorded chunk is re-read and re-verified against its chunkDigest, so a
- * write lost in a crash only means that chunk is fetched again. Completion fsyncs the file,
- * renames it, fsyncs the directory and only then marks the content complete in SQLite; a crash
- * between rename and commit is repaired at load (the final file is re-hashed).
+ * write lost in a crash only means that chunk is fetched again. Completion renames the file
+ * into place and makes it readable at once; its durable commit is batched (up to 256 contents
+ * or 0.5 s): one syncfs of the store's filesystem, then one transaction marks the batch complete
+ * in SQLite (synchronous=NORMAL, WAL). A crash before that commit is repaired at load (the
+ * final file is re-hashed and adopted, or deleted). sl_store_sync() and a layer turning
+ * complete (sl_store_layer_refresh) flush the batch and make every commit so far durable.
  *
  * Waiting: sl_store_wait() either reports the chunks present (1) or registers a caller-owned
  * waiter (0) whose callback runs exactly once, from the thread whose sl_store_put_chunk()
@@ -50,8 +53,9 @@ struct sl_store;
 struct sl_store_content;
 
 struct sl_store_options {
-    /* fsync contents at completion and run SQLite with synchronous=FULL (default true when the
-     * options pointer is NULL). Tests may turn it off; correctness does not depend on it. */
+    /* skip the syncfs before completion commits and the WAL checkpoint of sl_store_sync, run
+     * SQLite with synchronous=OFF (default: sync). Tests may turn it off; correctness does not
+     * depend on it. */
     bool no_sync;
     /* skip the whole-file digest check at completion (chunks are still verified) */
     bool no_verify_files;
@@ -189,5 +193,10 @@ struct sl_store_stats {
     uint64_t waiters_parked, waiters_woken;
 };
 void sl_store_get_stats(struct sl_store *s, struct sl_store_stats *ret);
+
+/* Makes every completed content and every database commit so far durable: flushes the pending
+ * completion batch (syncfs + one transaction) and checkpoints the WAL. Returns -EIO (or the
+ * syncfs errno) on failure; the completions are then re-verified at the next load. */
+int sl_store_sync(struct sl_store *s, sl_error_t *err);
 
 #endif
