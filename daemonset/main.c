@@ -11,6 +11,7 @@
 #include "snapshots-service.h"
 #include "pull-register.h"
 #include "pull.h"
+#include "remote.h"
 #include "snapshotter.h"
 #include "store.h"
 #include "trace.h"
@@ -136,11 +137,35 @@ int main(int argc, char **argv)
         register_ud = trace;
     }
 
+    _cleanup_(sl_metrics_freep) struct sl_metrics *metrics = sl_metrics_new();
+    /* The remote-snapshot path (a Prepare during containerd's unpack starts the Starlight pull
+     * of the image): needs a default proxy and registration in containerd. Its waits hold
+     * gRPC workers, so the server gets SL_REMOTE_MAX_WAITERS more. */
+    struct sl_remote *remote = NULL;
+    int grpc_workers = (int)cfg.grpc_workers;
+    if (cfg.proxy && *cfg.proxy && registrar) {
+        struct sl_remote_options ro = {.proxy_url = cfg.proxy,
+                                       .store = store,
+                                       .fs = fs,
+                                       .on_register = on_register,
+                                       .register_ud = register_ud,
+                                       .metrics = metrics};
+        remote = sl_remote_new(&ro);
+        grpc_workers += SL_REMOTE_MAX_WAITERS;
+        log_info("remote snapshots: Prepares with CRI or stargz labels pull through %s", cfg.proxy);
+    } else {
+        log_info("remote snapshots off (needs --proxy and --containerd-socket)");
+    }
+
     struct sl_snap *snap = NULL;
-    struct sl_snap_hooks hooks = {.ud = fs, .lowerdir = sl_fs_lowerdir};
+    struct sl_snap_hooks hooks = {.ud = fs,
+                                  .lowerdir = sl_fs_lowerdir,
+                                  .remote_ud = remote,
+                                  .remote_prepare = remote ? sl_remote_prepare_hook : NULL};
     r = sl_snap_open(cfg.root, &hooks, &snap, &err);
     if (r < 0) {
         sl_log_error_err(&err, r, "open the snapshotter");
+        sl_remote_free(remote);
         sl_fs_free(fs);
         sl_store_free(store);
         sl_daemon_config_free(&cfg);
@@ -152,10 +177,13 @@ int main(int argc, char **argv)
     size_t nmethods = 0;
     const struct sl_grpc_method *methods = sl_snapshots_service_methods(&nmethods);
     struct sl_grpc_server *srv = NULL;
-    r = sl_grpc_server_start(cfg.snapshotter_socket, methods, nmethods, snap, (int)cfg.grpc_workers,
-                             &srv, &err);
+    if (remote)
+        sl_remote_attach(remote, snap);
+    r = sl_grpc_server_start(cfg.snapshotter_socket, methods, nmethods, snap, grpc_workers, &srv,
+                             &err);
     if (r < 0) {
         sl_log_error_err(&err, r, "start the snapshotter service");
+        sl_remote_free(remote);
         sl_snap_close(snap);
         sl_fs_free(fs);
         sl_store_free(store);
@@ -163,10 +191,9 @@ int main(int argc, char **argv)
         return 1;
     }
     log_info("snapshotter on %s (root %s, %d workers)", cfg.snapshotter_socket, cfg.root,
-             (int)cfg.grpc_workers);
+             grpc_workers);
 
     struct sl_control *ctl = NULL;
-    _cleanup_(sl_metrics_freep) struct sl_metrics *metrics = sl_metrics_new();
     struct sl_control_options co = {
         .socket_path = cfg.control_socket,
         .root = cfg.root,
@@ -184,6 +211,7 @@ int main(int argc, char **argv)
     if (r < 0) {
         sl_log_error_err(&err, r, "start the control API on %s", cfg.control_socket);
         sl_grpc_server_stop(srv, STOP_GRACE_MS);
+        sl_remote_free(remote);
         sl_snap_close(snap);
         sl_fs_free(fs);
         sl_store_free(store);
@@ -197,6 +225,7 @@ int main(int argc, char **argv)
     log_info("%s: stopping", strsignal(sig));
     sl_control_stop(ctl);
     sl_grpc_server_stop(srv, STOP_GRACE_MS);
+    sl_remote_free(remote); /* pulls in flight stop at their next event */
     sl_snap_close(snap);
     sl_fs_free(fs); /* unmounts */
     sl_store_free(store);

@@ -697,6 +697,19 @@ int sl_snap_prepare(struct sl_snap *s, const char *key, const char *parent,
                     const struct sl_snap_label *labels, size_t nlabels, struct sl_snap_mounts *ret,
                     sl_error_t *err)
 {
+    if (s->hooks.remote_prepare && key && *key) {
+        for (size_t i = 0; i < nlabels; i++) {
+            if (!labels[i].key || strcmp(labels[i].key, SL_SNAP_LABEL_REF) != 0)
+                continue;
+            int r = s->hooks.remote_prepare(s->hooks.remote_ud, key, parent, labels, nlabels, err);
+            if (r == -EEXIST && !(err && *err))
+                r = sl_error_make(err, EEXIST, "target snapshot %s: already exists (remote)",
+                                  labels[i].value ? labels[i].value : "");
+            if (r < 0)
+                return r;
+            break;
+        }
+    }
     return create_snapshot(s, SL_SNAP_KIND_ACTIVE, key, parent, labels, nlabels, ret, err);
 }
 
@@ -1037,7 +1050,8 @@ static bool clause_match(const struct clause *c, const struct sl_snap_info *info
     if (strcmp(c->field, "name") == 0)
         v = info->name;
     else if (strcmp(c->field, "parent") == 0)
-        v = info->parent && *info->parent ? info->parent : NULL;
+        v = info->parent ? info->parent : ""; /* containerd: always present, "" for none
+                                               * (its unpack walks `parent==""`) */
     else if (strcmp(c->field, "kind") == 0)
         v = sl_snap_kind_name(info->kind);
     else

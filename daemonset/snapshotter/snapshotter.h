@@ -37,6 +37,8 @@
 
 /* Label carried by a committed snapshot whose content is a Starlight layer. */
 #define SL_SNAP_LABEL_STARLIGHT_LAYER "containerd.io/snapshot/starlight.layer"
+/* containerd's target reference of a Prepare during unpack (the layer's chainID). */
+#define SL_SNAP_LABEL_REF "containerd.io/snapshot.ref"
 /* Largest key + value of one label (containerd's limit). */
 #define SL_SNAP_MAX_LABEL 4096
 
@@ -94,6 +96,15 @@ struct sl_snap_hooks {
      * (the snapshot's own directory is used then), or another negative errno (the mount
      * request fails with that error). */
     int (*lowerdir)(void *ud, const char *layer_digest, char **ret_path, sl_error_t *err);
+    /* Remote snapshots (docs/architecture.md "The remote-snapshot path"): called by
+     * sl_snap_prepare (not View) when the labels carry SL_SNAP_LABEL_REF, before anything is
+     * created, without internal locks (it may block while the snapshotter serves other calls).
+     * Return 0 for a normal prepare, -EEXIST when a committed snapshot labelled with that ref
+     * on `parent` now exists (Prepare answers ALREADY_EXISTS), or another negative errno (the
+     * Prepare fails). Its own user data: */
+    void *remote_ud;
+    int (*remote_prepare)(void *ud, const char *key, const char *parent,
+                          const struct sl_snap_label *labels, size_t nlabels, sl_error_t *err);
 };
 
 struct sl_snap;
