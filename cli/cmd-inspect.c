@@ -51,28 +51,12 @@ struct range_reader {
     const char *digest;
 };
 
-struct mem_sink {
-    char *p;
-    size_t left;
-};
-
-static int mem_sink_write(void *ud, const void *data, size_t len)
-{
-    struct mem_sink *s = ud;
-    if (len > s->left)
-        return -EIO;
-    memcpy(s->p, data, len);
-    s->p += len;
-    s->left -= len;
-    return 0;
-}
-
 static int range_read_at(void *ud, void *buf, size_t len, uint64_t off, sl_error_t *err)
 {
     struct range_reader *rr = ud;
-    struct mem_sink s = {buf, len};
+    struct sl_http_mem_sink s = {buf, len};
     int r = sl_registry_get_blob_range(rr->reg, rr->repo, rr->digest, (int64_t)off, (int64_t)len,
-                                       mem_sink_write, &s, err);
+                                       sl_http_sink_mem, &s, err);
     if (r >= 0 && s.left)
         return sl_error_make(err, EIO, "short read of blob `%s`", rr->digest);
     return r;

@@ -110,6 +110,17 @@ void sl_http_response_free(struct sl_http_response *resp)
     resp->url = NULL;
 }
 
+int sl_http_sink_mem(void *userdata, const void *data, size_t len)
+{
+    struct sl_http_mem_sink *s = userdata;
+    if (len > s->left)
+        return -EIO;
+    memcpy(s->p, data, len);
+    s->p += len;
+    s->left -= len;
+    return 0;
+}
+
 int sl_http_sink_buf(void *userdata, const void *data, size_t len)
 {
     return sl_buf_append(userdata, data, len);

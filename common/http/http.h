@@ -132,6 +132,14 @@ int sl_http_perform(const struct sl_http_options *opts, const struct sl_http_req
 /* Sink helper: userdata is a struct sl_buf *. */
 int sl_http_sink_buf(void *userdata, const void *data, size_t len);
 
+/* Sink helper filling a caller's fixed buffer: userdata is a struct sl_http_mem_sink; more
+ * bytes than `left` fail with -EIO. After the transfer `left` > 0 means a short answer. */
+struct sl_http_mem_sink {
+    uint8_t *p;
+    size_t left;
+};
+int sl_http_sink_mem(void *userdata, const void *data, size_t len);
+
 /* Parses "bytes FIRST-LAST/TOTAL" (TOTAL may be "*", giving -1). Returns 0 or -EINVAL. */
 int sl_http_parse_content_range(const char *v, int64_t *first, int64_t *last, int64_t *total);
 /* Parses one range of a Range request header ("bytes=A-B", "bytes=A-", "bytes=-N") against a

@@ -43,27 +43,11 @@ struct capture {
     int n;
 };
 
-struct mem_sink {
-    uint8_t *p;
-    size_t left;
-};
-
-static int mem_sink_write(void *ud, const void *data, size_t len)
-{
-    struct mem_sink *s = ud;
-    if (len > s->left)
-        return -EIO;
-    memcpy(s->p, data, len);
-    s->p += len;
-    s->left -= len;
-    return 0;
-}
-
 static int capture_read_at(void *ud, void *buf, size_t len, uint64_t off, sl_error_t *err)
 {
     struct capture *c = ud;
-    struct mem_sink s = {buf, len};
-    int r = sl_core_fetch(c->core, c->reg, c->repo, c->digest, c->size, off, len, mem_sink_write,
+    struct sl_http_mem_sink s = {buf, len};
+    int r = sl_core_fetch(c->core, c->reg, c->repo, c->digest, c->size, off, len, sl_http_sink_mem,
                           &s, err);
     if (r < 0)
         return r;
