@@ -96,3 +96,36 @@ pull_edge_stop() {
     rm -rf --one-file-system "$E2E_DIR/root" "$E2E_DIR/containerd" "$E2E_DIR/ctl.sock" \
         "$E2E_DIR/snap.sock"
 }
+
+# pull_delta_traced DELTA [PATH...]: check a delta (the body of GET /starlight/delta, or at
+# least its prelude and header) sends its traced contents first and, given PATHs, that each
+# PATH's content (from the top-most layer holding it) is traced, in the order given. Prints
+# key=value lines: traced_first=1, traced_contents, contents, positions (of the PATHs) and
+# traced_paths (the files whose content is traced, in stream order, comma-separated). Fails
+# (returns 1) otherwise.
+pull_delta_traced() {
+    python3 - "$@" <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+hl = struct.unpack(">Q", b[16:24])[0]
+h = json.loads(b[32:32 + hl])
+want = sys.argv[2:]
+idx, paths = {}, {}
+for layer in h["layers"]:
+    for f in layer["files"]:
+        if f["source"] == "payload":
+            idx[f["path"]] = f["content"]
+            paths.setdefault(f["content"], f["path"])
+traced = [c["index"] for c in h["contents"] if c["traced"]]
+assert traced, "no traced contents"
+assert traced == list(range(len(traced))), "traced contents are not first"
+pos = [idx[p] for p in want]
+assert all(p < len(traced) for p in pos), ("not traced", list(zip(want, pos)), len(traced))
+assert pos == sorted(pos), ("not in the recorded order", list(zip(want, pos)))
+print("traced_first=1")
+print("traced_contents=%d" % len(traced))
+print("contents=%d" % len(h["contents"]))
+print("positions=%s" % ",".join(map(str, pos)))
+print("traced_paths=%s" % ",".join(paths[i] for i in traced if i in paths))
+PY
+}
