@@ -51,7 +51,8 @@ struct sl_control {
     unsigned n_inflight;
 
     struct { /* Prometheus families (NULL without options.metrics) */
-        struct sl_metric *pulls, *fetched, *saved, *ready, *complete, *fs, *store, *parked;
+        struct sl_metric *pulls, *fetched, *saved, *ready, *complete, *fs, *store, *parked,
+            *parked_wait;
         struct sl_metric *layers, *layer_bytes;
         struct sl_metric *fallbacks;
     } mx;
@@ -853,6 +854,7 @@ static void collect(void *ud, struct sl_metrics *m)
         sl_metric_set(c->mx.fs, "op=\"read\"", (double)fs.reads);
         sl_metric_set(c->mx.fs, "op=\"read_parked\"", (double)fs.reads_parked);
         sl_metric_set(c->mx.parked, NULL, (double)fs.parked_now);
+        sl_metric_set(c->mx.parked_wait, NULL, (double)fs.parked_wait_ns / 1e9);
     }
 }
 
@@ -877,6 +879,9 @@ static void metrics_setup(struct sl_control *c)
     c->mx.fs = sl_metrics_counter(m, "starlight_fs_operations_total", "FUSE operations");
     c->mx.parked =
         sl_metrics_gauge(m, "starlight_fs_reads_parked", "FUSE reads waiting for their chunk now");
+    c->mx.parked_wait = sl_metrics_counter(
+        m, "starlight_fs_parked_wait_seconds_total",
+        "Time parked reads waited for their chunks (with op=read_parked: the mean wait)");
     c->mx.store = sl_metrics_counter(m, "starlight_store_events_total",
                                      "Store events (chunks stored/duplicate/rejected, "
                                      "contents completed, reads parked)");

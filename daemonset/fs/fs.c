@@ -62,6 +62,7 @@ struct parked_read {
     uint64_t off;
     size_t len;
     struct sl_store_waiter waiter;
+    int64_t parked_ns; /* CLOCK_MONOTONIC when parked, for the wait-time metric */
     struct parked_read *next, *prev;
 };
 
@@ -81,6 +82,7 @@ struct sl_fs {
     struct parked_read parked;  /* list head */
     struct open_file open_list; /* list head */
     atomic_uint_fast64_t n_reads, n_parked, n_parked_now, n_opens;
+    atomic_uint_fast64_t parked_wait_ns; /* total wait of parked reads that were answered */
 };
 
 /* ---------------------------------------------------------------- inodes */
@@ -677,6 +679,11 @@ static void parked_wake(void *ud, int status)
     struct parked_read *p = ud;
     struct open_file *of = p->of;
     struct sl_fs *fs = of->fs;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t waited = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec - p->parked_ns;
+    if (waited > 0)
+        atomic_fetch_add(&fs->parked_wait_ns, (uint64_t)waited);
     if (status == 0)
         reply_data(p->req, of, p->off, p->len);
     else
@@ -731,6 +738,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     p->of = of;
     p->off = (uint64_t)off;
     p->len = len;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    p->parked_ns = (int64_t)t0.tv_sec * 1000000000 + t0.tv_nsec;
     atomic_fetch_add(&of->refs, 1);
     pthread_mutex_lock(&fs->lock);
     p->next = fs->parked.next;
@@ -1098,4 +1108,5 @@ void sl_fs_get_stats(struct sl_fs *fs, struct sl_fs_stats *ret)
     ret->reads_parked = atomic_load(&fs->n_parked);
     ret->parked_now = atomic_load(&fs->n_parked_now);
     ret->opens = atomic_load(&fs->n_opens);
+    ret->parked_wait_ns = atomic_load(&fs->parked_wait_ns);
 }

@@ -95,6 +95,7 @@ int sl_fs_lowerdir(void *ud, const char *layer_digest, char **ret_path, sl_error
 
 struct sl_fs_stats {
     uint64_t reads, reads_parked, parked_now, opens;
+    uint64_t parked_wait_ns; /* summed wait of parked reads once answered */
 };
 void sl_fs_get_stats(struct sl_fs *fs, struct sl_fs_stats *ret);
 

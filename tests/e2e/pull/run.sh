@@ -183,9 +183,10 @@ metric() { awk -v k="$1" '$1 == k { print $2 }' "$W/metrics.txt"; }
     [ "$(metric starlight_pull_bytes_fetched_total)" -gt 0 ] &&
     [ "$(metric 'starlight_fs_operations_total{op="read"}')" -gt 0 ] &&
     [ "$(metric starlight_pull_ready_seconds_count)" -ge 2 ] &&
-    [ "$(metric 'starlight_store_layers{state="complete"}')" -ge 2 ] ||
+    [ "$(metric 'starlight_store_layers{state="complete"}')" -ge 2 ] &&
+    awk -v v="$(metric starlight_fs_parked_wait_seconds_total)" 'BEGIN { exit !(v >= 1) }' ||
     e2e_fail "metrics did not move: $(grep -v '^#' "$W/metrics.txt")"
-e2e_log "3. /metrics: $(metric 'starlight_pulls_total{result="ok"}') pulls ok, $(metric starlight_pull_bytes_fetched_total) bytes fetched, $(metric 'starlight_fs_operations_total{op="read"}') FUSE reads"
+e2e_log "3. /metrics: $(metric 'starlight_pulls_total{result="ok"}') pulls ok, $(metric starlight_pull_bytes_fetched_total) bytes fetched, $(metric 'starlight_fs_operations_total{op="read"}') FUSE reads, parked reads waited $(metric starlight_fs_parked_wait_seconds_total) s"
 
 t0=$(date +%s%N)
 out=$(e2e_ctr_timeout 60 run --rm "${SN[@]}" "$R/features:sl" "sl-ft-$$" sh /check.sh 2>&1) || true
