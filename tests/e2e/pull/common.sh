@@ -4,6 +4,23 @@
 # command prefix (word-split; empty: here), e.g. `nsenter --net=/run/netns/NS --` to reach a
 # registry or proxy that lives in a network namespace.
 
+# pull_cloud_start: the loopback cloud side — a registry, PostgreSQL and starlight-proxy ($PX)
+# with its blob cache in E2E_DIR. Sets R (registry host:port), pport (the proxy's port) and U
+# (proxy URL).
+pull_cloud_start() {
+    e2e_start_registry
+    e2e_start_postgres
+    R=$E2E_REGISTRY
+    pport=$(e2e_free_port)
+    mkdir -p "$E2E_DIR/proxy-cache"
+    "$PX" --listen "127.0.0.1:$pport" --postgres "$E2E_PG_CONNINFO" --registry "$R" \
+        --registry-insecure --cache-dir "$E2E_DIR/proxy-cache" --cache-max-bytes 1GiB \
+        >>"$E2E_DIR/logs/proxy.log" 2>&1 &
+    e2e_track_pid proxy $!
+    U="http://127.0.0.1:$pport"
+    e2e_wait_for "proxy" 20 curl -fsS -o /dev/null "$U/health-check"
+}
+
 # pull_layers REGISTRY IMG: the layer digests of REGISTRY/IMG:sl, bottom first.
 pull_layers() {
     # shellcheck disable=SC2086

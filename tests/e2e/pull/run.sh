@@ -51,17 +51,7 @@ arch=$(uname -m | sed 's/x86_64/amd64/; s/aarch64/arm64/')
 P="linux/$arch"
 W="$E2E_DIR/work"
 mkdir -p "$W"
-e2e_start_registry
-e2e_start_postgres
-R=$E2E_REGISTRY
-pport=$(e2e_free_port)
-mkdir -p "$E2E_DIR/proxy-cache"
-"$PX" --listen "127.0.0.1:$pport" --postgres "$E2E_PG_CONNINFO" --registry "$R" \
-    --registry-insecure --cache-dir "$E2E_DIR/proxy-cache" --cache-max-bytes 1GiB \
-    >>"$E2E_DIR/logs/proxy.log" 2>&1 &
-e2e_track_pid proxy $!
-U="http://127.0.0.1:$pport"
-e2e_wait_for "proxy" 20 curl -fsS -o /dev/null "$U/health-check"
+pull_cloud_start
 
 for img in "${images[@]}"; do
     e2e_push_image "$img" "$img:src"
