@@ -20,6 +20,7 @@
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/tocs.sh"
 
 e2e_require python3 curl skopeo psql
 CS="$SL_BIN/ctr-starlight"
@@ -49,16 +50,7 @@ for img in "${images[@]}"; do
     "$CS" convert --insecure-source --insecure-destination "$R/$img:src" "$R/$img:sl" \
         >/dev/null 2>"$W/$img.convert.log" || { cat "$W/$img.convert.log" >&2; e2e_fail "convert $img"; }
     # TOCs of the converted layers, read independently of the proxy
-    i=0
-    for d in $(curl -fsS -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
-        -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
-        "http://$R/v2/$img/manifests/sl" | python3 -c \
-        'import json,sys; [print(l["digest"]) for l in json.load(sys.stdin)["layers"]]'); do
-        curl -fsS -o "$W/blob" "http://$R/v2/$img/blobs/$d"
-        "$FT" toc --entries "$W/blob" >"$W/$img.toc$i.json" || e2e_fail "$img layer $i TOC"
-        i=$((i + 1))
-    done
-    rm -f "$W/blob"
+    dump_tocs "$img"
 done
 
 # ---------------------------------------------------------------- 0: two cores migrate one database

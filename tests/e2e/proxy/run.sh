@@ -26,6 +26,7 @@
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../proxy-core/tocs.sh"
 
 e2e_require python3 curl skopeo htpasswd
 CS="$SL_BIN/ctr-starlight"
@@ -110,16 +111,7 @@ for img in "${images[@]}"; do
     "$CS" notify --insecure --proxy "$U" "$R/$img:sl" 2>"$W/$img.notify.log" ||
         { cat "$W/$img.notify.log" >&2; e2e_fail "ctr-starlight notify $img"; }
     e2e_log "1. $img: convert --notify $t1 ms, notify again $(ms "$start") ms"
-    i=0
-    for d in $(curl -fsS -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
-        -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
-        "http://$R/v2/$img/manifests/sl" | python3 -c \
-        'import json,sys; [print(l["digest"]) for l in json.load(sys.stdin)["layers"]]'); do
-        curl -fsS -o "$W/blob" "http://$R/v2/$img/blobs/$d"
-        "$FT" toc --entries "$W/blob" >"$W/$img.toc$i.json" || e2e_fail "$img layer $i TOC"
-        i=$((i + 1))
-    done
-    rm -f "$W/blob"
+    dump_tocs "$img"
 done
 # the notify answer as JSON (digests for the trace below)
 [ "$(get "$U/starlight/notify?ref=$R/busybox:sl&insecure=1" "$W/bb.notify.json" -X POST)" = 200 ] ||
