@@ -243,6 +243,14 @@ static size_t read_cb(char *buf, size_t size, size_t n, void *userdata)
     return (size_t)got;
 }
 
+/* Progress callback (called at least once a second, idle or not): aborts a cancelled
+ * transfer. */
+static int cancel_cb(void *p, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    (void)dt, (void)dn, (void)ut, (void)un;
+    return *(const volatile int *)p ? 1 : 0;
+}
+
 static int map_curl(CURLcode c)
 {
     switch (c) {
@@ -333,6 +341,32 @@ static int attempt(CURL *h, const struct sl_http_options *o, const struct sl_htt
     SETOPT(h, CURLOPT_USERAGENT, ua);
     SETOPT(h, CURLOPT_SSL_VERIFYPEER, o->tls_no_verify ? 0L : 1L);
     SETOPT(h, CURLOPT_SSL_VERIFYHOST, o->tls_no_verify ? 0L : 2L);
+    if (o->ca_file)
+        SETOPT(h, CURLOPT_CAINFO, o->ca_file);
+    if (o->ca_pem) {
+        struct curl_blob b = {.data = (void *)o->ca_pem, .len = strlen(o->ca_pem)};
+        SETOPT(h, CURLOPT_CAINFO_BLOB, &b);
+    }
+    if (o->client_cert_file)
+        SETOPT(h, CURLOPT_SSLCERT, o->client_cert_file);
+    if (o->client_cert_pem) {
+        struct curl_blob b = {.data = (void *)o->client_cert_pem,
+                              .len = strlen(o->client_cert_pem)};
+        SETOPT(h, CURLOPT_SSLCERT_BLOB, &b);
+        SETOPT(h, CURLOPT_SSLCERTTYPE, "PEM");
+    }
+    if (o->client_key_file)
+        SETOPT(h, CURLOPT_SSLKEY, o->client_key_file);
+    if (o->client_key_pem) {
+        struct curl_blob b = {.data = (void *)o->client_key_pem, .len = strlen(o->client_key_pem)};
+        SETOPT(h, CURLOPT_SSLKEY_BLOB, &b);
+        SETOPT(h, CURLOPT_SSLKEYTYPE, "PEM");
+    }
+    if (req->cancel) {
+        SETOPT(h, CURLOPT_XFERINFOFUNCTION, cancel_cb);
+        SETOPT(h, CURLOPT_XFERINFODATA, (void *)req->cancel);
+        SETOPT(h, CURLOPT_NOPROGRESS, 0L);
+    }
     SETOPT(h, CURLOPT_HEADERFUNCTION, header_cb);
     SETOPT(h, CURLOPT_HEADERDATA, &x);
     SETOPT(h, CURLOPT_WRITEFUNCTION, write_cb);
@@ -391,6 +425,8 @@ static int attempt(CURL *h, const struct sl_http_options *o, const struct sl_htt
         *ret_cc = CURLE_OK;
         return 0;
     }
+    if (cc == CURLE_ABORTED_BY_CALLBACK && req->cancel && *req->cancel)
+        return sl_error_make(err, ECANCELED, "%s %s: cancelled", method, url);
     if (cc != CURLE_OK)
         return sl_error_make(err, -map_curl(cc), "%s %s: %s", method, url,
                              errbuf[0] ? errbuf : curl_easy_strerror(cc));

@@ -51,6 +51,11 @@ struct sl_http_options {
     unsigned low_speed_time_s;   /* abort when < 1 byte/s for this long; 0 = 30 s */
     unsigned timeout_s;          /* whole-transfer limit; 0 = none */
     bool tls_no_verify;          /* turn off TLS peer/host verification (never default) */
+    /* TLS material (Kubernetes API servers): trust anchors instead of the system store, and a
+     * client certificate. Each is a file path or PEM text in memory; NULL = unused. */
+    const char *ca_file, *ca_pem;
+    const char *client_cert_file, *client_cert_pem;
+    const char *client_key_file, *client_key_pem;
 };
 
 struct sl_http_header {
@@ -102,6 +107,10 @@ struct sl_http_request {
     /* Connect to this unix socket instead of the URL's host (the URL still gives the path and
      * Host header, e.g. "http://localhost/v1/status"); NULL = TCP. */
     const char *unix_socket_path;
+
+    /* Non-NULL: the transfer ends with -ECANCELED soon (within about a second, even while
+     * idle) after *cancel becomes non-zero (long-running watch streams). */
+    const volatile int *cancel;
 };
 
 static inline void sl_http_request_init(struct sl_http_request *r)
