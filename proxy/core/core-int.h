@@ -30,10 +30,16 @@ struct sl_core {
     struct reg_entry *regs;
     size_t n_regs;
 
+    /* shared delta plans (core.c, "shared plans") */
+    pthread_mutex_t plan_mu;
+    pthread_cond_t plan_cv;
+    struct plan_entry *plan_cache;
+    uint64_t plan_tick;
+
     /* counters for /metrics */
     _Atomic uint64_t notifies, notify_errors, notify_ns, layers_ingested, layers_reused;
     _Atomic uint64_t reports, report_errors, report_accesses, report_ranked;
-    _Atomic uint64_t plans, plan_errors, plan_ns, planned_bytes, saved_bytes;
+    _Atomic uint64_t plans, plan_errors, plan_ns, planned_bytes, saved_bytes, plans_shared;
     _Atomic uint64_t fetches, fetch_errors, fetch_bytes, fetch_ns;
 };
 

@@ -23,6 +23,13 @@
 #define MAX_FROM        64
 #define MAX_HELD_LAYERS 4096
 #define MAX_REQUEST     (1u << 20)
+/* Plans kept for reuse (core.c, "shared plans"): at most this many, of at most this many
+ * bytes in total (head + segments); plans still streamed stay alive by reference anyway. */
+#define PLAN_CACHE_ENTRIES 16
+#define PLAN_CACHE_BYTES   (64u << 20)
+/* sl_core_read_payload reads through a gap of at most this many bytes between two segments
+ * of one blob (and drops it) rather than splitting the read. */
+#define READ_GAP_MAX (64u * 1024)
 
 uint64_t sl_core_now_ns(void)
 {
@@ -51,6 +58,8 @@ int sl_core_new(const struct sl_core_config *cfg, struct sl_core **ret, sl_error
     core->cache_dir = dup_or_null(cfg->cache_dir);
     core->cache_max_bytes = cfg->cache_max_bytes;
     pthread_mutex_init(&core->reg_mu, NULL);
+    pthread_mutex_init(&core->plan_mu, NULL);
+    pthread_cond_init(&core->plan_cv, NULL);
     int r = sl_store_new(cfg->postgres, cfg->db_connections > 0 ? cfg->db_connections : 1,
                          &core->store, err);
 #ifdef SL_HAVE_BLOBCACHE
@@ -70,10 +79,15 @@ int sl_core_new(const struct sl_core_config *cfg, struct sl_core **ret, sl_error
     return 0;
 }
 
+static void plan_cache_clear(struct sl_core *core);
+
 void sl_core_free(struct sl_core *core)
 {
     if (!core)
         return;
+    plan_cache_clear(core);
+    pthread_cond_destroy(&core->plan_cv);
+    pthread_mutex_destroy(&core->plan_mu);
 #ifdef SL_HAVE_BLOBCACHE
     sl_blobcache_free(core->cache);
 #endif
@@ -266,6 +280,9 @@ void sl_core_metrics(struct sl_core *core, char **out)
             core->report_accesses);
     counter(&b, "starlight_delta_plans_total", "Delta plans made.", core->plans);
     counter(&b, "starlight_delta_plan_errors_total", "Delta plans that failed.", core->plan_errors);
+    counter(&b, "starlight_delta_plans_shared_total",
+            "Delta requests answered with an existing identical plan (database unchanged).",
+            core->plans_shared);
     seconds(&b, "starlight_delta_plan_seconds_total", "Time spent planning deltas.", core->plan_ns);
     counter(&b, "starlight_delta_planned_bytes_total", "Payload bytes of planned deltas.",
             core->planned_bytes);
@@ -505,13 +522,23 @@ int sl_delta_request_parse_json(const char *body, size_t len, struct sl_delta_re
 struct delta_priv {
     struct sl_registry *reg; /* borrowed from the core */
     char *repo;              /* repository path on that registry */
+    atomic_uint refs;        /* the plan cache and every stream of this plan */
 };
+
+static struct sl_delta *delta_ref(struct sl_delta *d)
+{
+    struct delta_priv *p = d->priv;
+    atomic_fetch_add(&p->refs, 1);
+    return d;
+}
 
 void sl_delta_free(struct sl_delta *d)
 {
     if (!d)
         return;
     struct delta_priv *p = d->priv;
+    if (p && atomic_fetch_sub(&p->refs, 1) != 1)
+        return;
     if (p) {
         free(p->repo);
         free(p);
@@ -817,6 +844,7 @@ static int plan(struct sl_core *core, const struct sl_delta_request *req, struct
         if (held[i])
             d->saved_bytes += t->layers[i].size;
     struct delta_priv *p = sl_xcalloc(1, sizeof(*p));
+    atomic_init(&p->refs, 1);
     p->repo = TAKE_PTR(repo);
     d->priv = p;
     if ((r = sl_core_registry(core, domain, plain, &p->reg, err)) < 0)
@@ -830,12 +858,235 @@ out:
     return r;
 }
 
+/* ---------------------------------------------------------------- shared plans
+ *
+ * A plan is immutable, so identical requests can share one: the plan cache maps the
+ * normalised request (platform, target, held images and layers) to a plan and the database
+ * fingerprint it was made at (target image id, its rank fingerprint, held image ids, held
+ * layer ids). A request first computes the fingerprint (a few indexed queries, ~1 ms; the
+ * database being down fails here exactly as planning would), then reuses the plan when both
+ * key and fingerprint match, else plans and replaces the entry. So a report, a moved tag or
+ * a newly ingested held layer — through this proxy or another one on the same database —
+ * gives a fresh plan, and a reused plan is byte for byte what planning again would give.
+ * Concurrent identical requests wait for the one planning (one plan, one head in memory for
+ * all their streams: the head holds the TOC tails, ~3.4 MB for redis). Entries are bounded
+ * (PLAN_CACHE_ENTRIES, PLAN_CACHE_BYTES, least recently used dropped first); a dropped plan
+ * lives on while streams hold it. */
+
+struct plan_entry {
+    struct plan_entry *next;
+    char *key, *fp;
+    bool building;      /* a thread is planning it; d == NULL */
+    struct sl_delta *d; /* the cache's reference */
+    size_t bytes;
+    uint64_t used;
+};
+
+static void plan_entry_free(struct plan_entry *e)
+{
+    sl_delta_free(e->d);
+    free(e->key);
+    free(e->fp);
+    free(e);
+}
+
+/* Unlinks e. plan_mu held. */
+static void plan_cache_unlink(struct sl_core *core, struct plan_entry *e)
+{
+    for (struct plan_entry **pp = &core->plan_cache; *pp; pp = &(*pp)->next) {
+        if (*pp == e) {
+            *pp = e->next;
+            return;
+        }
+    }
+}
+
+/* Drops least recently used finished entries beyond the bounds, never `keep`. plan_mu held. */
+static void plan_cache_trim(struct sl_core *core, const struct plan_entry *keep)
+{
+    for (;;) {
+        size_t n = 0, bytes = 0;
+        struct plan_entry *lru = NULL;
+        for (struct plan_entry *e = core->plan_cache; e; e = e->next) {
+            n++;
+            bytes += e->bytes;
+            if (!e->building && e != keep && (!lru || e->used < lru->used))
+                lru = e;
+        }
+        if ((n <= PLAN_CACHE_ENTRIES && bytes <= PLAN_CACHE_BYTES) || !lru)
+            return;
+        plan_cache_unlink(core, lru);
+        plan_entry_free(lru);
+    }
+}
+
+static void plan_cache_clear(struct sl_core *core)
+{
+    while (core->plan_cache) {
+        struct plan_entry *e = core->plan_cache;
+        core->plan_cache = e->next;
+        plan_entry_free(e);
+    }
+}
+
+/* The normalised request (*ret_key) and the database state its plan depends on (*ret_fp).
+ * Fails (the caller then plans without sharing, which reports the error) on anything
+ * unusual: malformed input, unknown target, database errors. */
+static int plan_key(struct sl_core *core, const struct sl_delta_request *req, char **ret_key,
+                    char **ret_fp)
+{
+    _cleanup_error_ sl_error_t e = NULL;
+    if (validate_request(req, &e) < 0)
+        return -EINVAL;
+    _cleanup_free_ char *platform = NULL;
+    if (sl_core_platform_normalize(req->platform, &platform, &e) < 0)
+        return -EINVAL;
+    struct sl_image_ref ref = {0};
+    bool plain = false;
+    if (sl_core_parse_ref(core, req->to, req->insecure, &ref, &plain, &e) < 0)
+        return -EINVAL;
+    _cleanup_free_ char *name = sl_image_ref_name(&ref);
+    _cleanup_free_ char *reference = sl_xstrdup(sl_image_ref_reference(&ref));
+    sl_image_ref_free(&ref);
+
+    /* held images as (name, reference) pairs, held layers: sorted, distinct */
+    char **from = sl_xcalloc(req->n_from + 1, sizeof(char *));
+    size_t n_from = 0;
+    int r = 0;
+    for (size_t i = 0; i < req->n_from && r == 0; i++) {
+        struct sl_image_ref fr = {0};
+        bool fplain;
+        if (!req->from[i] || sl_core_parse_ref(core, req->from[i], false, &fr, &fplain, &e) < 0) {
+            r = -EINVAL;
+            break;
+        }
+        _cleanup_free_ char *fname = sl_image_ref_name(&fr);
+        from[n_from++] = sl_xasprintf("%s\n%s", fname, sl_image_ref_reference(&fr));
+        sl_image_ref_free(&fr);
+    }
+    char **layers = sl_xcalloc(req->n_held_layers + 1, sizeof(char *));
+    size_t n_layers = 0;
+    for (size_t i = 0; i < req->n_held_layers; i++)
+        layers[n_layers++] = sl_xstrdup(req->held_layers[i]);
+    n_from = uniq_strv(from, n_from);
+    n_layers = uniq_strv(layers, n_layers);
+
+    struct sl_buf key, fp;
+    sl_buf_init(&key, SIZE_MAX);
+    sl_buf_init(&fp, SIZE_MAX);
+    int64_t id;
+    _cleanup_free_ char *ranks = NULL;
+    _cleanup_free_ int64_t *lids = NULL;
+    size_t n_lids = 0;
+    if (r == 0) {
+        sl_buf_printf(&key, "%s\n%s\n%s\n%d\n%zu", platform, name, reference, plain, n_from);
+        if (sl_store_find_image(core->store, name, reference, platform, &id, &e) < 0 ||
+            sl_store_rank_fingerprint(core->store, id, &ranks, &e) < 0)
+            r = -EAGAIN;
+        else
+            sl_buf_printf(&fp, "%" PRId64 "|%s|", id, ranks);
+    }
+    for (size_t i = 0; i < n_from && r == 0; i++) {
+        sl_buf_printf(&key, "\n%s", from[i]);
+        char *nl = strchr(from[i], '\n');
+        *nl = '\0';
+        int64_t fid = -1;
+        _cleanup_error_ sl_error_t fe = NULL;
+        int fr = sl_store_find_image(core->store, from[i], nl + 1, platform, &fid, &fe);
+        if (fr < 0 && fr != -ENOENT)
+            r = fr;
+        sl_buf_printf(&fp, "%" PRId64 ",", fr < 0 ? (int64_t)-1 : fid);
+    }
+    if (r == 0) {
+        sl_buf_printf(&key, "\n%zu", n_layers);
+        for (size_t i = 0; i < n_layers; i++)
+            sl_buf_printf(&key, "\n%s", layers[i]);
+        if (n_layers && sl_store_layer_ids(core->store, layers, n_layers, &lids, &n_lids, &e) < 0)
+            r = -EAGAIN;
+        sl_buf_puts(&fp, "|");
+        for (size_t i = 0; i < n_lids; i++)
+            sl_buf_printf(&fp, "%" PRId64 ",", lids[i]);
+    }
+    strv_free(from, n_from);
+    strv_free(layers, n_layers);
+    if (r < 0) {
+        sl_buf_free(&key);
+        sl_buf_free(&fp);
+        return r;
+    }
+    *ret_key = sl_buf_steal(&key, NULL);
+    *ret_fp = sl_buf_steal(&fp, NULL);
+    return 0;
+}
+
+static struct plan_entry *plan_cache_find(struct sl_core *core, const char *key)
+{
+    for (struct plan_entry *e = core->plan_cache; e; e = e->next)
+        if (strcmp(e->key, key) == 0)
+            return e;
+    return NULL;
+}
+
+/* plan() through the cache; *ret_shared tells whether an existing plan was reused. */
+static int plan_shared(struct sl_core *core, const struct sl_delta_request *req,
+                       struct sl_delta **ret, bool *ret_shared, sl_error_t *err)
+{
+    *ret_shared = false;
+    _cleanup_free_ char *key = NULL, *fp = NULL;
+    if (plan_key(core, req, &key, &fp) < 0)
+        return plan(core, req, ret, err);
+    pthread_mutex_lock(&core->plan_mu);
+    struct plan_entry *e;
+    while ((e = plan_cache_find(core, key))) {
+        if (e->building) {
+            pthread_cond_wait(&core->plan_cv, &core->plan_mu);
+            continue;
+        }
+        if (strcmp(e->fp, fp) == 0) {
+            e->used = ++core->plan_tick;
+            *ret = delta_ref(e->d);
+            pthread_mutex_unlock(&core->plan_mu);
+            *ret_shared = true;
+            return 0;
+        }
+        plan_cache_unlink(core, e); /* the database changed since */
+        plan_entry_free(e);
+    }
+    e = sl_xcalloc(1, sizeof(*e));
+    e->key = TAKE_PTR(key);
+    e->fp = TAKE_PTR(fp);
+    e->building = true;
+    e->next = core->plan_cache;
+    core->plan_cache = e;
+    pthread_mutex_unlock(&core->plan_mu);
+
+    struct sl_delta *d = NULL;
+    int r = plan(core, req, &d, err);
+
+    pthread_mutex_lock(&core->plan_mu);
+    if (r < 0) {
+        plan_cache_unlink(core, e);
+        plan_entry_free(e);
+    } else {
+        e->d = delta_ref(d);
+        e->bytes = d->head_len + d->n_segments * sizeof(*d->segments) + sizeof(*d);
+        e->building = false;
+        e->used = ++core->plan_tick;
+        plan_cache_trim(core, e);
+        *ret = d;
+    }
+    pthread_cond_broadcast(&core->plan_cv);
+    pthread_mutex_unlock(&core->plan_mu);
+    return r;
+}
+
 int sl_core_delta_plan(struct sl_core *core, const struct sl_delta_request *req,
                        struct sl_delta **ret, sl_error_t *err)
 {
     uint64_t t0 = sl_core_now_ns();
-    int r = plan(core, req, ret, err);
-    atomic_fetch_add(&core->plans, 1);
+    bool shared = false;
+    int r = plan_shared(core, req, ret, &shared, err);
+    atomic_fetch_add(shared ? &core->plans_shared : &core->plans, 1);
     atomic_fetch_add(&core->plan_ns, sl_core_now_ns() - t0);
     if (r < 0) {
         atomic_fetch_add(&core->plan_errors, 1);
@@ -865,5 +1116,110 @@ int sl_core_read_segment(struct sl_core *core, const struct sl_delta *d, size_t 
                           sink, ud, err);
     if (r < 0)
         return sl_error_wrap(err, r, "read layer %s", l->digest);
+    return 0;
+}
+
+/* Forwards the segment bytes of a contiguous blob read [seg[first].blob_offset + skip, ...)
+ * and drops the gaps between segments. */
+struct gap_sink {
+    const struct sl_delta_segment *segs;
+    size_t k;      /* segment being read */
+    uint64_t pos;  /* blob offset of the next byte delivered */
+    uint64_t left; /* segment bytes still to forward */
+    sl_http_sink_fn sink;
+    void *ud;
+};
+
+static int gap_sink_write(void *ud, const void *data, size_t len)
+{
+    struct gap_sink *g = ud;
+    const uint8_t *p = data;
+    while (len > 0) {
+        if (g->left == 0)
+            return -EIO; /* more than asked for */
+        const struct sl_delta_segment *s = &g->segs[g->k];
+        uint64_t end = s->blob_offset + s->length;
+        if (g->pos >= end) {
+            g->k++;
+            continue;
+        }
+        if (g->pos < s->blob_offset) { /* a gap */
+            uint64_t n = SL_MIN((uint64_t)len, s->blob_offset - g->pos);
+            p += n;
+            len -= (size_t)n;
+            g->pos += n;
+            continue;
+        }
+        size_t n = (size_t)SL_MIN(SL_MIN((uint64_t)len, end - g->pos), g->left);
+        int r = g->sink(g->ud, p, n);
+        if (r < 0)
+            return r;
+        p += n;
+        len -= n;
+        g->pos += n;
+        g->left -= n;
+        if (r == SL_HTTP_SINK_STOP)
+            return r;
+    }
+    return 0;
+}
+
+/* Index of the segment holding response position pos (>= head_len). */
+static size_t find_segment(const struct sl_delta *d, uint64_t pos)
+{
+    size_t lo = 0, hi = d->n_segments;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (d->segments[mid].response_offset <= pos)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+int sl_core_read_payload(struct sl_core *core, const struct sl_delta *d, uint64_t pos, uint64_t len,
+                         sl_http_sink_fn sink, void *ud, sl_error_t *err)
+{
+    if (!d || pos < d->head_len || pos > d->total_len || len > d->total_len - pos ||
+        d->n_segments == 0)
+        return len == 0 ? 0
+                        : sl_error_make(err, EINVAL,
+                                        "read payload: range %" PRIu64 "+%" PRIu64
+                                        " outside the payload",
+                                        pos, len);
+    const struct delta_priv *p = d->priv;
+    size_t i = find_segment(d, pos);
+    while (len > 0) {
+        /* one run: segments i..j of one blob, ascending, gaps <= READ_GAP_MAX */
+        const struct sl_delta_segment *s = &d->segments[i];
+        uint64_t skip = pos - s->response_offset;
+        uint64_t want = SL_MIN(len, s->length - skip);
+        uint64_t blob_end = s->blob_offset + skip + want;
+        size_t j = i;
+        while (want < len && j + 1 < d->n_segments) {
+            const struct sl_delta_segment *a = &d->segments[j], *b = &d->segments[j + 1];
+            if (b->layer != a->layer || b->blob_offset < a->blob_offset + a->length ||
+                b->blob_offset - (a->blob_offset + a->length) > READ_GAP_MAX)
+                break;
+            uint64_t n = SL_MIN(len - want, b->length);
+            want += n;
+            blob_end = b->blob_offset + n;
+            j++;
+        }
+        const struct sl_delta_layer *l = &d->layers[s->layer];
+        uint64_t start = s->blob_offset + skip;
+        struct gap_sink g = {d->segments + i, 0, start, want, sink, ud};
+        int r = sl_core_fetch(core, p->reg, p->repo, l->digest, l->size, start, blob_end - start,
+                              gap_sink_write, &g, err);
+        if (r < 0)
+            return sl_error_wrap(err, r, "read layer %s", l->digest);
+        if (g.left != 0)
+            return sl_error_make(err, EIO, "read layer %s: %" PRIu64 " bytes missing", l->digest,
+                                 g.left);
+        pos += want;
+        len -= want;
+        i = j + 1;
+    }
     return 0;
 }

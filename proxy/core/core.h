@@ -116,6 +116,14 @@ void sl_delta_free(struct sl_delta *d);
 int sl_core_read_segment(struct sl_core *core, const struct sl_delta *d, size_t seg, uint64_t off,
                          uint64_t len, sl_http_sink_fn sink, void *ud, sl_error_t *err);
 
+/* Reads `len` bytes of the response body at `pos` (head_len <= pos, pos + len <= total_len),
+ * across segments, and hands them to `sink` in order. Consecutive segments of one blob that
+ * lie close together (gaps of tar headers between gzip members) are read with one cache read
+ * whose gap bytes are dropped, so a delta of thousands of small contents costs a few large
+ * reads. Blocks. */
+int sl_core_read_payload(struct sl_core *core, const struct sl_delta *d, uint64_t pos, uint64_t len,
+                         sl_http_sink_fn sink, void *ud, sl_error_t *err);
+
 /* Prometheus text of the core's counters (database latency, notify durations, cache, registry
  * fetches), appended to *out (a malloc'd string the caller frees). */
 void sl_core_metrics(struct sl_core *core, char **out);

@@ -958,6 +958,27 @@ out:
     return r;
 }
 
+int sl_store_rank_fingerprint(struct sl_store *s, int64_t image_id, char **ret, sl_error_t *err)
+{
+    WITH_CONN(s, c, slot, err);
+    PGresult *res = NULL;
+    char id[24];
+    snprintf(id, sizeof(id), "%" PRId64, image_id);
+    const char *vals[] = {id};
+    /* sum(n) grows with every observation added; count and the newest update catch the rest
+     * (rows gone with a deleted layer, a clock that did not move). */
+    int r = q(s, c, "rank fingerprint",
+              "SELECT count(*)::text || '/' || coalesce(sum(r.n), 0)::text || '/' || "
+              "coalesce(max(r.updated_at)::text, '-') FROM image_layers il "
+              "JOIN ranks r ON r.layer_id = il.layer_id WHERE il.image_id = $1::bigint",
+              1, vals, NULL, NULL, &res, err);
+    if (r >= 0)
+        *ret = sl_xstrdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    release(s, slot);
+    return r;
+}
+
 int sl_store_add_ranks(struct sl_store *s, const int64_t *layer_ids, char *const *paths,
                        const double *ranks, size_t n, size_t *ret_applied, sl_error_t *err)
 {

@@ -146,6 +146,11 @@ void sl_store_files_free(struct sl_store_files *f);
 int sl_store_image_layer_ids(struct sl_store *s, int64_t image_id, int64_t **ret_ids, size_t *ret_n,
                              sl_error_t *err);
 
+/* A short string that changes whenever the trace ranks of any layer of the image change
+ * (rank rows, their observation count and last update), for reusing a delta plan only while
+ * it is still what planning again would give. Caller frees *ret. One cheap indexed query. */
+int sl_store_rank_fingerprint(struct sl_store *s, int64_t image_id, char **ret, sl_error_t *err);
+
 /* Adds one observation per (layer, path): rank_sum += rank, n += 1. Pairs naming no file of
  * the layer are skipped; *ret_applied counts the others. Ranks live apart from files and are
  * never deleted by ingests. */

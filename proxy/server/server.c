@@ -25,10 +25,15 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#define HEADER_DATA_MAX    8192 /* request line + headers (lws rejects more) */
-#define HEADER_POOL        256  /* connections parsing/holding headers at once */
-#define RESP_HEADERS_MAX   4096
-#define WRITE_MAX          65536                                /* bytes per writeable callback */
+#define HEADER_DATA_MAX  8192 /* request line + headers (lws rejects more) */
+#define HEADER_POOL      256  /* connections parsing/holding headers at once */
+#define RESP_HEADERS_MAX 4096
+#define WRITE_MAX        SL_STREAM_CHUNK /* bytes per writeable callback: one stream chunk */
+/* The most lws hands to one send(). lws's default is its 4 KiB service buffer, and it buffers
+ * (copies) the rest of a larger write and sends it 4 KiB per POLLOUT: a 56 MB delta cost
+ * ~14,000 send() calls and as many receiver wake-ups. One writeable callback's piece goes out
+ * in one send() now; a send the socket takes only partly still leaves lws the remainder. */
+#define TX_PACKET_MAX      (2 * WRITE_MAX)
 #define DELTA_CONTENT_TYPE "application/vnd.starlight.delta.v1" /* docs/protocol.md */
 #define JSON_CONTENT_TYPE  "application/json"
 
@@ -825,7 +830,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 }
 
 static const struct lws_protocols protocols[] = {
-    {"http", callback, sizeof(struct pss), 0, 0, NULL, 0},
+    {"http", callback, sizeof(struct pss), 0, 0, NULL, TX_PACKET_MAX},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 

@@ -152,20 +152,6 @@ static int sink(void *ud, const void *data, size_t len)
     return 0;
 }
 
-/* Index of the segment holding response position pos (>= head_len). */
-static size_t find_segment(const struct sl_delta *d, uint64_t pos)
-{
-    size_t lo = 0, hi = d->n_segments;
-    while (hi - lo > 1) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (d->segments[mid].response_offset <= pos)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
 int sl_stream_fill(struct sl_stream *s, sl_error_t *err)
 {
     const struct sl_delta *d = s->d;
@@ -191,15 +177,12 @@ int sl_stream_fill(struct sl_stream *s, sl_error_t *err)
             struct sink_ctx k = {s, n};
             r = sink(&k, d->head + s->fill_pos, (size_t)n);
         } else {
-            size_t i = find_segment(d, s->fill_pos);
-            const struct sl_delta_segment *g = &d->segments[i];
-            uint64_t off = s->fill_pos - g->response_offset;
-            uint64_t n = SL_MIN(want, g->length - off);
-            struct sink_ctx k = {s, n};
-            r = sl_core_read_segment(s->core, d, i, off, n, sink, &k, err);
+            /* the whole window at once: the core coalesces the segments it spans */
+            struct sink_ctx k = {s, want};
+            r = sl_core_read_payload(s->core, d, s->fill_pos, want, sink, &k, err);
             if (r >= 0 && k.left != 0)
-                r = sl_error_make(err, EIO, "delta segment %zu: read ended %llu bytes early", i,
-                                  (unsigned long long)k.left);
+                r = sl_error_make(err, EIO, "delta payload at %llu: read ended %llu bytes early",
+                                  (unsigned long long)s->fill_pos, (unsigned long long)k.left);
         }
         if (r < 0)
             break;

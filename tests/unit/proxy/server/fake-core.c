@@ -239,6 +239,26 @@ int sl_core_read_segment(struct sl_core *core, const struct sl_delta *d, size_t 
     return r < 0 ? r : 0;
 }
 
+int sl_core_read_payload(struct sl_core *core, const struct sl_delta *d, uint64_t pos, uint64_t len,
+                         sl_http_sink_fn sink, void *ud, sl_error_t *err)
+{
+    if (pos < d->head_len || pos + len > d->total_len)
+        return sl_error_make(err, EINVAL, "read payload outside the body");
+    for (size_t i = 0; i < d->n_segments && len > 0; i++) {
+        const struct sl_delta_segment *g = &d->segments[i];
+        if (pos >= g->response_offset + g->length)
+            continue;
+        uint64_t off = pos - g->response_offset;
+        uint64_t n = SL_MIN(len, g->length - off);
+        int r = sl_core_read_segment(core, d, i, off, n, sink, ud, err);
+        if (r < 0)
+            return r;
+        pos += n;
+        len -= n;
+    }
+    return 0;
+}
+
 void sl_core_metrics(struct sl_core *core, char **out)
 {
     (void)core;
