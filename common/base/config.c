@@ -56,6 +56,48 @@ int sl_parse_size(const char *s, uint64_t *ret)
     return -EINVAL;
 }
 
+int sl_parse_duration_ms(const char *s, int64_t *ret)
+{
+    if (!s || !*s || *s == '-' || *s == '+')
+        return -EINVAL;
+    static const struct {
+        const char *unit;
+        double ms;
+    } units[] = {{"ms", 1}, {"s", 1e3}, {"m", 60e3}, {"h", 3600e3}};
+    double total = 0;
+    const char *p = s;
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(p, &end);
+    if (end == p || errno || v < 0)
+        return -EINVAL;
+    if (!*end) { /* a bare number: seconds */
+        total = v * 1e3;
+    } else {
+        while (*p) {
+            errno = 0;
+            v = strtod(p, &end);
+            if (end == p || errno || v < 0 || !isalpha((unsigned char)*end))
+                return -EINVAL;
+            size_t n = 0;
+            while (isalpha((unsigned char)end[n]))
+                n++;
+            size_t i = 0;
+            while (i < SL_ELEMENTSOF(units) &&
+                   (strlen(units[i].unit) != n || strncmp(end, units[i].unit, n) != 0))
+                i++;
+            if (i == SL_ELEMENTSOF(units))
+                return -EINVAL;
+            total += v * units[i].ms;
+            p = end + n;
+        }
+    }
+    if (total > 9.2e18)
+        return -ERANGE;
+    *ret = (int64_t)(total + 0.5);
+    return 0;
+}
+
 int sl_parse_bool(const char *s, int *ret)
 {
     static const char *const yes[] = {"1", "true", "yes", "on", "y"};

@@ -67,6 +67,9 @@ void sl_config_free(const struct sl_cmd *cmd, void *cfg);
 int sl_parse_size(const char *s, uint64_t *ret);
 int sl_parse_int(const char *s, int64_t *ret);
 int sl_parse_bool(const char *s, int *ret);
+/* Go-style duration ("300ms", "30s", "5m", "1h30m", "1.5s"; a bare number is seconds) to
+ * milliseconds. Returns 0, -EINVAL or -ERANGE (over ~290 million years or negative). */
+int sl_parse_duration_ms(const char *s, int64_t *ret);
 void sl_strlist_free(struct sl_strlist *l);
 void sl_strlist_add(struct sl_strlist *l, const char *s);
 

@@ -28,10 +28,20 @@
 #define MAX_PROFILES 64
 #define MAX_INFLIGHT 256
 
+/* A pull in flight. Requests for the same (ref, platform, namespace, proxy) attach to it and
+ * follow its events instead of starting a second stream; the last one out frees it. */
 struct inflight {
     struct inflight *next, *prev;
-    char *ref;
-    struct sl_pull_stats st; /* under c->lock */
+    char *ref, *key;
+    unsigned refs; /* the pulling connection + attached followers; under c->lock */
+    /* under c->lock: */
+    struct sl_pull_stats st;
+    unsigned reached; /* bit per enum sl_pull_phase seen */
+    uint64_t seq;     /* bumped at every event */
+    bool done;
+    int rc;
+    char *error;
+    pthread_cond_t changed;
 };
 
 struct sl_control {
@@ -469,6 +479,10 @@ static json_t *stats_json(const struct sl_pull_stats *s)
         json_object_set_new(o, "readyMs", json_real(s->ms_ready));
     if (s->ms_complete >= 0)
         json_object_set_new(o, "completeMs", json_real(s->ms_complete));
+    json_object_set_new(o, "tracedDone", json_integer((json_int_t)s->traced_done));
+    json_object_set_new(o, "tracedTotal", json_integer((json_int_t)s->traced_total));
+    if (s->ms_startup >= 0)
+        json_object_set_new(o, "startupMs", json_real(s->ms_startup));
     return o;
 }
 
@@ -488,6 +502,8 @@ static void handle_status(struct conn *k)
     json_t *pulls = json_array();
     pthread_mutex_lock(&c->lock);
     for (struct inflight *p = c->inflight.next; p != &c->inflight; p = p->next) {
+        if (p->done)
+            continue;
         json_t *o = stats_json(&p->st);
         json_object_set_new(o, "ref", json_string(p->ref));
         json_array_append_new(pulls, o);
@@ -511,26 +527,109 @@ struct pull_ctx {
     struct inflight *inf;
 };
 
+/* Writes one progress line; < 0 when the client went away. */
+static int send_line(struct conn *k, enum sl_pull_phase phase, const struct sl_pull_stats *s)
+{
+    if (!k->head_sent)
+        send_head(k, 200, "application/x-ndjson");
+    json_t *o = stats_json(s);
+    json_object_set_new(o, "phase", json_string(sl_pull_phase_name(phase)));
+    size_t len = 0;
+    _cleanup_free_ char *line = sl_json_dump(o, &len);
+    json_decref(o);
+    int r = write_all(k->fd, line, len);
+    return r < 0 ? r : write_all(k->fd, "\n", 1);
+}
+
 static int on_pull_event(void *ud, enum sl_pull_phase phase, const struct sl_pull_stats *s)
 {
     struct pull_ctx *p = ud;
     struct sl_control *c = p->k->c;
     pthread_mutex_lock(&c->lock);
     p->inf->st = *s;
+    p->inf->reached |= 1u << phase;
+    p->inf->seq++;
+    pthread_cond_broadcast(&p->inf->changed);
     pthread_mutex_unlock(&c->lock);
     if (atomic_load(&c->stopping))
         return -ECANCELED;
-    if (!p->k->head_sent)
-        send_head(p->k, 200, "application/x-ndjson");
-    json_t *o = stats_json(s);
-    json_object_set_new(o, "phase", json_string(sl_pull_phase_name(phase)));
-    size_t len = 0;
-    _cleanup_free_ char *line = sl_json_dump(o, &len);
-    json_decref(o);
     /* A client that went away does not stop the pull: the node still wants the image. */
-    if (write_all(p->k->fd, line, len) >= 0)
-        write_all(p->k->fd, "\n", 1);
+    (void)send_line(p->k, phase, s);
     return 0;
+}
+
+/* Under c->lock. */
+static void inflight_unref(struct sl_control *c, struct inflight *inf)
+{
+    if (--inf->refs > 0)
+        return;
+    inf->prev->next = inf->next;
+    inf->next->prev = inf->prev;
+    c->n_inflight--;
+    pthread_cond_destroy(&inf->changed);
+    free(inf->ref);
+    free(inf->key);
+    free(inf->error);
+    free(inf);
+}
+
+/* A second request for an image being pulled: follow the pull in flight. Every phase it
+ * reached is sent once, in order, with the pull's current counters; progress lines in between;
+ * the last line is `complete` or `error`, as for the pulling client. */
+static void follow_pull(struct conn *k, struct inflight *inf)
+{
+    static const enum sl_pull_phase order[] = {SL_PULL_HEADER, SL_PULL_READY, SL_PULL_STARTUP,
+                                               SL_PULL_COMPLETE};
+    struct sl_control *c = k->c;
+    unsigned sent = 0;
+    uint64_t seq = UINT64_MAX;
+    log_info("pull %s: attached to the pull in flight", inf->ref);
+    pthread_mutex_lock(&c->lock);
+    for (;;) {
+        while (!inf->done && inf->seq == seq && !atomic_load(&c->stopping)) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            pthread_cond_timedwait(&inf->changed, &c->lock, &ts);
+        }
+        struct sl_pull_stats st = inf->st;
+        unsigned reached = inf->reached;
+        bool done = inf->done, stopping = atomic_load(&c->stopping);
+        int rc = inf->rc;
+        _cleanup_free_ char *msg = inf->error ? sl_xstrdup(inf->error) : NULL;
+        bool fresh = inf->seq != seq;
+        seq = inf->seq;
+        pthread_mutex_unlock(&c->lock);
+
+        int w = 0;
+        bool milestone = false;
+        for (size_t i = 0; i < SL_ELEMENTSOF(order) && w >= 0; i++) {
+            unsigned bit = 1u << order[i];
+            if ((reached & bit) && !(sent & bit)) {
+                w = send_line(k, order[i], &st);
+                sent |= bit;
+                milestone = true;
+            }
+        }
+        if (w >= 0 && fresh && !milestone && !done && (reached & (1u << SL_PULL_HEADER)))
+            w = send_line(k, SL_PULL_PROGRESS, &st);
+        if (done && rc < 0 && w >= 0) {
+            if (!k->head_sent) {
+                reply_error(k, rc, msg ? msg : "pull failed");
+            } else {
+                json_t *o = stats_json(&st);
+                json_object_set_new(o, "phase", json_string("error"));
+                json_object_set_new(o, "error", json_string(msg ? msg : "pull failed"));
+                json_object_set_new(o, "code", json_integer(sl_control_http_status(rc)));
+                reply_json(k, 200, o);
+            }
+        }
+        pthread_mutex_lock(&c->lock);
+        if (done || stopping || w < 0)
+            break;
+    }
+    inflight_unref(c, inf);
+    pthread_mutex_unlock(&c->lock);
 }
 
 static void handle_pull(struct conn *k)
@@ -567,9 +666,24 @@ static void handle_pull(struct conn *k)
         return;
     }
 
+    _cleanup_free_ char *key =
+        sl_xasprintf("%s\n%s\n%s\n%s\n%d", ref, platform ? platform : sl_pull_host_platform(),
+                     ns && *ns ? ns : "default", url, insecure);
+    pthread_mutex_lock(&c->lock);
+    for (struct inflight *p = c->inflight.next; p != &c->inflight; p = p->next) {
+        if (!p->done && strcmp(p->key, key) == 0) {
+            p->refs++;
+            pthread_mutex_unlock(&c->lock);
+            follow_pull(k, p);
+            json_decref(in);
+            return;
+        }
+    }
     struct inflight *inf = sl_xcalloc(1, sizeof(*inf));
     inf->ref = sl_xstrdup(ref);
-    pthread_mutex_lock(&c->lock);
+    inf->key = TAKE_PTR(key);
+    inf->refs = 1;
+    pthread_cond_init(&inf->changed, NULL);
     bool full = c->n_inflight >= MAX_INFLIGHT;
     if (!full) {
         inf->next = &c->inflight;
@@ -580,7 +694,9 @@ static void handle_pull(struct conn *k)
     }
     pthread_mutex_unlock(&c->lock);
     if (full) {
+        pthread_cond_destroy(&inf->changed);
         free(inf->ref);
+        free(inf->key);
         free(inf);
         json_decref(in);
         return reply_error(k, -EAGAIN, "too many pulls in flight");
@@ -628,12 +744,14 @@ static void handle_pull(struct conn *k)
                  ref, st.bytes_received, st.payload_bytes, st.ms_ready, st.ms_complete);
     }
     pthread_mutex_lock(&c->lock);
-    inf->prev->next = inf->next;
-    inf->next->prev = inf->prev;
-    c->n_inflight--;
+    inf->st = st;
+    inf->done = true;
+    inf->rc = r;
+    if (r < 0)
+        inf->error = sl_xstrdup(sl_error_msg(err, r));
+    pthread_cond_broadcast(&inf->changed);
+    inflight_unref(c, inf);
     pthread_mutex_unlock(&c->lock);
-    free(inf->ref);
-    free(inf);
     json_decref(in);
 }
 

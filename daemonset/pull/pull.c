@@ -74,6 +74,8 @@ const char *sl_pull_phase_name(enum sl_pull_phase p)
         return "progress";
     case SL_PULL_COMPLETE:
         return "complete";
+    case SL_PULL_STARTUP:
+        return "startup";
     }
     return "?";
 }
@@ -101,6 +103,15 @@ static int emit(struct rx *x, enum sl_pull_phase p)
     if (r < 0)
         return sl_error_make(x->err, -r, "pull cancelled");
     return 0;
+}
+
+/* STARTUP once, when the last traced content is stored (or before COMPLETE without any). */
+static int emit_startup(struct rx *x)
+{
+    if (x->st.ms_startup >= 0)
+        return 0;
+    x->st.ms_startup = ms_since(x);
+    return emit(x, SL_PULL_STARTUP);
 }
 
 /* ------------------------------------------------------------------ header checks */
@@ -216,8 +227,13 @@ static int check_contents(struct rx *x, const struct sl_toc_entry **content_entr
             x->chunks[x->n_chunks++] = (struct pchunk){
                 .poff = d->payload_offset, .content = (uint32_t)i, .tc = e->chunks[k]};
         }
-        if (c->n_chunks == 0)
+        if (c->traced)
+            x->st.traced_total++;
+        if (c->n_chunks == 0) {
             x->st.contents_done++;
+            if (c->traced)
+                x->st.traced_done++;
+        }
     }
     /* Payload order is content order in well-formed deltas; sort anyway, then refuse overlap. */
     for (size_t i = 1; i < x->n_chunks; i++) {
@@ -368,7 +384,11 @@ static int on_header(struct rx *x)
             return sl_error_wrap(x->err, r, "register %s", h->reference);
     }
     x->st.ms_ready = ms_since(x);
-    return emit(x, SL_PULL_READY);
+    if ((r = emit(x, SL_PULL_READY)) < 0)
+        return r;
+    if (x->st.traced_total > 0 && x->st.traced_done == x->st.traced_total)
+        return emit_startup(x);
+    return 0;
 }
 
 /* ------------------------------------------------------------------ payload */
@@ -383,8 +403,13 @@ static int put(struct rx *x, const struct pchunk *c, const void *p, size_t len)
         x->st.chunks_stored++;
     else
         x->st.chunks_duplicate++;
-    if (--x->chunks_left[c->content] == 0)
+    if (--x->chunks_left[c->content] == 0) {
         x->st.contents_done++;
+        if (x->h->contents[c->content].traced && ++x->st.traced_done == x->st.traced_total) {
+            x->st.payload_bytes = c->poff + c->tc.compressed_size;
+            return emit_startup(x);
+        }
+    }
     return 0;
 }
 
@@ -624,6 +649,8 @@ static int pull(struct rx *x)
             log_warn("pull %s: layer %s still incomplete after the payload", req->ref, d);
     }
     x->st.payload_bytes = x->pos;
+    if ((r = emit_startup(x)) < 0)
+        return r;
     x->st.ms_complete = ms_since(x);
     return emit(x, SL_PULL_COMPLETE);
 }
@@ -632,7 +659,7 @@ int sl_pull_run(struct sl_store *store, struct sl_fs *fs, const struct sl_pull_r
                 struct sl_pull_stats *ret_stats, sl_error_t *err)
 {
     struct rx x = {.store = store, .fs = fs, .req = req, .err = err, .t0 = now_ns()};
-    x.st.ms_header = x.st.ms_ready = x.st.ms_complete = -1;
+    x.st.ms_header = x.st.ms_ready = x.st.ms_complete = x.st.ms_startup = -1;
     x.last_progress = x.t0;
     int r = pull(&x);
     if (r < 0)

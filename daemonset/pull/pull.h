@@ -37,6 +37,10 @@ enum sl_pull_phase {
     SL_PULL_READY,    /* layers published (and registered): containers may start */
     SL_PULL_PROGRESS, /* payload bytes arriving (rate-limited: ~5 per second) */
     SL_PULL_COMPLETE, /* every content stored and verified */
+    SL_PULL_STARTUP,  /* the startup set is local: every traced (ranked) content of the plan is
+                       * stored; once per pull, after READY; for a plan without traced contents
+                       * (untraced image, or its traced files already held) right before
+                       * COMPLETE */
 };
 
 /* Counters of one pull; a copy is handed to the event callback. */
@@ -50,7 +54,9 @@ struct sl_pull_stats {
     uint64_t contents_done, contents_total;
     uint64_t chunks_stored, chunks_duplicate;
     uint32_t layers_total, layers_new, layers_held;
-    double ms_header, ms_ready, ms_complete; /* since the request started; < 0 = not yet */
+    uint64_t traced_done, traced_total;                  /* traced contents stored / planned */
+    double ms_header, ms_ready, ms_complete, ms_startup; /* since the request started; < 0 =
+                                                          * not yet */
 };
 
 /* Called on the pulling thread. Return 0 to go on, a negative errno to abort the pull. */

@@ -159,12 +159,35 @@ static void test_parse_size(void **state)
     assert_int_equal(sl_parse_size("99999999999GiB", &v), -ERANGE);
 }
 
+static void test_parse_duration(void **state)
+{
+    int64_t v;
+    assert_int_equal(sl_parse_duration_ms("30s", &v), 0);
+    assert_int_equal(v, 30000);
+    assert_int_equal(sl_parse_duration_ms("5m", &v), 0);
+    assert_int_equal(v, 300000);
+    assert_int_equal(sl_parse_duration_ms("1h30m", &v), 0);
+    assert_int_equal(v, 5400000);
+    assert_int_equal(sl_parse_duration_ms("1.5s", &v), 0);
+    assert_int_equal(v, 1500);
+    assert_int_equal(sl_parse_duration_ms("250ms", &v), 0);
+    assert_int_equal(v, 250);
+    assert_int_equal(sl_parse_duration_ms("7", &v), 0);
+    assert_int_equal(v, 7000);
+    assert_int_equal(sl_parse_duration_ms("", &v), -EINVAL);
+    assert_int_equal(sl_parse_duration_ms("-1s", &v), -EINVAL);
+    assert_int_equal(sl_parse_duration_ms("5x", &v), -EINVAL);
+    assert_int_equal(sl_parse_duration_ms("s", &v), -EINVAL);
+    assert_int_equal(sl_parse_duration_ms("1s2", &v), -EINVAL);
+    assert_int_equal(sl_parse_duration_ms("1e300h", &v), -ERANGE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),   cmocka_unit_test(test_precedence),
         cmocka_unit_test(test_errors),     cmocka_unit_test(test_help),
-        cmocka_unit_test(test_parse_size),
+        cmocka_unit_test(test_parse_size), cmocka_unit_test(test_parse_duration),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,8 @@
 /* test-control.c — the daemon's control API on a temp unix socket, spoken to with common/http:
  * endpoints and methods, request parsing (bad JSON, missing or mistyped fields, oversized
  * bodies) and the JSON error answers ({status, code, error}), proxy profiles, a pull whose proxy
- * is unreachable ending with an error line. */
+ * is unreachable ending with an error line, a second pull of an image in flight attaching to
+ * the first (one request to the proxy, the same answer). */
 #include "test.h"
 
 #include "control.h"
@@ -9,13 +10,19 @@
 #include "json.h"
 #include "store.h"
 
+#include <arpa/inet.h>
 #include <ftw.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 struct fixture {
     char dir[64];
@@ -178,6 +185,95 @@ static void test_pull_unreachable_proxy(void **state)
     assert_non_null(strstr(b, "error"));
 }
 
+/* A fake proxy that holds each delta request until released, then answers 404. */
+struct slow_proxy {
+    int lfd, port;
+    atomic_int accepts;
+    atomic_bool release;
+    pthread_t thr;
+};
+
+static void *slow_main(void *ud)
+{
+    struct slow_proxy *sp = ud;
+    for (;;) {
+        int c = accept(sp->lfd, NULL, NULL);
+        if (c < 0)
+            return NULL;
+        atomic_fetch_add(&sp->accepts, 1);
+        char buf[4096];
+        (void)!read(c, buf, sizeof buf);
+        while (!atomic_load(&sp->release))
+            usleep(10000);
+        static const char a[] = "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
+                                "Content-Length: 24\r\nConnection: close\r\n\r\n"
+                                "{\"error\":\"unknown ref\"}";
+        (void)!write(c, a, sizeof a - 1);
+        close(c);
+    }
+}
+
+struct pull_thread {
+    struct fixture *fx;
+    char body[256];
+    long status;
+    char *answer;
+    pthread_t thr;
+};
+
+static void *pull_main(void *ud)
+{
+    struct pull_thread *pt = ud;
+    pt->status = call(pt->fx, "POST", "/v1/pull", pt->body, &pt->answer);
+    return NULL;
+}
+
+static void test_pull_attach(void **state)
+{
+    struct fixture *fx = *state;
+    struct slow_proxy sp = {0};
+    sp.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(sp.lfd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t al = sizeof a;
+    getsockname(sp.lfd, (struct sockaddr *)&a, &al);
+    sp.port = ntohs(a.sin_port);
+    assert_int_equal(listen(sp.lfd, 8), 0);
+    assert_int_equal(pthread_create(&sp.thr, NULL, slow_main, &sp), 0);
+
+    struct pull_thread p[3] = {{.fx = fx}, {.fx = fx}, {.fx = fx}};
+    for (int i = 0; i < 3; i++)
+        snprintf(p[i].body, sizeof p[i].body,
+                 "{\"ref\":\"127.0.0.1:5/x:1\",\"proxy\":\"http://127.0.0.1:%d\"}", sp.port);
+    assert_int_equal(pthread_create(&p[0].thr, NULL, pull_main, &p[0]), 0);
+    for (int i = 0; i < 500 && atomic_load(&sp.accepts) == 0; i++)
+        usleep(10000);
+    assert_int_equal(atomic_load(&sp.accepts), 1);
+    /* the same image again while the first pull waits: it attaches, no second request */
+    assert_int_equal(pthread_create(&p[1].thr, NULL, pull_main, &p[1]), 0);
+    usleep(300000);
+    _cleanup_free_ char *st = NULL;
+    assert_int_equal(call(fx, "GET", "/v1/status", NULL, &st), 200);
+    assert_non_null(strstr(st, "127.0.0.1:5/x:1"));
+    assert_int_equal(atomic_load(&sp.accepts), 1);
+    atomic_store(&sp.release, true);
+    pthread_join(p[0].thr, NULL);
+    pthread_join(p[1].thr, NULL);
+    assert_int_equal(atomic_load(&sp.accepts), 1);
+    assert_int_equal(p[0].status, 404);
+    assert_int_equal(p[1].status, 404); /* the follower gets the pull's outcome */
+    assert_non_null(strstr(p[1].answer, "unknown ref"));
+    /* a pull that ended is not attached to: the next request asks the proxy again */
+    pull_main(&p[2]);
+    assert_int_equal(p[2].status, 404);
+    assert_int_equal(atomic_load(&sp.accepts), 2);
+    for (int i = 0; i < 3; i++)
+        free(p[i].answer);
+    shutdown(sp.lfd, SHUT_RDWR);
+    pthread_join(sp.thr, NULL);
+    close(sp.lfd);
+}
+
 static void test_proxies(void **state)
 {
     struct fixture *fx = *state;
@@ -204,6 +300,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pull_bad_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pull_unreachable_proxy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proxies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pull_attach, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -42,6 +42,10 @@ struct fixture {
     size_t serve_len;
     int registered;
     char media_type[128];
+    char phases[256];        /* phases seen by the event callback, space-separated */
+    uint64_t startup_done;   /* contents_done when STARTUP came */
+    uint64_t startup_traced; /* traced_done / traced_total then */
+    uint64_t startup_ttotal;
 };
 
 static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f)
@@ -265,8 +269,26 @@ static int on_register(void *ud, const struct sl_delta_header *h, const char *ns
     return 0;
 }
 
+static int on_event(void *ud, enum sl_pull_phase phase, const struct sl_pull_stats *st)
+{
+    struct fixture *fx = ud;
+    if (phase == SL_PULL_PROGRESS)
+        return 0;
+    size_t n = strlen(fx->phases);
+    snprintf(fx->phases + n, sizeof fx->phases - n, "%s%s", n ? " " : "",
+             sl_pull_phase_name(phase));
+    if (phase == SL_PULL_STARTUP) {
+        assert_true(st->ms_startup >= 0);
+        fx->startup_done = st->contents_done;
+        fx->startup_traced = st->traced_done;
+        fx->startup_ttotal = st->traced_total;
+    }
+    return 0;
+}
+
 static int run(struct fixture *fx, const char *sub, sl_error_t *err)
 {
+    fx->phases[0] = 0;
     char root[128], url[64];
     snprintf(root, sizeof root, "%s/%s", fx->dir, sub);
     snprintf(url, sizeof url, "http://127.0.0.1:%d", fx->port);
@@ -281,6 +303,8 @@ static int run(struct fixture *fx, const char *sub, sl_error_t *err)
         .insecure = true,
         .on_register = on_register,
         .register_ud = fx,
+        .on_event = on_event,
+        .event_ud = fx,
         .low_speed_time_s = 5,
     };
     struct sl_pull_stats st;
@@ -298,10 +322,64 @@ static void test_valid(void **state)
         fail_msg("valid delta: %s", sl_error_msg(err, r));
     assert_int_equal(fx->registered, 1);
     assert_string_equal(fx->media_type, "application/vnd.oci.image.layer.v1.tar+gzip");
+    /* untraced plan: the startup set is the whole image, STARTUP comes with COMPLETE */
+    assert_string_equal(fx->phases, "header ready startup complete");
+    assert_int_equal(fx->startup_done, 2);
+    assert_int_equal(fx->startup_ttotal, 0);
+}
+
+static uint8_t *modified(struct fixture *fx, const char *mode, size_t *ret_len);
+
+/* A plan whose first content (big.bin, 3 chunks) is traced: STARTUP once it is stored, before
+ * small.txt arrives and before COMPLETE. */
+static void test_startup_traced(void **state)
+{
+    struct fixture *fx = *state;
+    sl_error_t err = NULL;
+    size_t n = 0;
+    uint8_t *b = modified(fx, "traced", &n);
+    fx->serve = b;
+    fx->serve_len = n;
+    int r = run(fx, "traced", &err);
+    fx->serve = fx->body;
+    fx->serve_len = fx->body_len;
+    free(b);
+    if (r < 0)
+        fail_msg("traced delta: %s", sl_error_msg(err, r));
+    assert_string_equal(fx->phases, "header ready startup complete");
+    assert_int_equal(fx->startup_traced, 1);
+    assert_int_equal(fx->startup_ttotal, 1);
+    assert_int_equal(fx->startup_done, 1); /* small.txt not stored yet */
 }
 
 /* Serves the valid delta with its header changed by `mode` and expects a refusal. */
 static void hostile(struct fixture *fx, const char *mode)
+{
+    sl_error_t err = NULL;
+    size_t n = 0;
+    uint8_t *b = modified(fx, mode, &n);
+    fx->serve = b;
+    fx->serve_len = n;
+    int r = run(fx, mode, &err);
+    fx->serve = fx->body;
+    fx->serve_len = fx->body_len;
+    free(b);
+    if (r >= 0)
+        fail_msg("hostile header (%s) accepted", mode);
+    print_message("  %s: %s\n", mode, sl_error_msg(err, r));
+    sl_error_free(&err);
+    assert_int_equal(fx->registered, 0);
+    struct stat st;
+    assert_int_not_equal(stat("/tmp/evil-absolute", &st), 0);
+    char p[128];
+    snprintf(p, sizeof p, "%s/../evil-traversal", fx->dir);
+    assert_int_not_equal(stat(p, &st), 0);
+    snprintf(p, sizeof p, "%s/evil-traversal", fx->dir);
+    assert_int_not_equal(stat(p, &st), 0);
+}
+
+/* The valid delta with its header changed by `mode` (a new buffer, caller frees). */
+static uint8_t *modified(struct fixture *fx, const char *mode, size_t *ret_len)
 {
     uint64_t hl = 0, pl = 0;
     sl_error_t err = NULL;
@@ -334,6 +412,8 @@ static void hostile(struct fixture *fx, const char *mode)
     } else if (strcmp(mode, "chunk") == 0) {
         json_t *c = json_array_get(json_object_get(json_array_get(contents, 0), "chunks"), 0);
         json_object_set_new(c, "payloadOffset", json_integer((json_int_t)pl + 10));
+    } else if (strcmp(mode, "traced") == 0) {
+        json_object_set_new(json_array_get(contents, 0), "traced", json_true());
     } else if (strcmp(mode, "tail") == 0) {
         const char *t = json_string_value(json_object_get(layer, "tocTail"));
         char *x = strdup(t);
@@ -355,24 +435,8 @@ static void hostile(struct fixture *fx, const char *mode)
     memcpy(b + 32, hj, hjl);
     memcpy(b + 32 + hjl, fx->body + 32 + hl, pl);
     free(hj);
-    fx->serve = b;
-    fx->serve_len = n;
-    int r = run(fx, mode, &err);
-    fx->serve = fx->body;
-    fx->serve_len = fx->body_len;
-    free(b);
-    if (r >= 0)
-        fail_msg("hostile header (%s) accepted", mode);
-    print_message("  %s: %s\n", mode, sl_error_msg(err, r));
-    sl_error_free(&err);
-    assert_int_equal(fx->registered, 0);
-    struct stat st;
-    assert_int_not_equal(stat("/tmp/evil-absolute", &st), 0);
-    char p[128];
-    snprintf(p, sizeof p, "%s/../evil-traversal", fx->dir);
-    assert_int_not_equal(stat(p, &st), 0);
-    snprintf(p, sizeof p, "%s/evil-traversal", fx->dir);
-    assert_int_not_equal(stat(p, &st), 0);
+    *ret_len = n;
+    return b;
 }
 
 static void test_traversal(void **state)
@@ -411,6 +475,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_valid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_startup_traced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_traversal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_absolute, setup, teardown),
         cmocka_unit_test_setup_teardown(test_size, setup, teardown),

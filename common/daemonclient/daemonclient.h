@@ -1,7 +1,8 @@
-/* daemonclient.h — the CLI's calls to starlight-daemon's control API (docs/protocol.md,
- * "Daemon control API") over its unix socket, through common/http. */
-#ifndef SL_CLI_DAEMONCLIENT_H
-#define SL_CLI_DAEMONCLIENT_H
+/* daemonclient.h — calls to starlight-daemon's control API (docs/protocol.md §4, "Daemon
+ * control API") over its unix socket, through common/http. Used by ctr-starlight and
+ * starlight-init. */
+#ifndef SL_DAEMONCLIENT_H
+#define SL_DAEMONCLIENT_H
 
 #include "error.h"
 #include "http.h"
@@ -19,5 +20,10 @@ int sl_daemon_call(const char *socket, const char *method, const char *path, con
  * a negative errno to stop. Error answers as above. */
 int sl_daemon_stream(const char *socket, const char *method, const char *path, const json_t *body,
                      int (*on_line)(void *ud, json_t *line), void *ud, sl_error_t *err);
+/* The same with a limit on the whole exchange: after `timeout_s` seconds (0 = none) the
+ * connection is dropped and -ETIMEDOUT returned (the daemon's pull goes on). */
+int sl_daemon_stream_timeout(const char *socket, const char *method, const char *path,
+                             const json_t *body, unsigned timeout_s,
+                             int (*on_line)(void *ud, json_t *line), void *ud, sl_error_t *err);
 
 #endif

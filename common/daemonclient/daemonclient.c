@@ -64,13 +64,14 @@ static int status_class(long s)
 }
 
 static int perform(const char *socket, const char *method, const char *path, const json_t *body,
-                   struct sl_buf *buf, struct lines *lines, sl_error_t *err)
+                   unsigned timeout_s, struct sl_buf *buf, struct lines *lines, sl_error_t *err)
 {
     _cleanup_free_ char *url = sl_xasprintf("http://localhost%s", path);
     _cleanup_free_ char *data = NULL;
     size_t len = 0;
     static const char *const json_hdr[] = {"Content-Type: application/json", NULL};
-    struct sl_http_options o = {.retries = -1, .low_speed_time_s = 600, .connect_timeout_s = 5};
+    struct sl_http_options o = {
+        .retries = -1, .low_speed_time_s = 600, .connect_timeout_s = 5, .timeout_s = timeout_s};
     struct sl_http_request req;
     sl_http_request_init(&req);
     req.method = method;
@@ -96,8 +97,7 @@ static int perform(const char *socket, const char *method, const char *path, con
         if (lines && lines->r < 0)
             r = lines->r;
         else if (r == -ECONNREFUSED || r == -ENOENT || r == -EIO)
-            r = sl_error_wrap(err, r, "starlight-daemon at %s (is it running? see --daemon)",
-                              socket);
+            r = sl_error_wrap(err, r, "starlight-daemon at %s (is it running?)", socket);
         sl_http_response_free(&resp);
         return r;
     }
@@ -120,7 +120,7 @@ int sl_daemon_call(const char *socket, const char *method, const char *path, con
 {
     _cleanup_buf_ struct sl_buf b;
     sl_buf_init(&b, MAX_ANSWER);
-    int r = perform(socket, method, path, body, &b, NULL, err);
+    int r = perform(socket, method, path, body, 0, &b, NULL, err);
     if (r < 0)
         return r;
     return sl_json_parse(b.data ? b.data : "", b.len, MAX_ANSWER, "daemon answer", ret, err);
@@ -129,9 +129,16 @@ int sl_daemon_call(const char *socket, const char *method, const char *path, con
 int sl_daemon_stream(const char *socket, const char *method, const char *path, const json_t *body,
                      int (*on_line)(void *ud, json_t *line), void *ud, sl_error_t *err)
 {
+    return sl_daemon_stream_timeout(socket, method, path, body, 0, on_line, ud, err);
+}
+
+int sl_daemon_stream_timeout(const char *socket, const char *method, const char *path,
+                             const json_t *body, unsigned timeout_s,
+                             int (*on_line)(void *ud, json_t *line), void *ud, sl_error_t *err)
+{
     struct lines l = {.on_line = on_line, .ud = ud};
     sl_buf_init(&l.line, MAX_LINE);
-    int r = perform(socket, method, path, body, NULL, &l, err);
+    int r = perform(socket, method, path, body, timeout_s, NULL, &l, err);
     if (r >= 0 && l.line.len) {
         json_t *j = NULL;
         if (sl_json_parse(l.line.data, l.line.len, MAX_LINE, "progress line", &j, NULL) >= 0) {
