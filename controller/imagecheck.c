@@ -41,10 +41,11 @@ struct sl_imagecheck *sl_imagecheck_new(const struct sl_imagecheck_options *o)
         c->auth = sl_xasprintf("Bearer %s", o->token);
     c->o.token = NULL;
     pthread_mutex_init(&c->lock, NULL);
-    c->asked = o->metrics ? sl_metrics_counter(o->metrics, "starlight_webhook_proxy_questions_total",
-                                               "Questions to the proxy by answer (starlight, "
-                                               "other, error)")
-                          : NULL;
+    c->asked = o->metrics
+                   ? sl_metrics_counter(o->metrics, "starlight_webhook_proxy_questions_total",
+                                        "Questions to the proxy by answer (starlight, "
+                                        "other, error)")
+                   : NULL;
     if (c->asked) {
         sl_metric_add(c->asked, "answer=\"starlight\"", 0);
         sl_metric_add(c->asked, "answer=\"other\"", 0);
@@ -162,8 +163,7 @@ int sl_imagecheck_is_starlight(void *ud, const char *image)
         remember(c, image, false);
         return 0;
     }
-    log_warn("proxy %s could not tell whether it serves %s: HTTP %ld", c->proxy_url, image,
-             status);
+    log_warn("proxy %s could not tell whether it serves %s: HTTP %ld", c->proxy_url, image, status);
     sl_metric_add(c->asked, "answer=\"error\"", 1);
     return -EIO;
 }

@@ -15,11 +15,11 @@
 #include <stdint.h>
 
 struct sl_imagecheck_options {
-    const char *proxy_url; /* base URL */
-    const char *token;     /* Bearer token, or NULL */
-    const char *platform;  /* "linux/amd64" */
-    bool insecure;         /* insecure=1: the registry speaks plain HTTP */
-    int64_t timeout_ms;    /* per question */
+    const char *proxy_url;      /* base URL */
+    const char *token;          /* Bearer token, or NULL */
+    const char *platform;       /* "linux/amd64" */
+    bool insecure;              /* insecure=1: the registry speaks plain HTTP */
+    int64_t timeout_ms;         /* per question */
     struct sl_metrics *metrics; /* may be NULL */
 };
 

@@ -49,8 +49,8 @@ static char *ptr_escape(const char *s)
 
 static void add_op(json_t *patch, const char *path, json_t *value)
 {
-    json_array_append_new(patch, json_pack("{s:s,s:s,s:o}", "op", "add", "path", path, "value",
-                                           value));
+    json_array_append_new(patch,
+                          json_pack("{s:s,s:s,s:o}", "op", "add", "path", path, "value", value));
 }
 
 /* Adds key=value to the map at /metadata/<map> (which exists), creating the map when absent. */
@@ -115,8 +115,8 @@ json_t *sl_mutate_pod_patch(const json_t *pod, const char *const *images, size_t
         json_array_append_new(args, json_string("--insecure"));
     json_t *init = json_pack("{s:s,s:s,s:o,s:[{s:s,s:s}],s:[{s:s,s:s}]}", "name", SL_INIT_NAME,
                              "image", o->init_image, "args", args, "env", "name",
-                             "STARLIGHT_IMAGES", "value", (const char *)joined.data,
-                             "volumeMounts", "name", SL_INIT_VOLUME, "mountPath", SL_INIT_RUN_DIR);
+                             "STARLIGHT_IMAGES", "value", (const char *)joined.data, "volumeMounts",
+                             "name", SL_INIT_VOLUME, "mountPath", SL_INIT_RUN_DIR);
     sl_buf_free(&joined);
     const json_t *inits = json_object_get(spec, "initContainers");
     if (json_is_array(inits) && json_array_size(inits) > 0)
@@ -199,8 +199,7 @@ int sl_mutate_review(const json_t *review, const struct sl_mutate_options *o, js
     const char *ns = json_string_value(json_object_get(req, "namespace"));
     if (!ns)
         ns = json_string_value(json_object_get(meta, "namespace"));
-    bool opted = ann ? strcmp(ann, "true") == 0
-                     : (o->namespace_opted_in || ns_listed(o, ns));
+    bool opted = ann ? strcmp(ann, "true") == 0 : (o->namespace_opted_in || ns_listed(o, ns));
     if (!opted) {
         *ret_result = SL_MUTATE_NOT_OPTED;
         *ret_review = answer(uid, NULL);
@@ -250,8 +249,7 @@ int sl_mutate_review(const json_t *review, const struct sl_mutate_options *o, js
 }
 
 int sl_mutate_review_bytes(const char *data, size_t len, const struct sl_mutate_options *o,
-                           json_t **ret_review, enum sl_mutate_result *ret_result,
-                           sl_error_t *err)
+                           json_t **ret_review, enum sl_mutate_result *ret_result, sl_error_t *err)
 {
     json_t *j = NULL;
     int r = sl_json_parse(data, len, SL_REVIEW_MAX, "AdmissionReview", &j, err);

@@ -23,14 +23,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define SL_ANN_PREFIX     "starlight-c.dev/"
-#define SL_ANN_PROVISION  SL_ANN_PREFIX "provision"
-#define SL_ANN_IMAGES     SL_ANN_PREFIX "images"
-#define SL_INIT_NAME      "starlight-init"
-#define SL_INIT_VOLUME    "starlight-run"
-#define SL_INIT_RUN_DIR   "/run/starlight"
-#define SL_INIT_SOCKET    SL_INIT_RUN_DIR "/starlight-daemon.sock"
-#define SL_REVIEW_MAX     (8u << 20) /* AdmissionReview bytes accepted */
+#define SL_ANN_PREFIX    "starlight-c.dev/"
+#define SL_ANN_PROVISION SL_ANN_PREFIX "provision"
+#define SL_ANN_IMAGES    SL_ANN_PREFIX "images"
+#define SL_INIT_NAME     "starlight-init"
+#define SL_INIT_VOLUME   "starlight-run"
+#define SL_INIT_RUN_DIR  "/run/starlight"
+#define SL_INIT_SOCKET   SL_INIT_RUN_DIR "/starlight-daemon.sock"
+#define SL_REVIEW_MAX    (8u << 20) /* AdmissionReview bytes accepted */
 
 /* Does the proxy serve `image`? Returns 1 yes, 0 no, or a negative errno when it cannot tell
  * (unreachable, timeout): the Pod is then let through unchanged. */
@@ -38,21 +38,21 @@ typedef int (*sl_mutate_image_fn)(void *ud, const char *image);
 
 struct sl_mutate_options {
     const char *init_image;
-    bool init_insecure;             /* add --insecure to starlight-init's args */
-    const char *const *opt_in_ns;   /* namespaces whose every Pod is opted in */
+    bool init_insecure;           /* add --insecure to starlight-init's args */
+    const char *const *opt_in_ns; /* namespaces whose every Pod is opted in */
     size_t n_opt_in_ns;
-    bool namespace_opted_in;        /* the caller knows the namespace opted in */
+    bool namespace_opted_in;         /* the caller knows the namespace opted in */
     sl_mutate_image_fn is_starlight; /* NULL: every image counts as a Starlight image */
     void *is_starlight_ud;
 };
 
 enum sl_mutate_result {
-    SL_MUTATE_PATCHED,     /* allowed with a patch */
-    SL_MUTATE_NOT_POD,     /* not a Pod CREATE: allowed as is */
-    SL_MUTATE_NOT_OPTED,   /* not opted in */
-    SL_MUTATE_INJECTED,    /* already has starlight-init */
+    SL_MUTATE_PATCHED,      /* allowed with a patch */
+    SL_MUTATE_NOT_POD,      /* not a Pod CREATE: allowed as is */
+    SL_MUTATE_NOT_OPTED,    /* not opted in */
+    SL_MUTATE_INJECTED,     /* already has starlight-init */
     SL_MUTATE_NO_STARLIGHT, /* no image the proxy serves */
-    SL_MUTATE_UNKNOWN,     /* the proxy could not answer: allowed as is */
+    SL_MUTATE_UNKNOWN,      /* the proxy could not answer: allowed as is */
 };
 
 const char *sl_mutate_result_name(enum sl_mutate_result r);
@@ -69,8 +69,7 @@ int sl_mutate_review(const json_t *review, const struct sl_mutate_options *o, js
 
 /* The same from bytes (capped parse). */
 int sl_mutate_review_bytes(const char *data, size_t len, const struct sl_mutate_options *o,
-                           json_t **ret_review, enum sl_mutate_result *ret_result,
-                           sl_error_t *err);
+                           json_t **ret_review, enum sl_mutate_result *ret_result, sl_error_t *err);
 
 /* Applies a JSONPatch of add operations (the subset sl_mutate_pod_patch emits: add to an
  * object key, to an array index or "-") to `doc` in place; for tests and the fuzzer.

@@ -174,9 +174,9 @@ static void review(struct req *q)
         if (!name)
             name = json_string_value(json_object_get(meta, "generateName"));
         const char *kv[] = {"pod", name, "namespace", ns, NULL};
-        sl_log_kv(res == SL_MUTATE_PATCHED     ? SL_LOG_INFO
+        sl_log_kv(res == SL_MUTATE_PATCHED   ? SL_LOG_INFO
                   : res == SL_MUTATE_UNKNOWN ? SL_LOG_WARN
-                                               : SL_LOG_DEBUG,
+                                             : SL_LOG_DEBUG,
                   kv, "webhook: %s/%s: %s", ns ? ns : "-", name ? name : "-",
                   sl_mutate_result_name(res));
         char labels[64];
@@ -367,12 +367,11 @@ static int on_writeable(struct lws *wsi, struct pss *pss)
         uint8_t *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - 1;
         if (lws_add_http_common_headers(wsi, (unsigned)q->status, q->ctype, q->out.len, &p, end))
             return -1;
-        if (lws_add_http_header_by_name(wsi, (const uint8_t *)"cache-control:",
-                                        (const uint8_t *)"no-store", 8, &p, end))
+        if (lws_add_http_header_by_name(
+                wsi, (const uint8_t *)"cache-control:", (const uint8_t *)"no-store", 8, &p, end))
             return -1;
-        if (q->body_expected &&
-            lws_add_http_header_by_name(wsi, (const uint8_t *)"connection:",
-                                        (const uint8_t *)"close", 5, &p, end))
+        if (q->body_expected && lws_add_http_header_by_name(wsi, (const uint8_t *)"connection:",
+                                                            (const uint8_t *)"close", 5, &p, end))
             return -1;
         if (lws_finalize_write_http_header(wsi, start, &p, end))
             return -1;
@@ -508,9 +507,9 @@ int sl_webhook_new(const struct sl_webhook_config *cfg, struct sl_webhook **ret,
         static const double secs[] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5};
         w->m_reviews = sl_metrics_counter(cfg->metrics, "starlight_webhook_reviews_total",
                                           "AdmissionReviews answered, by result");
-        w->m_seconds = sl_metrics_histogram(cfg->metrics, "starlight_webhook_review_seconds",
-                                            "Time to answer an AdmissionReview", secs,
-                                            SL_ELEMENTSOF(secs));
+        w->m_seconds =
+            sl_metrics_histogram(cfg->metrics, "starlight_webhook_review_seconds",
+                                 "Time to answer an AdmissionReview", secs, SL_ELEMENTSOF(secs));
         sl_metric_add(w->m_reviews, "result=\"patched\"", 0);
         sl_metric_add(w->m_reviews, "result=\"bad-request\"", 0);
     }

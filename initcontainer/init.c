@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#define PROGRESS_EVERY_MS 1000 /* progress lines at most once a second per image */
+#define PROGRESS_EVERY_MS 1000        /* progress lines at most once a second per image */
 #define STOP_READING      (-EALREADY) /* on_line: the image is warm, hang up */
 
 struct follow {
@@ -54,8 +54,8 @@ static int on_line(void *ud, json_t *line)
     }
     f->last_progress = now;
     fprintf(f->out,
-            "%s %s bytes=%" PRIu64 " payload=%" PRIu64 "/%" PRIu64 " contents=%" PRIu64
-            "/%" PRIu64 " traced=%" PRIu64 "/%" PRIu64 "\n",
+            "%s %s bytes=%" PRIu64 " payload=%" PRIu64 "/%" PRIu64 " contents=%" PRIu64 "/%" PRIu64
+            " traced=%" PRIu64 "/%" PRIu64 "\n",
             f->image, phase, u(line, "bytes"), u(line, "payloadBytes"), u(line, "payloadTotal"),
             u(line, "contentsDone"), u(line, "contentsTotal"), u(line, "tracedDone"),
             u(line, "tracedTotal"));
@@ -76,8 +76,8 @@ static int warm(const struct sl_init_options *o, const char *image, int64_t dead
     int64_t left = deadline - mono_ms();
     if (left <= 0)
         return sl_error_make(err, ETIMEDOUT, "%s: no time left", image);
-    json_t *req = json_pack("{s:s,s:s,s:b}", "ref", image, "namespace", o->ns, "insecure",
-                            o->insecure);
+    json_t *req =
+        json_pack("{s:s,s:s,s:b}", "ref", image, "namespace", o->ns, "insecure", o->insecure);
     if (o->proxy && *o->proxy)
         json_object_set_new(req, "proxy", json_string(o->proxy));
     struct follow f = {.o = o, .image = image, .out = o->out};
@@ -89,8 +89,9 @@ static int warm(const struct sl_init_options *o, const char *image, int64_t dead
         r = 0;
     } else if (r >= 0) {
         r = sl_error_make(err, f.error ? EIO : EPROTO, "%s: %s", image,
-                          f.error ? f.error : "the daemon's stream ended before the startup set "
-                                              "was local");
+                          f.error ? f.error
+                                  : "the daemon's stream ended before the startup set "
+                                    "was local");
     } else {
         r = sl_error_wrap(err, r, "%s", image);
     }

@@ -21,18 +21,18 @@ struct sl_init_options {
     const char *socket; /* daemon control socket */
     const char *const *images;
     size_t n_images;
-    const char *ns;       /* containerd namespace ("k8s.io") */
-    const char *proxy;    /* profile name or URL, or NULL for the daemon's default */
-    bool insecure;        /* the proxy reaches the registry over plain HTTP */
-    int64_t timeout_ms;   /* for all images together */
-    FILE *out;            /* progress lines */
+    const char *ns;     /* containerd namespace ("k8s.io") */
+    const char *proxy;  /* profile name or URL, or NULL for the daemon's default */
+    bool insecure;      /* the proxy reaches the registry over plain HTTP */
+    int64_t timeout_ms; /* for all images together */
+    FILE *out;          /* progress lines */
 };
 
 enum sl_init_outcome {
-    SL_INIT_READY,       /* every image's startup set is local */
-    SL_INIT_NO_DAEMON,   /* the socket does not answer */
-    SL_INIT_TIMEOUT,     /* the deadline passed first */
-    SL_INIT_FAILED,      /* the daemon refused or failed at least one image */
+    SL_INIT_READY,     /* every image's startup set is local */
+    SL_INIT_NO_DAEMON, /* the socket does not answer */
+    SL_INIT_TIMEOUT,   /* the deadline passed first */
+    SL_INIT_FAILED,    /* the daemon refused or failed at least one image */
 };
 
 /* Runs the warm-up. Returns the outcome; *err (optional) carries the first failure's message.

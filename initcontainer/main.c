@@ -23,8 +23,8 @@ struct init_config {
 
 #define O(f) offsetof(struct init_config, f)
 static const struct sl_opt init_opts[] = {
-    {"socket", SL_OPT_STR, O(socket), "/run/starlight/starlight-daemon.sock",
-     "STARLIGHT_SOCKET", 0, "PATH", "starlight-daemon's control socket (mounted from the host)"},
+    {"socket", SL_OPT_STR, O(socket), "/run/starlight/starlight-daemon.sock", "STARLIGHT_SOCKET", 0,
+     "PATH", "starlight-daemon's control socket (mounted from the host)"},
     {"image", SL_OPT_STRLIST, O(images), NULL, "STARLIGHT_IMAGES", 0, "REF",
      "Image to warm (repeat, or a comma list; STARLIGHT_IMAGES=REF1,REF2)"},
     {"namespace", SL_OPT_STR, O(ns), "k8s.io", "STARLIGHT_NAMESPACE", 0, "NS",

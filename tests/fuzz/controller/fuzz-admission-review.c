@@ -21,10 +21,8 @@ static int half(void *ud, const char *image)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char *const ns[] = {"apps"};
-    struct sl_mutate_options o = {.init_image = "init:1",
-                                  .opt_in_ns = ns,
-                                  .n_opt_in_ns = 1,
-                                  .is_starlight = half};
+    struct sl_mutate_options o = {
+        .init_image = "init:1", .opt_in_ns = ns, .n_opt_in_ns = 1, .is_starlight = half};
     json_t *review = NULL;
     sl_error_t err = NULL;
     if (sl_json_parse((const char *)data, size, SL_REVIEW_MAX, "review", &review, &err) < 0) {
@@ -42,7 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     const json_t *resp = json_object_get(ans, "response");
     const char *uid = json_string_value(json_object_get(resp, "uid"));
-    const char *want = json_string_value(json_object_get(json_object_get(review, "request"), "uid"));
+    const char *want =
+        json_string_value(json_object_get(json_object_get(review, "request"), "uid"));
     if (!uid || !want || strcmp(uid, want) != 0 || !json_is_true(json_object_get(resp, "allowed")))
         abort();
     const char *p = json_string_value(json_object_get(resp, "patch"));

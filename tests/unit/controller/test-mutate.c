@@ -17,9 +17,9 @@
 static json_t *review(const char *ns, const char *op, json_t *pod)
 {
     return json_pack("{s:s,s:s,s:{s:s,s:{s:s,s:s,s:s},s:s,s:s,s:o}}", "apiVersion",
-                     "admission.k8s.io/v1", "kind", "AdmissionReview", "request", "uid",
-                     "0f1e-uid", "resource", "group", "", "version", "v1", "resource", "pods",
-                     "namespace", ns, "operation", op, "object", pod);
+                     "admission.k8s.io/v1", "kind", "AdmissionReview", "request", "uid", "0f1e-uid",
+                     "resource", "group", "", "version", "v1", "resource", "pods", "namespace", ns,
+                     "operation", op, "object", pod);
 }
 
 static int proxy_answer; /* what the fake image check says for images starting with "other/" */
@@ -79,10 +79,10 @@ static const char *str_at(const json_t *j, const char *k)
 static void test_annotated_pod(void **state)
 {
     (void)state;
-    json_t *pod = json_pack("{s:{s:s,s:{s:s}},s:{s:[{s:s,s:s},{s:s,s:s},{s:s,s:s}]}}",
-                            "metadata", "name", "web", "annotations", SL_ANN_PROVISION, "true",
-                            "spec", "containers", "name", "a", "image", "r/redis:7", "name", "b",
-                            "image", "r/side:1", "name", "c", "image", "r/redis:7");
+    json_t *pod = json_pack("{s:{s:s,s:{s:s}},s:{s:[{s:s,s:s},{s:s,s:s},{s:s,s:s}]}}", "metadata",
+                            "name", "web", "annotations", SL_ANN_PROVISION, "true", "spec",
+                            "containers", "name", "a", "image", "r/redis:7", "name", "b", "image",
+                            "r/side:1", "name", "c", "image", "r/redis:7");
     json_t *rv = review("default", "CREATE", pod);
     enum sl_mutate_result res;
     json_t *out = run(rv, &base, &res);
@@ -99,9 +99,9 @@ static void test_annotated_pod(void **state)
     const json_t *ic = json_array_get(inits, 0);
     assert_string_equal(str_at(ic, "name"), "starlight-init");
     assert_string_equal(str_at(ic, "image"), "reg/starlight-init:1");
-    json_t *want_args = json_pack("[s,s,s,s,s,s,s,s]", "--socket",
-                                  "/run/starlight/starlight-daemon.sock", "--namespace", "k8s.io",
-                                  "--image", "r/redis:7", "--image", "r/side:1");
+    json_t *want_args =
+        json_pack("[s,s,s,s,s,s,s,s]", "--socket", "/run/starlight/starlight-daemon.sock",
+                  "--namespace", "k8s.io", "--image", "r/redis:7", "--image", "r/side:1");
     assert_true(json_equal(json_object_get(ic, "args"), want_args));
     json_decref(want_args);
     const json_t *env = json_array_get(json_object_get(ic, "env"), 0);
@@ -130,11 +130,10 @@ static void test_existing_fields(void **state)
 {
     (void)state;
     json_t *pod = json_pack(
-        "{s:{s:s,s:{s:s},s:{s:s,s:s}},s:{s:[{s:s,s:s}],s:[{s:s,s:{}}],s:[{s:s,s:s}]}}",
-        "metadata", "generateName", "web-", "labels", "app", "web", "annotations",
-        SL_ANN_PROVISION, "true", "a/b", "c", "spec", "initContainers", "name", "setup", "image",
-        "busybox", "volumes", "name", "data", "emptyDir", "containers", "name", "a", "image",
-        "r/a:1");
+        "{s:{s:s,s:{s:s},s:{s:s,s:s}},s:{s:[{s:s,s:s}],s:[{s:s,s:{}}],s:[{s:s,s:s}]}}", "metadata",
+        "generateName", "web-", "labels", "app", "web", "annotations", SL_ANN_PROVISION, "true",
+        "a/b", "c", "spec", "initContainers", "name", "setup", "image", "busybox", "volumes",
+        "name", "data", "emptyDir", "containers", "name", "a", "image", "r/a:1");
     json_t *rv = review("apps", "CREATE", pod);
     enum sl_mutate_result res;
     json_t *out = run(rv, &base, &res);
@@ -216,9 +215,9 @@ static void test_proxy_answers(void **state)
     struct sl_mutate_options o = base;
     o.is_starlight = check;
     enum sl_mutate_result res;
-    json_t *pod = json_pack("{s:{s:{s:s}},s:{s:[{s:s},{s:s}]}}", "metadata", "annotations",
-                            SL_ANN_PROVISION, "true", "spec", "containers", "image",
-                            "other/nginx:1", "image", "r/redis:7");
+    json_t *pod =
+        json_pack("{s:{s:{s:s}},s:{s:[{s:s},{s:s}]}}", "metadata", "annotations", SL_ANN_PROVISION,
+                  "true", "spec", "containers", "image", "other/nginx:1", "image", "r/redis:7");
     json_t *rv = review("default", "CREATE", pod);
     proxy_answer = 0; /* nginx is not a Starlight image: only redis is warmed */
     json_t *out = run(rv, &o, &res);
