@@ -1,24 +1,27 @@
 # shellcheck shell=bash
-# Helpers shared by the pull scenarios (tests/e2e/pull on loopback, tests/e2e/pull-wan over an
-# emulated WAN link). Source after lib.sh. The network commands run through SL_NETEXEC, a
+# Helpers shared by the pull scenarios (tests/e2e/pull over an emulated WAN link, tests/e2e/trace
+# and `make demo`). Source after lib.sh. The network commands run through SL_NETEXEC, a
 # command prefix (word-split; empty: here), e.g. `nsenter --net=/run/netns/NS --` to reach a
 # registry or proxy that lives in a network namespace.
 
-# pull_cloud_start: the loopback cloud side — a registry, PostgreSQL and starlight-proxy ($PX)
-# with its blob cache in E2E_DIR. Sets R (registry host:port), pport (the proxy's port) and U
-# (proxy URL).
+# pull_cloud_start [NETNS IP]: the cloud side — a registry, PostgreSQL and starlight-proxy ($PX)
+# with its blob cache in E2E_DIR, on loopback, or in network namespace NETNS listening on IP
+# (nsenter --net, as lib.sh's E2E_NETNS). Sets R (registry host:port), pport (the proxy's port)
+# and U (proxy URL).
 pull_cloud_start() {
-    e2e_start_registry
-    e2e_start_postgres
+    local ns=${1:-} ip=${2:-127.0.0.1} nsx=()
+    [ -z "$ns" ] || nsx=(nsenter "--net=/run/netns/$ns" --)
+    E2E_NETNS=$ns E2E_BIND_IP=$ip e2e_start_registry
+    E2E_NETNS=$ns E2E_BIND_IP=$ip e2e_start_postgres
     R=$E2E_REGISTRY
-    pport=$(e2e_free_port)
+    pport=$(E2E_NETNS=$ns e2e_free_port)
     mkdir -p "$E2E_DIR/proxy-cache"
-    "$PX" --listen "127.0.0.1:$pport" --postgres "$E2E_PG_CONNINFO" --registry "$R" \
+    "${nsx[@]}" "$PX" --listen "$ip:$pport" --postgres "$E2E_PG_CONNINFO" --registry "$R" \
         --registry-insecure --cache-dir "$E2E_DIR/proxy-cache" --cache-max-bytes 1GiB \
         >>"$E2E_DIR/logs/proxy.log" 2>&1 &
     e2e_track_pid proxy $!
-    U="http://127.0.0.1:$pport"
-    e2e_wait_for "proxy" 20 curl -fsS -o /dev/null "$U/health-check"
+    U="http://$ip:$pport"
+    e2e_wait_for "proxy" 20 "${nsx[@]}" curl -fsS -o /dev/null "$U/health-check"
 }
 
 # pull_layers REGISTRY IMG: the layer digests of REGISTRY/IMG:sl, bottom first.
@@ -67,12 +70,11 @@ pull_redis_ping() {
     [ "$pong" = PONG ] || e2e_fail "redis in ctr run $ref: $pong"
 }
 
-# pull_edge_start PROXY_URL [NETNS]: an edge node: starlight-daemon (state in E2E_DIR/root,
-# control socket PULL_EDGE_CTL, default proxy PROXY_URL) and containerd with the starlight
-# snapshotter, both in network namespace NETNS (empty: here; containerd through E2E_NETNS, so
-# nsenter --net, never `ip netns exec`). Exports PULL_EDGE_CTL, PULL_EDGE_DAEMON_PID and
-# containerd's E2E_* variables (e2e_start_containerd).
-pull_edge_start() {
+# pull_edge_daemon_start PROXY_URL [NETNS]: the edge node's starlight-daemon (state in
+# E2E_DIR/root, control socket PULL_EDGE_CTL, snapshotter socket E2E_DIR/snap.sock, default
+# proxy PROXY_URL, registering in the containerd of e2e_start_containerd) in network namespace
+# NETNS (empty: here). Exports PULL_EDGE_CTL and PULL_EDGE_DAEMON_PID.
+pull_edge_daemon_start() {
     local url=$1 ns=${2:-} nsx=()
     [ -z "$ns" ] || nsx=(nsenter "--net=/run/netns/$ns" --)
     PULL_EDGE_CTL=$E2E_DIR/ctl.sock
@@ -86,6 +88,35 @@ pull_edge_start() {
     export PULL_EDGE_CTL PULL_EDGE_DAEMON_PID
     e2e_wait_for "the daemon's control socket" 15 \
         curl -fsS --unix-socket "$PULL_EDGE_CTL" http://localhost/v1/version
+}
+
+# pull_edge_daemon_stop: SIGTERM to the edge daemon; it must exit 0 within 15 s, with its FUSE
+# mount gone. Forgets its PID (containerd and the state stay).
+pull_edge_daemon_stop() {
+    local pid=$PULL_EDGE_DAEMON_PID rc=0 i keep=() e
+    kill -TERM "$pid" || e2e_fail "starlight-daemon $pid is gone"
+    for ((i = 0; i < 150; i++)); do
+        _e2e_alive "$pid" || break
+        sleep 0.1
+    done
+    _e2e_alive "$pid" && e2e_fail "starlight-daemon $pid did not exit 15 s after SIGTERM"
+    wait "$pid" || rc=$?
+    [ "$rc" = 0 ] || e2e_fail "starlight-daemon exited with $rc"
+    for e in "${E2E_PIDS[@]}"; do
+        [ "$e" = "starlight-daemon:$pid" ] || keep+=("$e")
+    done
+    E2E_PIDS=("${keep[@]}")
+    PULL_EDGE_DAEMON_PID=''
+    ! grep -q " $E2E_DIR/root/mnt " /proc/mounts || e2e_fail "the fs is still mounted after the daemon stopped"
+}
+
+# pull_edge_start PROXY_URL [NETNS]: an edge node: pull_edge_daemon_start, then containerd with
+# the starlight snapshotter, both in network namespace NETNS (empty: here; containerd through
+# E2E_NETNS, so nsenter --net, never `ip netns exec`). Exports PULL_EDGE_CTL,
+# PULL_EDGE_DAEMON_PID and containerd's E2E_* variables (e2e_start_containerd).
+pull_edge_start() {
+    local url=$1 ns=${2:-}
+    pull_edge_daemon_start "$url" "$ns"
     E2E_NETNS=$ns e2e_start_containerd "$E2E_DIR/snap.sock"
     e2e_wait_for "containerd to reach the snapshotter" 20 e2e_ctr snapshots --snapshotter starlight ls
 }

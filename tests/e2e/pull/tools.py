@@ -1,25 +1,31 @@
 #!/usr/bin/env python3
-"""Helpers of the pull scenario (loopback only):
-  relay PORT UPSTREAM_PORT RATE [FLIP]  TCP relay to 127.0.0.1:UPSTREAM_PORT; answers are sent
-                                        at RATE bytes/s; FLIP=1 flips one payload byte of a
-                                        delta answer (offset 32 + header + 100 of the body)
-  fake PORT DELTA MODE                  HTTP server answering /starlight/delta with DELTA whose
-                                        header is made hostile (MODE: traversal|absolute|size|
-                                        chunk|tail), /health-check with 200 and
-                                        {"fake":PID} (tells it from another server)
-  tree DIR [--src]                      tree hash (paths, types, modes, owners, sizes, link
-                                        targets, xattrs, content sha256); --src: DIR is an
-                                        extracted layer tar (whiteout files → 0:0 char devices,
-                                        opaque markers → trusted.overlay.opaque=y)
+"""Helpers of the pull scenario. An ADDR is [HOST:]PORT (HOST defaults to 127.0.0.1).
+  relay ADDR UPSTREAM RATE [FLIP]  TCP relay from ADDR to UPSTREAM (an ADDR); answers are sent
+                                   at RATE bytes/s; FLIP=1 flips one payload byte of a delta
+                                   answer (offset 32 + header + 100 of the body)
+  fake ADDR DELTA MODE             HTTP server answering /starlight/delta with DELTA whose
+                                   header is made hostile (MODE: traversal|absolute|size|chunk|
+                                   tail), /health-check with 200 and {"fake":PID} (tells it
+                                   from another server)
+  tree DIR [--src] [--nlink]       tree hash (paths, types, modes, owners, sizes, link targets,
+                                   device numbers, xattrs, content sha256); --src: DIR is an
+                                   extracted layer tar (whiteout files → 0:0 char devices,
+                                   opaque markers → trusted.overlay.opaque=y); --nlink: also
+                                   the link count of regular files (hardlinks)
 """
 import hashlib, json, os, socket, stat, struct, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-def relay(port, up, rate, flip):
+def addr(s):
+    host, _, port = s.rpartition(":")
+    return (host or "127.0.0.1", int(port))
+
+
+def relay(at, up, rate, flip):
     ls = socket.socket()
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(("127.0.0.1", port))
+    ls.bind(at)
     ls.listen(16)
 
     def pump_up(c, u):
@@ -37,7 +43,7 @@ def relay(port, up, rate, flip):
             pass
 
     def handle(c):
-        u = socket.create_connection(("127.0.0.1", up))
+        u = socket.create_connection(up)
         threading.Thread(target=pump_up, args=(c, u), daemon=True).start()
         do_flip = flip
         buf = b""
@@ -104,7 +110,7 @@ def hostile(delta, mode):
     return delta[:16] + struct.pack(">QQ", len(hj), pl) + hj + payload
 
 
-def fake(port, path, mode):
+def fake(at, path, mode):
     body = hostile(open(path, "rb").read(), mode)
 
     class H(BaseHTTPRequestHandler):
@@ -125,13 +131,13 @@ def fake(port, path, mode):
             self.end_headers()
             self.wfile.write(b)
 
-    ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+    ThreadingHTTPServer(at, H).serve_forever()
 
 
 SKIP = {"stargz.index.json", ".prefetch.landmark", ".no.prefetch.landmark"}
 
 
-def tree(root, src):
+def tree(root, src, nlink):
     ents = {}
     opaque = set()
     for d, dirs, files in os.walk(root):
@@ -166,6 +172,8 @@ def tree(root, src):
                     for b in iter(lambda: f.read(1 << 20), b""):
                         h.update(b)
                 desc += " %d %s" % (st.st_size, h.hexdigest())
+                if nlink:
+                    desc += " n%d" % st.st_nlink
             elif stat.S_ISLNK(m):
                 desc += " -> " + os.readlink(p)
             elif stat.S_ISCHR(m) or stat.S_ISBLK(m):
@@ -188,8 +196,8 @@ def tree(root, src):
 if __name__ == "__main__":
     a = sys.argv[1:]
     if a[0] == "relay":
-        relay(int(a[1]), int(a[2]), float(a[3]), len(a) > 4 and a[4] == "1")
+        relay(addr(a[1]), addr(a[2]), float(a[3]), len(a) > 4 and a[4] == "1")
     elif a[0] == "fake":
-        fake(int(a[1]), a[2], a[3])
+        fake(addr(a[1]), a[2], a[3])
     elif a[0] == "tree":
-        tree(a[1], "--src" in a)
+        tree(a[1], "--src" in a, "--nlink" in a)

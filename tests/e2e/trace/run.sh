@@ -119,23 +119,7 @@ grep -q '^reported 2 traces of 2 images in 1 groups' "$W/report.out" ||
 [ "$(ntraces)" = 0 ] || e2e_fail "traces left after a successful report"
 curl -fsS "$U/starlight/delta?to=$R/features:sl&platform=$P&insecure=1" -o "$W/delta" ||
     e2e_fail "GET /starlight/delta"
-python3 - "$W/delta" "${order[@]}" <<'PY' || e2e_fail "delta order"
-import json, struct, sys
-b = open(sys.argv[1], "rb").read()
-hl = struct.unpack(">Q", b[16:24])[0]
-h = json.loads(b[32:32 + hl])
-want = sys.argv[2:]
-# the content index of each wanted path, from the top-most layer that has it
-idx = {}
-for layer in h["layers"]:
-    for f in layer["files"]:
-        if f["path"] in want and f["source"] == "payload":
-            idx[f["path"]] = f["content"]
-traced = [c["index"] for c in h["contents"] if c["traced"]]
-assert traced == list(range(len(traced))), "traced contents are not first"
-pos = [idx[p] for p in want]
-assert all(p < len(traced) for p in pos), (pos, len(traced))
-assert pos == sorted(pos), ("not in the recorded order", list(zip(want, pos)))
-print("traced contents first: %d of %d; the script's files at %s" % (len(traced), len(h["contents"]), pos))
-PY
-e2e_log "5. $(cat "$W/report.out"); delta: traced first, in the recorded order"
+pull_delta_traced "$W/delta" "${order[@]}" >"$W/delta.check" ||
+    e2e_fail "the delta does not send the traced contents first, in the recorded order"
+e2e_log "5. $(cat "$W/report.out"); delta: traced first, in the recorded order" \
+    "($(grep -E '^(traced_contents|contents|positions)=' "$W/delta.check" | tr '\n' ' '))"
