@@ -35,6 +35,7 @@ struct sl_core {
     pthread_cond_t plan_cv;
     struct plan_entry *plan_cache;
     uint64_t plan_tick;
+    unsigned plans_running; /* at most PLAN_CONCURRENCY */
 
     /* counters for /metrics */
     _Atomic uint64_t notifies, notify_errors, notify_ns, layers_ingested, layers_reused;

@@ -16,6 +16,7 @@
 #endif
 
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -27,6 +28,9 @@
  * bytes in total (head + segments); plans still streamed stay alive by reference anyway. */
 #define PLAN_CACHE_ENTRIES 16
 #define PLAN_CACHE_BYTES   (64u << 20)
+/* Plans computed at once (different requests): planning a redis-sized image allocates ~30 MB
+ * for a moment and is CPU-bound, so more at once would only raise the memory peak. */
+#define PLAN_CONCURRENCY 2
 /* sl_core_read_payload reads through a gap of at most this many bytes between two segments
  * of one blob (and drops it) rather than splitting the read. */
 #define READ_GAP_MAX (64u * 1024)
@@ -1027,6 +1031,26 @@ static struct plan_entry *plan_cache_find(struct sl_core *core, const char *key)
     return NULL;
 }
 
+/* plan() with at most PLAN_CONCURRENCY running at once. */
+static int plan_limited(struct sl_core *core, const struct sl_delta_request *req,
+                        struct sl_delta **ret, sl_error_t *err)
+{
+    pthread_mutex_lock(&core->plan_mu);
+    while (core->plans_running >= PLAN_CONCURRENCY)
+        pthread_cond_wait(&core->plan_cv, &core->plan_mu);
+    core->plans_running++;
+    pthread_mutex_unlock(&core->plan_mu);
+    int r = plan(core, req, ret, err);
+    /* Planning a large image allocates tens of MB of short-lived rows and JSON: hand the freed
+     * pages back now, before the streams allocate, so they do not add to the peak. */
+    malloc_trim(0);
+    pthread_mutex_lock(&core->plan_mu);
+    core->plans_running--;
+    pthread_cond_broadcast(&core->plan_cv);
+    pthread_mutex_unlock(&core->plan_mu);
+    return r;
+}
+
 /* plan() through the cache; *ret_shared tells whether an existing plan was reused. */
 static int plan_shared(struct sl_core *core, const struct sl_delta_request *req,
                        struct sl_delta **ret, bool *ret_shared, sl_error_t *err)
@@ -1034,7 +1058,7 @@ static int plan_shared(struct sl_core *core, const struct sl_delta_request *req,
     *ret_shared = false;
     _cleanup_free_ char *key = NULL, *fp = NULL;
     if (plan_key(core, req, &key, &fp) < 0)
-        return plan(core, req, ret, err);
+        return plan_limited(core, req, ret, err);
     pthread_mutex_lock(&core->plan_mu);
     struct plan_entry *e;
     while ((e = plan_cache_find(core, key))) {
@@ -1061,7 +1085,7 @@ static int plan_shared(struct sl_core *core, const struct sl_delta_request *req,
     pthread_mutex_unlock(&core->plan_mu);
 
     struct sl_delta *d = NULL;
-    int r = plan(core, req, &d, err);
+    int r = plan_limited(core, req, &d, err);
 
     pthread_mutex_lock(&core->plan_mu);
     if (r < 0) {

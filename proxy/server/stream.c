@@ -30,14 +30,20 @@ struct sl_stream {
     uint64_t sent;       /* absolute response position consumed by the loop */
     uint64_t queued_end; /* absolute response position after the last queued byte */
 
+    struct chunk *spare; /* one drained chunk kept for the next fill (under lock) */
+
     /* owned by the filling worker (one at a time) */
     uint64_t fill_pos; /* absolute response position of the next byte to read */
     struct chunk *cur; /* being filled, not yet queued */
 };
 
-static struct chunk *chunk_new(size_t headroom)
+static struct chunk *chunk_new(struct sl_stream *s)
 {
-    struct chunk *c = sl_xmalloc(sizeof(*c) + headroom + SL_STREAM_CHUNK);
+    pthread_mutex_lock(&s->lock);
+    struct chunk *c = TAKE_PTR(s->spare);
+    pthread_mutex_unlock(&s->lock);
+    if (!c)
+        c = sl_xmalloc(sizeof(*c) + s->headroom + SL_STREAM_CHUNK);
     c->next = NULL;
     c->len = 0;
     c->off = 0;
@@ -95,6 +101,7 @@ void sl_stream_free(struct sl_stream *s)
         free(c);
     }
     free(s->cur);
+    free(s->spare);
     sl_delta_free(s->d);
     pthread_mutex_destroy(&s->lock);
     free(s);
@@ -138,7 +145,7 @@ static int sink(void *ud, const void *data, size_t len)
     const uint8_t *p = data;
     while (len > 0) {
         if (!s->cur)
-            s->cur = chunk_new(s->headroom);
+            s->cur = chunk_new(s);
         size_t n = SL_MIN(len, SL_STREAM_CHUNK - s->cur->len);
         memcpy(chunk_data(s, s->cur) + s->cur->len, p, n);
         s->cur->len += n;
@@ -229,7 +236,10 @@ bool sl_stream_consume(struct sl_stream *s, size_t n)
             if (!s->head)
                 s->tail = NULL;
             s->n_chunks--;
-            done = c;
+            if (s->spare) /* recycled: no malloc/free per chunk */
+                done = c;
+            else
+                s->spare = c;
         }
     }
     if (!s->fill_running && !s->cancelled && s->error == 0 && s->queued_end < s->end &&

@@ -2,7 +2,7 @@
  * worker that reads the payload through the core and the event loop that writes it.
  *
  * Memory per stream is bounded: at most SL_STREAM_MAX_CHUNKS queued chunks of
- * SL_STREAM_CHUNK bytes plus the one being filled (640 KiB), whatever the client's
+ * SL_STREAM_CHUNK bytes plus the one being filled (512 KiB), whatever the client's
  * speed. A worker never waits for the client: sl_stream_fill() reads only what fits in the
  * window and returns; the loop asks for the next fill (sl_stream_consume() returns true) once
  * the queue has drained to SL_STREAM_LOW_CHUNKS. So a slow client holds memory, never a thread.
@@ -20,8 +20,8 @@
 #include <stdint.h>
 
 #define SL_STREAM_CHUNK      (128u * 1024)
-#define SL_STREAM_MAX_CHUNKS 4
-#define SL_STREAM_LOW_CHUNKS 2
+#define SL_STREAM_MAX_CHUNKS 3
+#define SL_STREAM_LOW_CHUNKS 1
 
 struct sl_stream;
 
