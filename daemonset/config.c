@@ -32,6 +32,10 @@ static const struct sl_opt daemon_opts[] = {
      "Log format"},
     {"log-level", SL_OPT_STR, O(log_level), "info", "STARLIGHT_LOG_LEVEL", 0, "LEVEL",
      "error, warn, info or debug"},
+    {"node-name", SL_OPT_STR, O(node_name), NULL, "NODE_NAME", 0, "NAME",
+     "Kubernetes node of this daemon: watch Pods bound to it and its Node (empty: off)"},
+    {"kubeconfig", SL_OPT_STR, O(kubeconfig), NULL, "STARLIGHT_KUBECONFIG", 0, "FILE",
+     "kubeconfig for the node watcher (empty: in-cluster when KUBERNETES_SERVICE_HOST is set)"},
 };
 
 const struct sl_cmd sl_daemon_cmd = {

@@ -25,6 +25,8 @@ struct sl_daemon_config {
     int64_t grpc_workers;
     char *log_format;
     char *log_level;
+    char *node_name;  /* Kubernetes node watcher (docs/kubernetes.md §3); empty = off */
+    char *kubeconfig; /* empty = in-cluster */
 };
 
 extern const struct sl_cmd sl_daemon_cmd;

@@ -5,6 +5,7 @@
 #include "control.h"
 #include "metrics.h"
 #include "daemon-config.h"
+#include "nodewatch.h"
 #include "fs.h"
 #include "grpc-server.h"
 #include "log.h"
@@ -220,9 +221,26 @@ int main(int argc, char **argv)
     }
     log_info("control API on %s", cfg.control_socket);
 
+    /* Kubernetes node watcher: Pods bound to this node and the Node's prewarm annotation start
+     * pulls through the control API; an error here is logged, the daemon serves on. */
+    struct sl_nodewatch *nodewatch = NULL;
+    if (cfg.node_name && *cfg.node_name) {
+        struct sl_nodewatch_options nwo = {.node_name = cfg.node_name,
+                                           .kubeconfig = cfg.kubeconfig,
+                                           .control = ctl,
+                                           .trace = trace,
+                                           .metrics = metrics};
+        r = sl_nodewatch_start(&nwo, &nodewatch, &err);
+        if (r < 0) {
+            sl_log_error_err(&err, r, "start the node watcher (no Kubernetes prefetch)");
+            sl_error_free(&err);
+        }
+    }
+
     int sig = 0;
     sigwait(&set, &sig);
     log_info("%s: stopping", strsignal(sig));
+    sl_nodewatch_stop(nodewatch);
     sl_control_stop(ctl);
     sl_grpc_server_stop(srv, STOP_GRACE_MS);
     sl_remote_free(remote); /* pulls in flight stop at their next event */

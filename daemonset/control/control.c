@@ -523,8 +523,10 @@ static void handle_status(struct conn *k)
 /* ------------------------------------------------------------------ pull */
 
 struct pull_ctx {
-    struct conn *k;
+    struct sl_control *c;
     struct inflight *inf;
+    sl_pull_event_fn on_event; /* the puller's own view (HTTP lines, or sl_control_pull's) */
+    void *event_ud;
 };
 
 /* Writes one progress line; < 0 when the client went away. */
@@ -544,7 +546,7 @@ static int send_line(struct conn *k, enum sl_pull_phase phase, const struct sl_p
 static int on_pull_event(void *ud, enum sl_pull_phase phase, const struct sl_pull_stats *s)
 {
     struct pull_ctx *p = ud;
-    struct sl_control *c = p->k->c;
+    struct sl_control *c = p->c;
     pthread_mutex_lock(&c->lock);
     p->inf->st = *s;
     p->inf->reached |= 1u << phase;
@@ -553,8 +555,14 @@ static int on_pull_event(void *ud, enum sl_pull_phase phase, const struct sl_pul
     pthread_mutex_unlock(&c->lock);
     if (atomic_load(&c->stopping))
         return -ECANCELED;
+    return p->on_event ? p->on_event(p->event_ud, phase, s) : 0;
+}
+
+/* POST /v1/pull's view of its own pull. */
+static int on_http_pull_event(void *ud, enum sl_pull_phase phase, const struct sl_pull_stats *s)
+{
     /* A client that went away does not stop the pull: the node still wants the image. */
-    (void)send_line(p->k, phase, s);
+    (void)send_line(ud, phase, s);
     return 0;
 }
 
@@ -632,6 +640,90 @@ static void follow_pull(struct conn *k, struct inflight *inf)
     pthread_mutex_unlock(&c->lock);
 }
 
+/* The identity of a pull: requests with the same key share one pull in flight. */
+static char *pull_key(const char *ref, const char *platform, const char *ns, const char *url,
+                      int insecure)
+{
+    return sl_xasprintf("%s\n%s\n%s\n%s\n%d", ref, platform ? platform : sl_pull_host_platform(),
+                        ns && *ns ? ns : "default", url, insecure);
+}
+
+/* Finds the pull in flight with `key` (*ret_follow: attached to it, refs+1) or registers a new
+ * one (the caller runs it with inflight_run). -EAGAIN when too many are in flight. */
+static int inflight_get(struct sl_control *c, const char *ref, const char *key,
+                        struct inflight **ret, bool *ret_follow, sl_error_t *err)
+{
+    pthread_mutex_lock(&c->lock);
+    for (struct inflight *p = c->inflight.next; p != &c->inflight; p = p->next) {
+        if (!p->done && strcmp(p->key, key) == 0) {
+            p->refs++;
+            pthread_mutex_unlock(&c->lock);
+            *ret = p;
+            *ret_follow = true;
+            return 0;
+        }
+    }
+    if (c->n_inflight >= MAX_INFLIGHT) {
+        pthread_mutex_unlock(&c->lock);
+        return sl_error_make(err, EAGAIN, "too many pulls in flight");
+    }
+    struct inflight *inf = sl_xcalloc(1, sizeof(*inf));
+    inf->ref = sl_xstrdup(ref);
+    inf->key = sl_xstrdup(key);
+    inf->refs = 1;
+    pthread_cond_init(&inf->changed, NULL);
+    inf->next = &c->inflight;
+    inf->prev = c->inflight.prev;
+    c->inflight.prev->next = inf;
+    c->inflight.prev = inf;
+    c->n_inflight++;
+    pthread_mutex_unlock(&c->lock);
+    *ret = inf;
+    *ret_follow = false;
+    return 0;
+}
+
+/* Runs the pull registered by inflight_get (req: what to pull; the event and registration
+ * hooks are set here), then publishes its end to followers and drops the reference. */
+static int inflight_run(struct sl_control *c, struct pull_ctx *pc, struct sl_pull_request *req,
+                        struct sl_pull_stats *ret_st, sl_error_t *err)
+{
+    struct inflight *inf = pc->inf;
+    struct sl_pull_stats st;
+    req->on_event = on_pull_event;
+    req->event_ud = pc;
+    req->on_register = c->o.on_register;
+    req->register_ud = c->o.register_ud;
+    log_info("pull %s from %s", req->ref, req->proxy_url);
+    int r = sl_pull_run(c->o.store, c->o.fs, req, &st, err);
+    if (r < 0)
+        log_error("%s", sl_error_msg(*err, r));
+    sl_metric_add(c->mx.pulls, r < 0 ? "result=\"error\"" : "result=\"ok\"", 1);
+    sl_metric_add(c->mx.fetched, NULL, (double)st.bytes_received);
+    if (r >= 0 && st.image_bytes > st.bytes_received)
+        sl_metric_add(c->mx.saved, NULL, (double)(st.image_bytes - st.bytes_received));
+    if (st.ms_ready >= 0)
+        sl_metric_observe(c->mx.ready, NULL, st.ms_ready / 1000.0);
+    if (r >= 0 && st.ms_complete >= 0)
+        sl_metric_observe(c->mx.complete, NULL, st.ms_complete / 1000.0);
+    if (r >= 0) {
+        log_info("pull %s: %" PRIu64 " bytes (payload %" PRIu64 "), ready after %.0f ms, "
+                 "complete after %.0f ms",
+                 req->ref, st.bytes_received, st.payload_bytes, st.ms_ready, st.ms_complete);
+    }
+    pthread_mutex_lock(&c->lock);
+    inf->st = st;
+    inf->done = true;
+    inf->rc = r;
+    if (r < 0)
+        inf->error = sl_xstrdup(sl_error_msg(*err, r));
+    pthread_cond_broadcast(&inf->changed);
+    inflight_unref(c, inf);
+    pthread_mutex_unlock(&c->lock);
+    *ret_st = st;
+    return r;
+}
+
 static void handle_pull(struct conn *k)
 {
     struct sl_control *c = k->c;
@@ -666,43 +758,20 @@ static void handle_pull(struct conn *k)
         return;
     }
 
-    _cleanup_free_ char *key =
-        sl_xasprintf("%s\n%s\n%s\n%s\n%d", ref, platform ? platform : sl_pull_host_platform(),
-                     ns && *ns ? ns : "default", url, insecure);
-    pthread_mutex_lock(&c->lock);
-    for (struct inflight *p = c->inflight.next; p != &c->inflight; p = p->next) {
-        if (!p->done && strcmp(p->key, key) == 0) {
-            p->refs++;
-            pthread_mutex_unlock(&c->lock);
-            follow_pull(k, p);
-            json_decref(in);
-            return;
-        }
-    }
-    struct inflight *inf = sl_xcalloc(1, sizeof(*inf));
-    inf->ref = sl_xstrdup(ref);
-    inf->key = TAKE_PTR(key);
-    inf->refs = 1;
-    pthread_cond_init(&inf->changed, NULL);
-    bool full = c->n_inflight >= MAX_INFLIGHT;
-    if (!full) {
-        inf->next = &c->inflight;
-        inf->prev = c->inflight.prev;
-        c->inflight.prev->next = inf;
-        c->inflight.prev = inf;
-        c->n_inflight++;
-    }
-    pthread_mutex_unlock(&c->lock);
-    if (full) {
-        pthread_cond_destroy(&inf->changed);
-        free(inf->ref);
-        free(inf->key);
-        free(inf);
+    _cleanup_free_ char *key = pull_key(ref, platform, ns, url, insecure);
+    struct inflight *inf = NULL;
+    bool follow = false;
+    r = inflight_get(c, ref, key, &inf, &follow, &err);
+    if (r < 0) {
         json_decref(in);
-        return reply_error(k, -EAGAIN, "too many pulls in flight");
+        return reply_error(k, r, sl_error_msg(err, r));
     }
-
-    struct pull_ctx pc = {.k = k, .inf = inf};
+    if (follow) {
+        follow_pull(k, inf);
+        json_decref(in);
+        return;
+    }
+    struct pull_ctx pc = {.c = c, .inf = inf, .on_event = on_http_pull_event, .event_ud = k};
     struct sl_pull_request req = {
         .proxy_url = url,
         .proxy_auth = auth,
@@ -710,16 +779,10 @@ static void handle_pull(struct conn *k)
         .platform = platform,
         .ns = ns,
         .insecure = insecure,
-        .on_event = on_pull_event,
-        .event_ud = &pc,
-        .on_register = c->o.on_register,
-        .register_ud = c->o.register_ud,
     };
     struct sl_pull_stats st;
-    log_info("pull %s from %s", ref, url);
-    r = sl_pull_run(c->o.store, c->o.fs, &req, &st, &err);
+    r = inflight_run(c, &pc, &req, &st, &err);
     if (r < 0) {
-        log_error("%s", sl_error_msg(err, r));
         if (!k->head_sent) {
             reply_error(k, r, sl_error_msg(err, r));
         } else {
@@ -730,29 +793,67 @@ static void handle_pull(struct conn *k)
             reply_json(k, 200, o);
         }
     }
-    sl_metric_add(c->mx.pulls, r < 0 ? "result=\"error\"" : "result=\"ok\"", 1);
-    sl_metric_add(c->mx.fetched, NULL, (double)st.bytes_received);
-    if (r >= 0 && st.image_bytes > st.bytes_received)
-        sl_metric_add(c->mx.saved, NULL, (double)(st.image_bytes - st.bytes_received));
-    if (st.ms_ready >= 0)
-        sl_metric_observe(c->mx.ready, NULL, st.ms_ready / 1000.0);
-    if (r >= 0 && st.ms_complete >= 0)
-        sl_metric_observe(c->mx.complete, NULL, st.ms_complete / 1000.0);
-    if (r >= 0) {
-        log_info("pull %s: %" PRIu64 " bytes (payload %" PRIu64 "), ready after %.0f ms, "
-                 "complete after %.0f ms",
-                 ref, st.bytes_received, st.payload_bytes, st.ms_ready, st.ms_complete);
-    }
-    pthread_mutex_lock(&c->lock);
-    inf->st = st;
-    inf->done = true;
-    inf->rc = r;
-    if (r < 0)
-        inf->error = sl_xstrdup(sl_error_msg(err, r));
-    pthread_cond_broadcast(&inf->changed);
-    inflight_unref(c, inf);
-    pthread_mutex_unlock(&c->lock);
     json_decref(in);
+}
+
+int sl_control_proxy(struct sl_control *c, const char *name, char **ret_url, char **ret_auth,
+                     sl_error_t *err)
+{
+    return resolve_proxy(c, name, ret_url, ret_auth, err);
+}
+
+int sl_control_pull(struct sl_control *c, const struct sl_control_pull *p,
+                    struct sl_pull_stats *ret_stats, sl_error_t *err)
+{
+    struct sl_pull_stats st;
+    memset(&st, 0, sizeof(st));
+    st.ms_header = st.ms_ready = st.ms_complete = -1;
+    if (ret_stats)
+        *ret_stats = st;
+    _cleanup_free_ char *url = NULL, *auth = NULL;
+    int r = resolve_proxy(c, p->proxy, &url, &auth, err);
+    if (r < 0)
+        return r;
+    _cleanup_free_ char *key = pull_key(p->ref, p->platform, p->ns, url, p->insecure);
+    struct inflight *inf = NULL;
+    bool follow = false;
+    r = inflight_get(c, p->ref, key, &inf, &follow, err);
+    if (r < 0)
+        return r;
+    if (follow) { /* the same pull is running: wait for its end */
+        log_info("pull %s: attached to the pull in flight", inf->ref);
+        pthread_mutex_lock(&c->lock);
+        while (!inf->done && !atomic_load(&c->stopping)) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            pthread_cond_timedwait(&inf->changed, &c->lock, &ts);
+        }
+        st = inf->st;
+        r = !inf->done ? sl_error_make(err, ECANCELED, "pull %s: stopping", p->ref)
+            : inf->rc < 0
+                ? sl_error_make(err, -inf->rc, "%s", inf->error ? inf->error : "pull failed")
+                : 0;
+        inflight_unref(c, inf);
+        pthread_mutex_unlock(&c->lock);
+        if (ret_stats)
+            *ret_stats = st;
+        return r;
+    }
+    struct pull_ctx pc = {.c = c, .inf = inf, .on_event = p->on_event, .event_ud = p->event_ud};
+    struct sl_pull_request req = {
+        .proxy_url = url,
+        .proxy_auth = auth,
+        .ref = p->ref,
+        .platform = p->platform,
+        .ns = p->ns,
+        .insecure = p->insecure,
+        .from = p->from,
+    };
+    r = inflight_run(c, &pc, &req, &st, err);
+    if (ret_stats)
+        *ret_stats = st;
+    return r;
 }
 
 /* ------------------------------------------------------------------ connections */

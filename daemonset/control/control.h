@@ -3,6 +3,7 @@
  * http://localhost/v1/status`).
  *
  *     POST /v1/pull      {ref, platform?, namespace?, proxy?, insecure?} → JSON lines
+ *                        (sl_control_pull runs the same pull for callers in the daemon)
  *     GET  /v1/status    layers (digest, complete, bytes local/total), pulls in flight
  *     GET  /v1/ping      ?proxy=NAME|URL → RTT of the proxy's /health-check
  *     GET  /v1/proxies   proxy profiles (credentials redacted)
@@ -59,6 +60,28 @@ int sl_control_start(const struct sl_control_options *o, struct sl_control **ret
 /* Stops accepting, aborts pulls in flight (they fail with -ECANCELED), waits for connection
  * threads, removes the socket file. NULL is fine. */
 void sl_control_stop(struct sl_control *c);
+
+/* One pull as POST /v1/pull runs it (proxy profile resolution, the pull listed in
+ * /v1/status while it runs, metrics, logs), for callers inside the daemon (the node
+ * watcher). Blocks until the pull ends; `on_event` (optional) sees every phase and may abort
+ * with a negative errno. Pulls fail with -ECANCELED once the server stops; -EAGAIN when
+ * SL_CONTROL's in-flight cap is reached; -ENOENT for an unknown proxy profile. */
+struct sl_control_pull {
+    const char *ref;
+    const char *platform; /* NULL = the host's */
+    const char *ns;       /* containerd namespace (NULL = "default") */
+    const char *proxy;    /* profile name or URL; NULL/"" = "default" */
+    bool insecure;
+    const char *const *from; /* images held (hint for the delta), NULL-terminated, or NULL */
+    sl_pull_event_fn on_event;
+    void *event_ud;
+};
+int sl_control_pull(struct sl_control *c, const struct sl_control_pull *p,
+                    struct sl_pull_stats *ret_stats, sl_error_t *err);
+/* Resolves a proxy profile name (NULL/"" = "default") or URL into a URL and an Authorization
+ * value (or NULL); both caller-owned. -ENOENT for an unknown profile. */
+int sl_control_proxy(struct sl_control *c, const char *name, char **ret_url, char **ret_auth,
+                     sl_error_t *err);
 
 /* HTTP status for a negative errno (ENOENT 404, EINVAL 400, EACCES 403, EAGAIN 503, …). */
 int sl_control_http_status(int r);

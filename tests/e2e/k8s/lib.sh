@@ -4,6 +4,8 @@
 #                                  exports K8S_URL, K8S_PORT, K8S_PID, K8S_LOG (request log, JSON
 #                                  lines), K8S_KUBECONFIG (token "e2e-token" for user e2e) and a
 #                                  private HOME for kubectl's discovery cache
+#   k8s_kubeconfig FILE TOKEN      write a kubeconfig for another identity (start the server with
+#                                  --token TOKEN=USER to name it in the request log)
 #   k8s_hook NAME [QUERY]          POST /_test/NAME?QUERY (fault injection; see apiserver.py)
 #   k8s_kubectl ARGS...            /usr/bin/kubectl against it (30 s request timeout)
 K8S_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -23,7 +25,15 @@ k8s_apiserver_start() {
   case " $* " in *" --tls "*) scheme=https ;; esac
   K8S_URL=$scheme://127.0.0.1:$K8S_PORT
   K8S_KUBECONFIG=$dir/kubeconfig
-  cat >"$K8S_KUBECONFIG" <<KC
+  k8s_kubeconfig "$K8S_KUBECONFIG" e2e-token
+  export K8S_URL K8S_PORT K8S_PID K8S_LOG K8S_KUBECONFIG
+  export HOME=$dir/home
+  mkdir -p "$HOME"
+  e2e_wait_for "test API server /version" 15 curl -sf -H "Authorization: Bearer e2e-token" "$K8S_URL/version" -o /dev/null
+}
+
+k8s_kubeconfig() {
+  cat >"$1" <<KC
 apiVersion: v1
 kind: Config
 current-context: e2e
@@ -37,12 +47,8 @@ contexts:
 users:
 - name: e2e
   user:
-    token: e2e-token
+    token: $2
 KC
-  export K8S_URL K8S_PORT K8S_PID K8S_LOG K8S_KUBECONFIG
-  export HOME=$dir/home
-  mkdir -p "$HOME"
-  e2e_wait_for "test API server /version" 15 curl -sf -H "Authorization: Bearer e2e-token" "$K8S_URL/version" -o /dev/null
 }
 
 k8s_hook() {
