@@ -33,6 +33,22 @@ struct job {
     char *pod_ns, *pod_name, *pod_uid;
 };
 
+struct evq {
+    struct evq *next;
+    char *ns, *name, *uid, *reason, *type, *msg;
+};
+
+static void evq_free(struct evq *e)
+{
+    free(e->ns);
+    free(e->name);
+    free(e->uid);
+    free(e->reason);
+    free(e->type);
+    free(e->msg);
+    free(e);
+}
+
 struct sl_nodewatch {
     char *node, *ctrd_ns;
     struct sl_control *control;
@@ -52,6 +68,8 @@ struct sl_nodewatch {
     pthread_t timer;
     bool timer_started;
     volatile int stopping;
+    struct evq *events; /* Events to send (newest first), under lock */
+    int n_events;
 
     /* trace session: uid → {ns, name, deadline (ms, monotonic), running} */
     json_t *trace_pods;
@@ -82,20 +100,60 @@ static void event(struct sl_nodewatch *w, const char *ns, const char *name, cons
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    struct sl_k8s_event ev = {.kind = "Pod",
-                              .ns = ns,
-                              .name = name,
-                              .uid = uid,
-                              .reason = reason,
-                              .message = msg,
-                              .type = type,
-                              .component = "starlight-daemon",
-                              .host = w->node};
-    sl_error_t e = NULL;
-    int r = sl_k8s_event_record(w->client, &ev, &e);
-    if (r < 0)
-        log_warn("node watcher: %s", sl_error_msg(e, r)); /* Events are best effort */
-    sl_error_free(&e);
+    /* queued: the timer thread sends it, so no reflector callback waits on the API server */
+    struct evq *e = sl_xcalloc(1, sizeof(*e));
+    e->ns = sl_xstrdup(ns ? ns : "default");
+    e->name = sl_xstrdup(name ? name : "");
+    e->uid = uid ? sl_xstrdup(uid) : NULL;
+    e->reason = sl_xstrdup(reason);
+    e->type = sl_xstrdup(type);
+    e->msg = sl_xstrdup(msg);
+    pthread_mutex_lock(&w->lock);
+    if (w->n_events < 1024) {
+        e->next = w->events;
+        w->events = e;
+        w->n_events++;
+        e = NULL;
+    }
+    pthread_mutex_unlock(&w->lock);
+    if (e) { /* a flood: drop it (Events are best effort) */
+        evq_free(e);
+    }
+}
+
+/* Sends the queued Events, oldest first. */
+static void events_flush(struct sl_nodewatch *w)
+{
+    pthread_mutex_lock(&w->lock);
+    struct evq *list = w->events, *rev = NULL;
+    w->events = NULL;
+    w->n_events = 0;
+    pthread_mutex_unlock(&w->lock);
+    while (list) {
+        struct evq *n = list->next;
+        list->next = rev;
+        rev = list;
+        list = n;
+    }
+    while (rev) {
+        struct evq *e = rev;
+        rev = e->next;
+        struct sl_k8s_event ev = {.kind = "Pod",
+                                  .ns = e->ns,
+                                  .name = e->name,
+                                  .uid = e->uid,
+                                  .reason = e->reason,
+                                  .message = e->msg,
+                                  .type = e->type,
+                                  .component = "starlight-daemon",
+                                  .host = w->node};
+        sl_error_t err = NULL;
+        int r = sl_k8s_event_record(w->client, &ev, &err);
+        if (r < 0)
+            log_warn("node watcher: %s", sl_error_msg(err, r)); /* Events are best effort */
+        sl_error_free(&err);
+        evq_free(e);
+    }
 }
 
 /* ---- pulls ---------------------------------------------------------------------------------- */
@@ -470,7 +528,9 @@ static void *timer_main(void *p)
             json_decref(closing);
             free(proxy);
         }
+        events_flush(w);
     }
+    events_flush(w);
     return NULL;
 }
 
@@ -765,6 +825,11 @@ void sl_nodewatch_stop(struct sl_nodewatch *w)
         sl_error_t e = NULL;
         if (sl_trace_set_optimizer(w->trace, false, NULL, NULL, &e) < 0)
             sl_error_free(&e);
+    }
+    while (w->events) {
+        struct evq *e = w->events;
+        w->events = e->next;
+        evq_free(e);
     }
     while (w->head) {
         struct job *j = w->head;

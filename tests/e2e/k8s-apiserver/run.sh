@@ -47,14 +47,14 @@ spec:
   - {name: c, image: "registry.example/web:1"}
 Y
 [ "$(k8s_kubectl get pods -o name 2>&1)" = "" ] || e2e_fail "kubectl get pods: not empty"
-k8s_kubectl apply -f "$W/pod.yaml" | grep -q "pod/web created" || e2e_fail "kubectl apply (create)"
-k8s_kubectl apply -f "$W/pod.yaml" | grep -q "pod/web unchanged" ||
+k8s_kubectl apply -f "$W/pod.yaml" | k8s_grep "pod/web created" || e2e_fail "kubectl apply (create)"
+k8s_kubectl apply -f "$W/pod.yaml" | k8s_grep "pod/web unchanged" ||
   e2e_fail "kubectl apply (unchanged)"
 log_has 'e["method"]=="POST" and "fieldValidation=Strict" in e["query"]' ||
   e2e_fail "kubectl apply did not send fieldValidation=Strict (openapi v3 stub not used)"
-k8s_kubectl annotate pod web starlight-c.dev/provision=true | grep -q annotated ||
+k8s_kubectl annotate pod web starlight-c.dev/provision=true | k8s_grep annotated ||
   e2e_fail "kubectl annotate"
-k8s_kubectl label pod web tier=front | grep -q labeled || e2e_fail "kubectl label"
+k8s_kubectl label pod web tier=front | k8s_grep labeled || e2e_fail "kubectl label"
 log_has 'e["method"]=="PATCH" and e["contentType"]=="application/merge-patch+json" and "fieldManager=kubectl-annotate" in e["query"]' ||
   e2e_fail "kubectl annotate did not send a merge patch"
 [ "$(k8s_kubectl get pods -l 'tier in (front,back),app' -o name)" = pod/web ] ||
@@ -89,10 +89,10 @@ log_has '"allowWatchBookmarks=true" in e["query"] and "timeoutSeconds=" in e["qu
   e2e_fail "kubectl wait sent no bookmark watch"
 # a Job the way kubectl can send it as JSON; the server fills in selector and pod labels
 k8s_kubectl create job trace --image=busybox --dry-run=client -o json -- true |
-  k8s_kubectl create -f - | grep -q "job.batch/trace created" || e2e_fail "kubectl create job"
+  k8s_kubectl create -f - | k8s_grep "job.batch/trace created" || e2e_fail "kubectl create job"
 [ -n "$(k8s_kubectl get job trace -o jsonpath='{.spec.selector.matchLabels}')" ] ||
   e2e_fail "job without a selector"
-k8s_kubectl delete pod web2 --timeout=15s | grep -q deleted || e2e_fail "kubectl delete"
+k8s_kubectl delete pod web2 --timeout=15s | k8s_grep deleted || e2e_fail "kubectl delete"
 [ "$(k8s_kubectl get pods -o name)" = pod/web ] || e2e_fail "web2 still listed after delete"
 log_has 'e["user"]=="system:anonymous" and e["path"]=="/api/v1/namespaces/default/pods/web2" and e["method"]=="DELETE"' ||
   e2e_fail "request log lacks the DELETE"
@@ -110,7 +110,7 @@ out=$("$T" "${K[@]}" list /api/v1/pods -f spec.nodeName=n1 -l starlight-c.dev/pr
 [ "$(echo "$out" | grep -c '^default/')" = 2 ] || { echo "$out"; e2e_fail "list with selectors"; }
 rc=0; "$T" "${K[@]}" update $NSP/p1 '{"metadata":{"name":"p1","resourceVersion":"2"}}' >/dev/null 2>&1 || rc=$?
 [ "$rc" = 3 ] || e2e_fail "stale update: rc $rc, expected Conflict (3)"
-"$T" "${K[@]}" patch $NSP/p1 '{"metadata":{"annotations":{"a":"1"}}}' | grep -q '"a":"1"' ||
+"$T" "${K[@]}" patch $NSP/p1 '{"metadata":{"annotations":{"a":"1"}}}' | k8s_grep '"a":"1"' ||
   e2e_fail "merge patch"
 "$T" "${K[@]}" patch --type json $NSP/p1 '[{"op":"add","path":"/metadata/labels/x~1y","value":"2"}]' |
   grep -q '"x/y":"2"' || e2e_fail "JSON patch"
@@ -204,11 +204,11 @@ dt=$(( ($(date +%s%N) - t0) / 1000000 ))
 # the last renewal) and it checks once per retry period (500 ms + 20% jitter): D + 2 retries
 [ "$dt" -le 5500 ] || e2e_fail "takeover took ${dt} ms (lease 4000 ms + two retries)"
 lease=$("$T" "${K[@]}" get /apis/coordination.k8s.io/v1/namespaces/default/leases/sl-e2e)
-echo "$lease" | grep -q '"leaseTransitions":1' || e2e_fail "leaseTransitions not 1: $lease"
+echo "$lease" | k8s_grep '"leaseTransitions":1' || e2e_fail "leaseTransitions not 1: $lease"
 kill -TERM "$other"
 wait "$other" || e2e_fail "lease tool exited non-zero"
 lease=$("$T" "${K[@]}" get /apis/coordination.k8s.io/v1/namespaces/default/leases/sl-e2e)
-echo "$lease" | grep -q '"holderIdentity":""' || e2e_fail "lease not released: $lease"
+echo "$lease" | k8s_grep '"holderIdentity":""' || e2e_fail "lease not released: $lease"
 echo "lease checks passed (takeover ${dt} ms after SIGKILL)"
 
 # ---- 5. in-cluster over TLS with a rotating token ------------------------------------------------
@@ -223,7 +223,7 @@ cp "$W/tls/ca.crt" "$SA/ca.crt"
 echo tok1 >"$SA/token"
 echo default >"$SA/namespace"
 IC=(env KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT="$(cat "$W/tls.port")")
-"${IC[@]}" "$T" --sa-dir "$SA" list $NSP | grep -q '^rv ' || e2e_fail "in-cluster list over TLS"
+"${IC[@]}" "$T" --sa-dir "$SA" list $NSP | k8s_grep '^rv ' || e2e_fail "in-cluster list over TLS"
 "${IC[@]}" "$T" --sa-dir "$SA" watch $NSP --timeout 60 --watch-timeout 30 >"$W/icw.out" 2>&1 &
 IW=$!; e2e_track_pid sl-k8s-tool-icwatch "$IW"
 e2e_wait_for "in-cluster watch synced" 10 grep -q '^synced' "$W/icw.out"

@@ -70,7 +70,7 @@ DLOG="$E2E_DIR/logs/starlight-daemon.log"
 e2e_wait_for "the node watcher's watches" 15 grep -q 'watch=true' "$K8S_LOG"
 
 k8s_images() { e2e_ctr -n k8s.io images ls -q; }
-has_image() { k8s_images | grep -qx "$1"; }
+has_image() { k8s_images | k8s_grep -x "$1"; }
 
 # ---------------------------------------------------------------- 1: bound pods
 k8s_kubectl apply -f - >/dev/null <<Y
@@ -109,7 +109,7 @@ e2e_wait_for "pulls complete in /v1/status" 60 sh -c \
   "curl -fsS --unix-socket '$CTL' http://localhost/v1/status | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"layers\"] and all(l[\"complete\"] for l in d[\"layers\"]) and not d[\"pulls\"]'"
 ev_reasons() { k8s_kubectl get events -o jsonpath='{range .items[*]}{.involvedObject.name}/{.reason}{"\n"}{end}'; }
 e2e_wait_for "StarlightPrefetched events" 15 sh -c "[ \$(kubectl --kubeconfig '$K8S_KUBECONFIG' get events -o jsonpath='{range .items[*]}{.involvedObject.name}/{.reason}{\"\\n\"}{end}' | grep -c '^web/StarlightPrefetched\$') = 2 ]"
-ev_reasons | grep -qx web/StarlightPrefetching || e2e_fail "no StarlightPrefetching event"
+ev_reasons | k8s_grep -x web/StarlightPrefetching || e2e_fail "no StarlightPrefetching event: $(ev_reasons | tr '\n' ' ')"
 e2e_log "1. bound pod: both images in k8s.io ${dt} ms after the bind: $(k8s_images | tr '\n' ' ')"
 
 # ---------------------------------------------------------------- 2: trace window
@@ -153,11 +153,11 @@ e2e_log "3. prewarm: $R/busybox:next pulled and recorded on the node"
 
 # ---------------------------------------------------------------- 4: metrics, RBAC, stop
 m=$(curl -fsS --unix-socket "$CTL" http://localhost/metrics)
-echo "$m" | grep -q '^starlight_k8s_pulls_total{reason="pod",result="ok"} 3' ||
+echo "$m" | k8s_grep '^starlight_k8s_pulls_total{reason="pod",result="ok"} 3' ||
   e2e_fail "pod pulls metric: $(echo "$m" | grep starlight_k8s_pulls_total)"
-echo "$m" | grep -q '^starlight_k8s_pulls_total{reason="prewarm",result="ok"} 1' ||
+echo "$m" | k8s_grep '^starlight_k8s_pulls_total{reason="prewarm",result="ok"} 1' ||
   e2e_fail "prewarm pulls metric"
-echo "$m" | grep -q '^starlight_k8s_trace_reports_total{result="ok"} 1' || e2e_fail "trace metric"
+echo "$m" | k8s_grep '^starlight_k8s_trace_reports_total{result="ok"} 1' || e2e_fail "trace metric"
 python3 - "$K8S_LOG" "$DUSER" >"$W/rbac.txt" <<'PY'
 import json, re, sys
 seen = set()

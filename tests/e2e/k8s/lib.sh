@@ -8,6 +8,8 @@
 #                                  --token TOKEN=USER to name it in the request log)
 #   k8s_hook NAME [QUERY]          POST /_test/NAME?QUERY (fault injection; see apiserver.py)
 #   k8s_kubectl ARGS...            /usr/bin/kubectl against it (30 s request timeout)
+#   CMD | k8s_grep ARGS...         grep that reads all its input (no SIGPIPE for CMD under
+#                                  pipefail, unlike grep -q)
 K8S_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 k8s_apiserver_start() {
@@ -57,4 +59,8 @@ k8s_hook() {
 
 k8s_kubectl() {
   kubectl --kubeconfig "$K8S_KUBECONFIG" --request-timeout=30s "$@"
+}
+
+k8s_grep() {
+  grep "$@" >/dev/null
 }
