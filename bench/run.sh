@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmarks. Usage: bench/run.sh BUILD_DIR [short|full]   (`make bench`, `make bench-full`)
-#   short: a few minutes, redis 7.0 only; full: every image.
+#   short: ~10 minutes, redis only, the WAN benchmark at one RTT (150 ms);
+#   full: every image, the WAN benchmark for every app at RTT 25, 50, 150, 300 ms.
 # Each benchmark writes its raw numbers under bench/results/ and prints a markdown table;
 # bench/README.md records the numbers of a reference run.
 set -euo pipefail
@@ -20,3 +21,6 @@ bash "$here/convert.sh" "$build" "$mode"
 
 echo "=== bench: proxy ($mode)"
 bash "$here/proxy.sh" "$build" "$mode"
+
+echo "=== bench: WAN deploy and update ($mode)"
+bash "$here/wan.sh" "$build" "$mode"

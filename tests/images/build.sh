@@ -2,7 +2,8 @@
 # Builds test images as OCI image layouts without pulling anything, caches them and prints
 # one layout directory per NAME on stdout (progress goes to stderr).
 #
-#   tests/images/build.sh NAME...      NAME: busybox, features, redis6, redis7
+#   tests/images/build.sh NAME...      NAME: busybox, features, redis6, redis7, nginx118,
+#                                      nginx122, python39, python311, postgres13, postgres15
 #
 # Cache: ${SL_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/starlight-c/images}/NAME-KEY, where
 # KEY hashes the scripts that build NAME (and the busybox binary it copies), so editing a
@@ -13,7 +14,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 cache=${SL_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/starlight-c/images}
 
 usage() {
-    echo "usage: $0 NAME...   (busybox features redis6 redis7)" >&2
+    echo "usage: $0 NAME...   (busybox features redis6 redis7 nginx118 nginx122 python39" \
+        "python311 postgres13 postgres15)" >&2
     exit 2
 }
 
@@ -23,6 +25,11 @@ inputs() {
     busybox) echo "$here/busybox.sh $here/oci.py /bin/busybox" ;;
     features) echo "$here/features.sh $here/features.py $here/oci.py /bin/busybox" ;;
     redis6 | redis7) echo "$here/$1.sh $here/debian-redis.sh $here/oci.py" ;;
+    nginx118 | nginx122) echo "$here/$1.sh $here/debian-nginx.sh $here/debian-app.sh $here/oci.py" ;;
+    python39 | python311) echo "$here/$1.sh $here/debian-python.sh $here/debian-app.sh $here/oci.py" ;;
+    postgres13 | postgres15)
+        echo "$here/$1.sh $here/debian-postgres.sh $here/debian-app.sh $here/oci.py"
+        ;;
     *) return 1 ;;
     esac
 }

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# WAN benchmark (issue 8): deploy and update over an emulated link, Starlight-C side by side
+# with containerd's default pull (overlayfs), eStargz (containerd-stargz-grpc) and the bound.
+# Usage: bench/wan.sh BUILD_DIR [short|full]
+#   short (`make bench`): redis, RTT 150 ms, SL_BENCH_RUNS runs (default 3), ~6 min.
+#   full  (`make bench-full`): redis nginx python postgres, RTT 25 50 150 300 ms.
+# Overrides: SL_BENCH_RTTS ("150"), SL_BENCH_RATE_MBIT (100), SL_BENCH_APPS, SL_BENCH_RUNS,
+# SL_BENCH_SYSTEMS (containerd starlight starlight-traced estargz bound).
+# Each RTT runs in its own process (bench/wan/run-rtt.sh: fresh namespaces, cloud side and
+# traces); rows go to bench/results/wan.csv (SL_BENCH_WAN_CSV; a new file per invocation, the
+# previous one kept as wan.csv.prev), then bench/wan/tools.py writes bench/results/wan.md and
+# the PNG plots wan-deploy.png and wan-update.png (time against RTT per system).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=${1:-build}
+mode=${2:-short}
+case "$mode" in
+short)
+    rtts=${SL_BENCH_RTTS:-150}
+    export SL_BENCH_APPS=${SL_BENCH_APPS:-redis}
+    ;;
+full)
+    rtts=${SL_BENCH_RTTS:-25 50 150 300}
+    export SL_BENCH_APPS=${SL_BENCH_APPS:-redis nginx python postgres}
+    ;;
+*)
+    echo "usage: $0 BUILD_DIR [short|full]" >&2
+    exit 2
+    ;;
+esac
+export SL_BENCH_RUNS=${SL_BENCH_RUNS:-3}
+csv=${SL_BENCH_WAN_CSV:-$here/results/wan.csv}
+export SL_BENCH_WAN_CSV=$csv
+mkdir -p "$(dirname "$csv")"
+[ ! -s "$csv" ] || mv "$csv" "$csv.prev"
+rm -f "${csv%.csv}-link.txt"
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), kernel $(uname -r)"
+    echo "commit: $(git -C "$here/.." rev-parse --short HEAD 2>/dev/null || echo '?')"
+    echo "apps: $SL_BENCH_APPS; RTTs: $rtts ms; rate ${SL_BENCH_RATE_MBIT:-100} Mbit/s; runs $SL_BENCH_RUNS"
+} >"${csv%.csv}-meta.txt"
+for rtt in $rtts; do
+    echo "=== bench: WAN, RTT $rtt ms ($SL_BENCH_APPS)"
+    SL_BENCH_RTT=$rtt bash "$here/wan/run-rtt.sh" "$build"
+done
+python3 "$here/wan/tools.py" report "$csv" "$(dirname "$csv")"
