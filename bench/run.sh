@@ -24,3 +24,6 @@ bash "$here/proxy.sh" "$build" "$mode"
 
 echo "=== bench: WAN deploy and update ($mode)"
 bash "$here/wan.sh" "$build" "$mode"
+
+echo "=== bench: read path ($mode)"
+bash "$here/readpath.sh" "$build" "$mode"
