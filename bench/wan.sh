@@ -6,8 +6,8 @@
 #   full  (`make bench-full`): redis nginx python postgres, RTT 25 50 150 300 ms.
 # Overrides: SL_BENCH_RTTS ("150"), SL_BENCH_RATE_MBIT (100), SL_BENCH_APPS, SL_BENCH_RUNS,
 # SL_BENCH_SYSTEMS (containerd starlight starlight-traced estargz bound).
-# Each RTT runs in its own process (bench/wan/run-rtt.sh: fresh namespaces, cloud side and
-# traces); rows go to bench/results/wan.csv (SL_BENCH_WAN_CSV; a new file per invocation, the
+# Each app at each RTT runs in its own process (bench/wan/run-rtt.sh: fresh namespaces, cloud
+# side and traces; a failed round leaves its rows out, the others go on); rows go to bench/results/wan.csv (SL_BENCH_WAN_CSV; a new file per invocation, the
 # previous one kept as wan.csv.prev), then bench/wan/tools.py writes bench/results/wan.md and
 # the PNG plots wan-deploy.png and wan-update.png (time against RTT per system).
 set -euo pipefail
@@ -40,8 +40,16 @@ rm -f "${csv%.csv}-link.txt"
     echo "commit: $(git -C "$here/.." rev-parse --short HEAD 2>/dev/null || echo '?')"
     echo "apps: $SL_BENCH_APPS; RTTs: $rtts ms; rate ${SL_BENCH_RATE_MBIT:-100} Mbit/s; runs $SL_BENCH_RUNS"
 } >"${csv%.csv}-meta.txt"
+failed=()
 for rtt in $rtts; do
-    echo "=== bench: WAN, RTT $rtt ms ($SL_BENCH_APPS)"
-    SL_BENCH_RTT=$rtt bash "$here/wan/run-rtt.sh" "$build"
+    for app in $SL_BENCH_APPS; do
+        echo "=== bench: WAN, RTT $rtt ms, $app"
+        SL_BENCH_RTT=$rtt SL_BENCH_APPS=$app bash "$here/wan/run-rtt.sh" "$build" ||
+            failed+=("$app@${rtt}ms")
+    done
 done
 python3 "$here/wan/tools.py" report "$csv" "$(dirname "$csv")"
+if [ "${#failed[@]}" -gt 0 ]; then
+    echo "bench: WAN rounds that failed: ${failed[*]} (their rows are missing)" >&2
+    exit 1
+fi

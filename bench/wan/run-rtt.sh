@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# One round of the WAN benchmark at one RTT (bench/wan.sh runs one per RTT, each in a fresh
-# process, so each gets fresh namespaces, a fresh cloud side and no traces from an earlier
-# round). Usage: bench/wan/run-rtt.sh BUILD_DIR
+# One round of the WAN benchmark at one RTT (bench/wan.sh runs one per RTT and app, each in a
+# fresh process, so each gets fresh namespaces, a fresh cloud side and no traces from an
+# earlier round). Usage: bench/wan/run-rtt.sh BUILD_DIR
 #
 # Environment (bench/wan.sh sets these):
 #   SL_BENCH_RTT        RTT in ms (default 150)          SL_BENCH_RATE_MBIT  link rate (100)
@@ -127,9 +127,16 @@ fi
 
 # --- the link and the cloud side ---
 wan_setup "$rtt" "$rate"
-wan_check
-e2e_log "link: measured RTT $WAN_MEASURED_RTT_MS ms, $WAN_MEASURED_MBIT Mbit/s"
-echo "$rtt $rate $WAN_MEASURED_RTT_MS $WAN_MEASURED_MBIT" >>"${csv%.csv}-link.txt"
+# measured, not enforced: on a loaded machine the user-space delay adds to the RTT, and the
+# benchmark records what the link was rather than stopping (in a subshell, wan_check's
+# failure ends only the subshell; its log line has both numbers)
+if ! (wan_check) 2>"$W/logs/wan-check.log"; then
+    e2e_log "WARNING: the link is off its target: $(grep -o 'wan check: .*' "$W/logs/wan-check.log")"
+fi
+link=$(sed -n 's/.*wan check: RTT \([0-9.]*\) ms .* at \([0-9.]*\) Mbit.*/\1 \2/p' "$W/logs/wan-check.log")
+[ -n "$link" ] || { cat "$W/logs/wan-check.log" >&2; e2e_fail "the link could not be measured"; }
+e2e_log "link: measured RTT ${link% *} ms, ${link#* } Mbit/s"
+echo "$rtt $rate $link" >>"${csv%.csv}-link.txt"
 E2E_NETNS=$WAN_CLOUD_NS E2E_BIND_IP=$WAN_CLOUD_IP e2e_start_registry
 E2E_NETNS=$WAN_CLOUD_NS E2E_BIND_IP=$WAN_CLOUD_IP e2e_start_postgres
 R=$E2E_REGISTRY
@@ -236,7 +243,7 @@ sys_containerd() { # APP RUN
 }
 
 sys_starlight() { # APP RUN SYSTEM
-    local app=$1 run=$2 sys=$3 img phase rx0 t0 ms rx
+    local app=$1 run=$2 sys=$3 img phase rx0 t0 ms rx note
     pull_edge_start "$U" "$WAN_EDGE_NS"
     for phase in deploy update; do
         read -r old new <<<"$(app_images "$app")"
@@ -248,7 +255,10 @@ sys_starlight() { # APP RUN SYSTEM
         ms=$(app_time "$app" "$R/$img:sl" "s-$img-$run" "$t0" --snapshotter starlight)
         rx=$(($(link_rx) - rx0))
         sl_pull_wait
-        row "$app" "$sys" "$phase" "$run" "$ms" "$rx" "$(($(link_rx) - rx0))"
+        # when the daemon had the image ready and complete (its own log, ms since the pull)
+        note=$(grep -o "pull $R/$img:sl: .*" "$E2E_DIR/logs/starlight-daemon.log" | tail -n1 |
+            sed -n 's/.*ready after \([0-9]*\) ms, complete after \([0-9]*\) ms.*/pull_ready_ms=\1;pull_complete_ms=\2/p')
+        row "$app" "$sys" "$phase" "$run" "$ms" "$rx" "$(($(link_rx) - rx0))" "$note"
     done
     pull_edge_stop
 }
