@@ -566,8 +566,10 @@ def check_rbac(variant, a, by_kind, calls):
                     grants.setdefault(s["name"], []).append((r, bns, (role["metadata"]["name"], i)))
     used = set()
     present = {c for c in ("node", "controller") if c in sas}
+    features = controller_features(by_kind)
     for comp, method, url in calls:
-        if comp not in present:
+        comp, _, feature = comp.partition("+")
+        if comp not in present or (feature and feature not in features):
             continue
         pc = parse_call(method, url)
         if pc is None:
@@ -591,6 +593,19 @@ def check_rbac(variant, a, by_kind, calls):
                         if not any(u[0] == rid and u[1] == v and u[2] == res for u in used):
                             print(f"{variant}: rbac note: {sa_comp} may {v} {res} "
                                   f"({rid[0]} rule {rid[1]}) but no recorded call does")
+
+
+def controller_features(by_kind):
+    """Boolean flags the rendered controller runs with turned on (e.g. {"prewarm"})."""
+    on = set()
+    for d in by_kind.get("Deployment") or []:
+        if (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component") != "controller":
+            continue
+        for a in pod_spec(d)["containers"][0].get("args") or []:
+            m = re.match(r"^--([a-z-]+)(?:=(true|false))?$", str(a))
+            if m and m.group(2) != "false":
+                on.add(m.group(1))
+    return on
 
 
 def load_calls(paths):

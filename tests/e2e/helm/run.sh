@@ -26,7 +26,7 @@ e2e_require python3 openssl curl skopeo containerd ctr runc busybox "$SL_BIN/sta
 # A python3 with PyYAML (Debian's python3-yaml, installed by scripts/deps.sh).
 PY=
 for p in python3 /usr/bin/python3; do
-    if "$p" -c 'import yaml' 2>/dev/null; then PY=$p; break; fi
+    if "$p" -c "import yaml" 2>/dev/null; then PY=$(command -v "$p"); break; fi
 done
 [ -n "$PY" ] || e2e_skip "no python3 with the yaml module (python3-yaml)"
 python3() { "$PY" "$@"; }
@@ -49,12 +49,11 @@ export HELM_CACHE_HOME="$W/helm-home/cache" HELM_CONFIG_HOME="$W/helm-home/confi
 export HELM_DATA_HOME="$W/helm-home/data"
 e2e_log "helm $("$HELM" version --template '{{.Version}}')"
 
-# The controller and starlight-init ship when their binaries are built.
-if [ -x "$SL_BIN/starlight-controller" ] && [ -x "$SL_BIN/starlight-init" ]; then
-    CTRL=() with_ctrl=1
-else
-    CTRL=(--set controller.enabled=false) with_ctrl=0 # TEMP
-fi
+# Every binary the chart runs must be built (check.py fails on a missing one, too).
+for b in starlight-controller starlight-init; do
+    [ -x "$SL_BIN/$b" ] || e2e_fail "$b is not built in $SL_BIN (the chart runs it)"
+done
+CTRL=() with_ctrl=1
 
 # ---- 1. lint
 variants=(default)
@@ -207,7 +206,8 @@ mport=$(e2e_free_port)
     --metrics-listen "127.0.0.1:$mport" >>"$E2E_DIR/logs/starlight-daemon.log" 2>&1 &
 e2e_track_pid starlight-daemon $!
 e2e_wait_for "the daemon's control socket" 15 "$SL_BIN/ctr-starlight" status --daemon "$N/run/starlight-daemon.sock"
-curl -fsS "http://127.0.0.1:$mport/metrics" | grep -q '^starlight_' || e2e_fail "daemon metrics"
+curl -fsS "http://127.0.0.1:$mport/metrics" >"$W/metrics.out" || e2e_fail "daemon metrics"
+grep -q '^starlight_' "$W/metrics.out" || e2e_fail "daemon metrics: no starlight_ series"
 # The DaemonSet's readiness probe and the helm test's node command, on this daemon's socket.
 probe=$(yq "$W/render/default.yaml" DaemonSet -node \
     '" ".join(d["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["exec"]["command"])')
@@ -265,7 +265,7 @@ mapfile -t envs < <(yq "$W/render/k3s.yaml" DaemonSet -node \
     '[e["name"] + "=" + e["value"] for e in d["spec"]["template"]["spec"]["containers"][1]["env"]]')
 cfgsh install >"$W/cfg6.out" 2>&1 || e2e_fail "k3s install: $(cat "$W/cfg6.out")"
 grep -q '^\[proxy_plugins.starlight\]' "$N/etc/config.toml.tmpl" || e2e_fail "k3s: no config.toml.tmpl"
-tail -n1 "$N/nsenter.log" | grep -q 'systemctl restart k3s' || e2e_fail "k3s restart: $(tail -n1 "$N/nsenter.log")"
+[[ "$(tail -n1 "$N/nsenter.log")" == *"systemctl restart k3s"* ]] || e2e_fail "k3s restart: $(tail -n1 "$N/nsenter.log")"
 cfgsh revert >"$W/cfg7.out" 2>&1 || e2e_fail "k3s revert: $(cat "$W/cfg7.out")"
 [ ! -e "$N/etc/config.toml.tmpl" ] || e2e_fail "k3s revert left the file install created"
 e2e_log "3. containerd-config.sh: install + 1 restart, unchanged = no restart, revert restores; k3s"
@@ -306,6 +306,142 @@ PY
     e2e_fail "tls.key does not match tls.crt"
 e2e_log "4. NOTES.txt renders; webhook CA signs the serving certificate for the service name"
 
+# ---- 4b. against the test API server (tests/e2e/k8s): lookup reuses the webhook certificate
+# and the database password (what `helm upgrade` renders), and the RBAC check runs on the API
+# calls the daemon and the controller really make.
+. "$E2E_SRC/tests/e2e/k8s/lib.sh"
+k8s_apiserver_start --token node-token=node --token controller-token=controller
+kc() { # kc USER TOKEN: a kubeconfig for that user
+    sed -e "s/token: e2e-token/token: $2/" -e "s/user: e2e/user: $1/" -e "s/name: e2e$/name: $1/" \
+        "$K8S_KUBECONFIG" >"$W/kubeconfig-$1"
+    echo "$W/kubeconfig-$1"
+}
+api() { # api METHOD PATH [JSON]
+    curl -fsS -X "$1" -H 'Authorization: Bearer e2e-token' -H 'Content-Type: application/json' \
+        ${3:+-d "$3"} "$K8S_URL$2"
+}
+api POST /api/v1/namespaces "{\"metadata\":{\"name\":\"$NS\"}}" >/dev/null
+if [ "$with_ctrl" = 1 ]; then
+    api POST "/api/v1/namespaces/$NS/secrets" "{\"metadata\":{\"name\":\"$REL-starlight-webhook-tls\"},
+        \"type\":\"kubernetes.io/tls\",\"data\":{\"ca.crt\":\"T0xELUNB\",\"tls.crt\":\"T0xELUNSVA==\",\"tls.key\":\"T0xELUtFWQ==\"}}" >/dev/null
+fi
+api POST "/api/v1/namespaces/$NS/secrets" "{\"metadata\":{\"name\":\"$REL-starlight-postgresql\"},
+    \"data\":{\"password\":\"b2xkLXBhc3N3b3Jk\"}}" >/dev/null
+"$HELM" template "$REL" "$CHART" -n "$NS" --dry-run=server --kubeconfig "$K8S_KUBECONFIG" "${CTRL[@]}" \
+    >"$W/render/upgrade.yaml" 2>"$W/upgrade.err" || e2e_fail "helm template --dry-run=server: $(cat "$W/upgrade.err")"
+python3 - "$W/render/upgrade.yaml" "$W/render/default.yaml" "$with_ctrl" <<'PY' || e2e_fail "lookup reuse"
+import sys, yaml
+new = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+fresh = [d for d in yaml.safe_load_all(open(sys.argv[2])) if d]
+def one(docs, kind, suffix):
+    return [d for d in docs if d["kind"] == kind and d["metadata"]["name"].endswith(suffix)][0]
+assert one(new, "Secret", "-postgresql")["data"]["password"] == "b2xkLXBhc3N3b3Jk", "password not kept"
+if sys.argv[3] == "1":
+    sec = one(new, "Secret", "-webhook-tls")["data"]
+    assert sec == {"ca.crt": "T0xELUNB", "tls.crt": "T0xELUNSVA==", "tls.key": "T0xELUtFWQ=="}, sec
+    for w in one(new, "MutatingWebhookConfiguration", "-webhook")["webhooks"]:
+        assert w["clientConfig"]["caBundle"] == "T0xELUNB", "caBundle is not the kept CA"
+    a = one(new, "Deployment", "-controller")["spec"]["template"]["metadata"]["annotations"]["checksum/tls"]
+    b = one(fresh, "Deployment", "-controller")["spec"]["template"]["metadata"]["annotations"]["checksum/tls"]
+    assert a != b, "checksum/tls does not follow the certificate"
+PY
+e2e_log "4b. helm template --dry-run=server: the existing webhook certificate and DB password are kept"
+
+# The components' own API calls (when their binaries talk to Kubernetes), as the users "node"
+# and "controller", become RBAC cases for check.py.
+api POST /api/v1/nodes '{"metadata":{"name":"node1","labels":{"starlight-c.dev/node":"true"}}}' >/dev/null
+ran=()
+if grep -q -- '--kubeconfig' <("$SL_BIN/starlight-daemon" --help); then
+    K="$W/k8s-node"
+    mkdir -p "$K/root" "$K/run"
+    NODE_NAME=node1 "$SL_BIN/starlight-daemon" "${dargs[@]}" --kubeconfig "$(kc node node-token)" \
+        --root "$K/root" --snapshotter-socket "$K/run/snap.sock" --control-socket "$K/run/ctl.sock" \
+        --containerd-socket "$K/containerd.sock" --metrics-listen "127.0.0.1:$(e2e_free_port)" \
+        >>"$E2E_DIR/logs/daemon-k8s.log" 2>&1 &
+    kpid=$!
+    e2e_track_pid daemon-k8s $kpid
+    e2e_wait_for "the daemon's API calls" 20 grep -q '"user": "node"' "$K8S_LOG"
+    sleep 2
+    kill "$kpid"
+    ran+=(node)
+fi
+if [ "$with_ctrl" = 1 ]; then
+    # The controller with the Deployment's args (listen addresses and TLS files local).
+    openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=$REL-starlight-webhook.$NS.svc" \
+        -keyout "$W/wh.key" -out "$W/wh.crt" >/dev/null 2>&1
+    mapfile -t cargs < <(yq "$W/render/default.yaml" Deployment -controller 'd["spec"]["template"]["spec"]["containers"][0]["args"]')
+    wport=$(e2e_free_port) cport=$(e2e_free_port)
+    start_controller() { # start_controller LOG [ARGS...]: env POD_NAME/POD_NAMESPACE as the pod has
+        local log=$1
+        shift
+        POD_NAME=controller-0 POD_NAMESPACE=$NS "$SL_BIN/starlight-controller" "${cargs[@]}" \
+            --webhook-listen "127.0.0.1:$wport" --metrics-listen "127.0.0.1:$cport" \
+            --tls-cert "$W/wh.crt" --tls-key "$W/wh.key" "$@" >>"$E2E_DIR/logs/$log.log" 2>&1 &
+        kpid=$!
+        e2e_track_pid "$log" $kpid
+    }
+    start_controller controller-k8s --kubeconfig "$(kc controller controller-token)"
+    sleep 2
+    if ! kill -0 "$kpid" 2>/dev/null && grep -q 'not implemented' "$E2E_DIR/logs/controller-k8s.log"; then
+        # This build has no Kubernetes client: run it as in a pod (in-cluster environment), where
+        # it must accept the chart's arguments and serve the webhook paths the chart registers.
+        e2e_log "4b. starlight-controller: $(tail -n1 "$E2E_DIR/logs/controller-k8s.log")"
+        # (--proxy= : no proxy runs here to say the image is a Starlight one.)
+        KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT=$K8S_PORT start_controller controller-pod --proxy=
+        e2e_wait_for "the controller's /readyz" 15 curl -fsS "http://127.0.0.1:$cport/readyz"
+        for path in $(yq "$W/render/default.yaml" MutatingWebhookConfiguration -webhook \
+            '[w["clientConfig"]["service"]["path"] for w in d["webhooks"]]'); do
+            review='{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u1",
+                "kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},
+                "namespace":"default","operation":"CREATE","object":{"apiVersion":"v1","kind":"Pod",
+                "metadata":{"name":"p","namespace":"default","annotations":{"starlight-c.dev/provision":"true"}},
+                "spec":{"containers":[{"name":"c","image":"registry.example.com/redis:7.0-starlight"}]}}}}'
+            curl -fsS --cacert "$W/wh.crt" --resolve "$REL-starlight-webhook.$NS.svc:$wport:127.0.0.1" \
+                -H 'Content-Type: application/json' -d "$review" \
+                "https://$REL-starlight-webhook.$NS.svc:$wport$path" >"$W/review.out" ||
+                e2e_fail "webhook $path: no answer"
+            python3 - "$W/review.out" "$VERSION" <<'PY' || e2e_fail "webhook $path: $(cat "$W/review.out")"
+import base64, json, sys
+r = json.load(open(sys.argv[1]))["response"]
+assert r["uid"] == "u1" and r["allowed"] is True, r
+patch = json.loads(base64.b64decode(r["patch"]))
+init = [op["value"] for op in patch if op["path"].startswith("/spec/initContainers")]
+init = init[0][0] if isinstance(init[0], list) else init[0]
+assert init["name"] == "starlight-init", init
+assert init["image"] == "starlight-c/starlight-init:" + sys.argv[2], init["image"]
+PY
+        done
+        kill "$kpid"
+        e2e_log "4b. the controller runs the chart's args; both webhook paths inject starlight-c/starlight-init:$VERSION"
+    else
+        e2e_wait_for "the controller's API calls" 20 grep -q '"user": "controller"' "$K8S_LOG"
+        sleep 3
+        kill "$kpid"
+        ran+=(controller)
+    fi
+fi
+python3 - "$K8S_LOG" >"$W/recorded-calls.txt" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    if e["user"] in ("node", "controller"):
+        q = "?" + e["query"] if e["query"] else ""
+        print(f'{e["user"]} {e["method"]} {e["path"]}{q}')
+PY
+if [ "${#ran[@]}" -gt 0 ]; then
+    for c in "${ran[@]}"; do
+        grep -q "^$c " "$W/recorded-calls.txt" || e2e_fail "$c made no API call"
+    done
+    calls+=(--calls "$W/recorded-calls.txt")
+    checker "default=$W/render/default.yaml" >"$W/check-recorded.out" 2>&1 || {
+        cat "$W/check-recorded.out" >&2
+        e2e_fail "the chart's RBAC does not allow the calls the components made"
+    }
+    e2e_log "4b. RBAC allows the $(wc -l <"$W/recorded-calls.txt") API calls ${ran[*]} made against the test API server"
+else
+    e2e_log "4b. no component binary talks to Kubernetes yet: RBAC checked against api-calls.txt only"
+fi
+
 # ---- 5. manifests/ is up to date
 bash "$E2E_SRC/scripts/render-manifests.sh" --check --helm "$HELM" >"$W/manifests.out" 2>&1 ||
     e2e_fail "manifests/ is stale: $(cat "$W/manifests.out")"
@@ -336,18 +472,21 @@ for c in "${comps[@]}"; do
     grep -q "image: starlight-c/starlight-$c:$VERSION" "$W/render/default.yaml" ||
         [ "$c" = init ] || e2e_fail "the chart does not use starlight-c/starlight-$c:$VERSION"
     e2e_ctr_timeout 120 images pull --plain-http "$ref" >/dev/null || e2e_fail "ctr pull $ref"
+    # One container per image runs each binary's --help (and, in the node image, the tools
+    # containerd-config.sh and the helm test use).
+    script=""
+    for b in ${IMG[$c]}; do script+="echo '== $b'; /usr/bin/$b --help || exit 1; "; done
+    [ "$c" != daemon ] || script+="sha256sum /etc/passwd >/dev/null && nsenter --help 2>&1 | grep -q Usage && wget --help 2>&1 | grep -q Usage || exit 3"
+    e2e_ctr_timeout 60 run --rm "$ref" "sl-help-$c" sh -c "$script" >"$W/run-$c.out" 2>&1 ||
+        e2e_fail "ctr run $ref: $(tail -n 5 "$W/run-$c.out")"
     for b in ${IMG[$c]}; do
-        e2e_ctr_timeout 60 run --rm "$ref" "sl-help-$c-$b" "/usr/bin/$b" --help >"$W/run-$c-$b.out" 2>&1 ||
-            e2e_fail "ctr run $ref $b --help: $(cat "$W/run-$c-$b.out")"
-        grep -q "Usage: $b" "$W/run-$c-$b.out" || e2e_fail "$b --help in $ref: $(head -5 "$W/run-$c-$b.out")"
+        grep -q "^Usage: $b" <(sed -n "/^== $b\$/,/^== /p" "$W/run-$c.out") ||
+            e2e_fail "$b --help in $ref: $(head -5 "$W/run-$c.out")"
         n=$((n + 1))
     done
 done
 [ "$with_ctrl" = 0 ] || grep -q "starlight-c/starlight-init:$VERSION" "$W/render/default.yaml" ||
     e2e_fail "the controller's --init-image is not starlight-c/starlight-init:$VERSION"
-e2e_ctr_timeout 60 run --rm "$E2E_REGISTRY/starlight-c/starlight-daemon:$VERSION" sl-sh \
-    sh -c 'sha256sum /etc/passwd >/dev/null && nsenter --help 2>&1 | grep -q Usage && wget --help 2>&1 | grep -q Usage' ||
-    e2e_fail "the daemon image lacks the tools containerd-config.sh and helm test use"
 # images/Dockerfile (Docker cannot run here): each target copies the binaries build.sh puts in
 # that image, and its runtime stage installs the package of every library they link directly.
 python3 - "$E2E_SRC/images/Dockerfile" "$E2E_SRC/images/build.sh" "${comps[@]}" <<'PY' || e2e_fail "images/Dockerfile"
@@ -364,7 +503,7 @@ rt=$(sed -n '/^FROM debian:bookworm-slim AS runtime/,/^FROM /p' "$E2E_SRC/images
 for c in "${comps[@]}"; do
     for b in ${IMG[$c]}; do
         for lib in $(readelf -d "$SL_BIN/$b" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
-            path=$(ldconfig -p | awk -v l="$lib" '$1 == l { print $NF; exit }')
+            path=$(ldconfig -p | awk -v l="$lib" '$1 == l && !f { print $NF; f = 1 }')
             pkg=$(dpkg -S "$path" 2>/dev/null || dpkg -S "$(readlink -f "$path")" 2>/dev/null || true)
             pkg=${pkg%%:*}
             [ -n "$pkg" ] || e2e_fail "no Debian package holds $lib ($b)"
