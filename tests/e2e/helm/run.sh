@@ -312,8 +312,7 @@ e2e_log "4. NOTES.txt renders; webhook CA signs the serving certificate for the 
 . "$E2E_SRC/tests/e2e/k8s/lib.sh"
 k8s_apiserver_start --token node-token=node --token controller-token=controller
 kc() { # kc USER TOKEN: a kubeconfig for that user
-    sed -e "s/token: e2e-token/token: $2/" -e "s/user: e2e/user: $1/" -e "s/name: e2e$/name: $1/" \
-        "$K8S_KUBECONFIG" >"$W/kubeconfig-$1"
+    k8s_kubeconfig "$W/kubeconfig-$1" "$2"
     echo "$W/kubeconfig-$1"
 }
 api() { # api METHOD PATH [JSON]
