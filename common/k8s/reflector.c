@@ -460,6 +460,7 @@ int sl_k8s_reflector_run(struct sl_k8s_reflector *r)
             break;
         }
         if (x == SL_K8S_WATCH_RELIST) {
+            sl_error_free(&e); /* an HTTP 410 leaves its Status in e */
             log_info("k8s %s: resourceVersion expired (410): relisting", r->name);
             pthread_mutex_lock(&r->lock);
             r->stats.relists_410++;

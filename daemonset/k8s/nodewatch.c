@@ -570,7 +570,7 @@ static void pod_seen(struct sl_nodewatch *w, const json_t *pod)
                 const char *img = json_string_value(json_object_get(c, "image"));
                 if (k == 0 && cn && strcmp(cn, INIT_NAME) == 0)
                     continue; /* the warmer itself comes from the normal image path */
-                if (!valid_ref(img))
+                if (!valid_ref(img) || n >= SL_NODEWATCH_MAX_POD_IMAGES)
                     continue;
                 n++;
                 if (enqueue_locked(w, R_POD, img, proxy, NULL, pod)) {
@@ -612,7 +612,9 @@ static void pod_delete(void *ud, const json_t *o)
     if (!uid)
         return;
     pthread_mutex_lock(&w->lock);
-    trace_end_locked(w, uid); /* "when the container exits": the Pod is gone */
+    trace_end_locked(w, uid);           /* "when the container exits": the Pod is gone */
+    json_object_del(w->seen_pods, uid); /* uids are never reused: keep the maps bounded */
+    json_object_del(json_object_get(w->trace_pods, "_closed_"), uid);
     pthread_mutex_unlock(&w->lock);
 }
 

@@ -34,9 +34,10 @@
 #include "metrics.h"
 #include "trace.h"
 
-#define SL_NODEWATCH_NAMESPACE   "k8s.io"
-#define SL_NODEWATCH_WORKERS     4
-#define SL_NODEWATCH_MAX_PREWARM 32 /* entries of the prewarm annotation considered */
+#define SL_NODEWATCH_NAMESPACE      "k8s.io"
+#define SL_NODEWATCH_WORKERS        4
+#define SL_NODEWATCH_MAX_PREWARM    32 /* entries of the prewarm annotation considered */
+#define SL_NODEWATCH_MAX_POD_IMAGES 64 /* images of one Pod considered */
 
 struct sl_nodewatch_options {
     const char *node_name;      /* required */

@@ -38,7 +38,8 @@ static void usage(FILE *f)
           "        run a reflector; print `ADDED|MODIFIED|DELETED ns/name rv` per callback and\n"
           "        `synced N` after each list; stop after N callbacks or S seconds (then print\n"
           "        `stats ...`)\n"
-          "  event NS KIND NAME UID REASON MESSAGE [Normal|Warning]\n"
+          "  event NS KIND NAME UID REASON MESSAGE [Normal|Warning] [--events N]\n"
+          "        record an Event (N times: one Event whose count is N)\n"
           "  lease NS NAME IDENTITY [--duration-ms D] [--renew-ms R] [--retry-ms P] [--hold S]\n"
           "        elect; print `leading`/`stopped`/`leader X`; release on SIGTERM/SIGINT\n"
           "In-cluster mode (no --kubeconfig, KUBERNETES_SERVICE_HOST set) reads --sa-dir.\n",
@@ -286,6 +287,7 @@ int main(int argc, char **argv)
     } else if (strcmp(cmd, "delete") == 0 && npos == 1) {
         r = sl_k8s_delete(c, pos[0], &err);
     } else if (strcmp(cmd, "event") == 0 && npos >= 6) {
+        r = 0;
         struct sl_k8s_event ev = {.kind = pos[1],
                                   .ns = pos[0],
                                   .name = pos[2],
@@ -294,7 +296,9 @@ int main(int argc, char **argv)
                                   .message = pos[5],
                                   .type = npos > 6 ? pos[6] : NULL,
                                   .component = "sl-k8s-tool"};
-        r = sl_k8s_event_record(c, &ev, &err);
+        /* --events N: record it N times (repeats bump the count of one Event) */
+        for (long i = 0; i < (events > 0 ? events : 1) && r >= 0; i++)
+            r = sl_k8s_event_record(c, &ev, &err);
     } else if (strcmp(cmd, "watch") == 0 && npos == 1) {
         struct watch_state w = {.limit = events};
         struct sl_k8s_reflector_options ro = {.path = pos[0],

@@ -5,7 +5,8 @@
 #     timeout, wait --for=condition, a Job through `create --dry-run=client -o json | create -f -`,
 #     delete; the request log records method, path, query, content type and user;
 #  2. C client: list with selectors, create/409 AlreadyExists, update with a stale
-#     resourceVersion/409 Conflict, merge and JSON patches, Events, 429 with Retry-After;
+#     resourceVersion/409 Conflict, merge and JSON patches, Events (a repeat bumps count), 429
+#     with Retry-After;
 #  3. reflector: a watch stream cut mid-event resumes from its resourceVersion (no relist, the
 #     cut event is delivered once); a 410 as an HTTP status and as an ERROR event inside a 200
 #     stream (both from a compacted history and forced) each cause one relist, and changes made
@@ -114,9 +115,10 @@ rc=0; "$T" "${K[@]}" update $NSP/p1 '{"metadata":{"name":"p1","resourceVersion":
   e2e_fail "merge patch"
 "$T" "${K[@]}" patch --type json $NSP/p1 '[{"op":"add","path":"/metadata/labels/x~1y","value":"2"}]' |
   grep -q '"x/y":"2"' || e2e_fail "JSON patch"
-"$T" "${K[@]}" event default Pod p1 "" StarlightTest "hello from e2e" Warning
-[ "$(k8s_kubectl get events -o jsonpath='{.items[0].involvedObject.name} {.items[0].reason} {.items[0].type}')" = "p1 StarlightTest Warning" ] ||
-  e2e_fail "event not visible to kubectl"
+"$T" "${K[@]}" event default Pod p1 "" StarlightTest "hello from e2e" Warning --events 3
+[ "$(k8s_kubectl get events -o jsonpath='{.items[0].involvedObject.name} {.items[0].reason} {.items[0].type} {.items[0].count}')" = "p1 StarlightTest Warning 3" ] ||
+  e2e_fail "event not visible to kubectl (or its repeats not counted): $(k8s_kubectl get events -o json)"
+[ "$(k8s_kubectl get events -o name | wc -l)" = 1 ] || e2e_fail "repeats made new Events"
 k8s_hook fail-next "status=429&retry_after=1&n=1"
 t0=$(date +%s%N)
 "$T" "${K[@]}" get $NSP/p2 >/dev/null || e2e_fail "GET after a 429 with Retry-After"
