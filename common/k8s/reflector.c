@@ -98,6 +98,7 @@ struct sl_k8s_reflector {
     pthread_cond_t cond;
     json_t *cache; /* key → object */
     char *rv;
+    bool resume; /* first step: watch from rv (options.resume_rv) */
     bool synced;
     struct sl_k8s_reflector_stats stats;
 
@@ -138,6 +139,8 @@ int sl_k8s_reflector_new(struct sl_k8s_client *c, const struct sl_k8s_reflector_
     if (cbs)
         r->cbs = *cbs;
     r->cache = json_object();
+    r->rv = dupn(opts->resume_rv);
+    r->resume = r->rv != NULL;
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->cond, NULL);
     *ret = r;
@@ -434,8 +437,10 @@ static int do_watch(struct sl_k8s_reflector *r, sl_error_t *err)
 
 int sl_k8s_reflector_run(struct sl_k8s_reflector *r)
 {
-    bool need_list = true;
+    bool need_list = !r->resume;
     int failures = 0, empty_streams = 0;
+    if (r->resume)
+        log_info("k8s %s: resuming the watch from resourceVersion %s", r->name, r->rv);
     while (!r->stop) {
         sl_error_t e = NULL;
         if (need_list) {

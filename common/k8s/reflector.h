@@ -61,6 +61,11 @@ struct sl_k8s_reflector_options {
     unsigned timeout_min_s, timeout_max_s; /* watch timeoutSeconds range; 0 = 300..600 */
     unsigned backoff_ms, backoff_max_ms;   /* re-watch/relist backoff; 0 = 800 ms .. 30 s */
     const char *name;                      /* for logs; NULL = path */
+    /* A restarted process that kept its resume point: start with a WATCH from this
+     * resourceVersion instead of a LIST (the cache starts empty, so changes to objects it has
+     * not seen arrive as on_add, deletions as on_delete with the object the server sent); a 410
+     * falls back to a LIST. wait_synced() waits for a LIST. NULL = list first. */
+    const char *resume_rv;
 };
 
 struct sl_k8s_reflector_stats {

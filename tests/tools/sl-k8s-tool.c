@@ -35,6 +35,7 @@ static void usage(FILE *f)
           "  patch PATH JSON [--type merge|json|strategic]\n"
           "  delete PATH\n"
           "  watch PATH [-l SEL] [-f SEL] [--events N] [--timeout S] [--watch-timeout S]\n"
+          "        [--resume-rv RV]  (start by watching from RV: a restarted client)\n"
           "        run a reflector; print `ADDED|MODIFIED|DELETED ns/name rv` per callback and\n"
           "        `synced N` after each list; stop after N callbacks or S seconds (then print\n"
           "        `stats ...`)\n"
@@ -129,7 +130,7 @@ static int print_json(json_t *j)
 int main(int argc, char **argv)
 {
     const char *kubeconfig = NULL, *context = NULL, *sa_dir = NULL, *label = NULL, *field = NULL,
-               *ptype = "merge";
+               *ptype = "merge", *resume_rv = NULL;
     long events = 0, timeout = 60, wtimeout = 0, duration_ms = 0, renew_ms = 0, retry_ms = 0,
          hold = 0;
     static const struct option opts[] = {
@@ -146,13 +147,14 @@ int main(int argc, char **argv)
         {"renew-ms", required_argument, NULL, 'R'},
         {"retry-ms", required_argument, NULL, 'P'},
         {"hold", required_argument, NULL, 'H'},
+        {"resume-rv", required_argument, NULL, 'r'},
         {"debug", no_argument, NULL, 'd'},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
     int ch;
     enum sl_log_level lvl = SL_LOG_WARN;
-    while ((ch = getopt_long(argc, argv, "k:c:s:l:f:t:n:T:W:D:R:P:H:dh", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "k:c:s:l:f:t:n:T:W:D:R:P:H:r:dh", opts, NULL)) != -1) {
         switch (ch) {
         case 'k':
             kubeconfig = optarg;
@@ -192,6 +194,9 @@ int main(int argc, char **argv)
             break;
         case 'H':
             hold = atol(optarg);
+            break;
+        case 'r':
+            resume_rv = optarg;
             break;
         case 'd':
             lvl = SL_LOG_DEBUG;
@@ -307,7 +312,8 @@ int main(int argc, char **argv)
                                               .timeout_min_s = (unsigned)wtimeout,
                                               .timeout_max_s = (unsigned)wtimeout,
                                               .backoff_ms = 200,
-                                              .backoff_max_ms = 2000};
+                                              .backoff_max_ms = 2000,
+                                              .resume_rv = resume_rv};
         struct sl_k8s_reflector_callbacks cb = {.on_add = w_add,
                                                 .on_update = w_upd,
                                                 .on_delete = w_del,

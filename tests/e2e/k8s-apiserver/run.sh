@@ -11,7 +11,8 @@
 #     cut event is delivered once); a 410 as an HTTP status and as an ERROR event inside a 200
 #     stream (both from a compacted history and forced) each cause one relist, and changes made
 #     while the client was blind (delete, add, modify) all arrive, the delete as a synthesised
-#     DELETED;
+#     DELETED; a restarted client resumes from the resourceVersion it kept (no list) and gets
+#     what changed while it was down, or relists when that version was compacted;
 #  4. Lease: two contenders, one leader; the leader killed (SIGKILL), the other takes over
 #     within the lease duration; a clean stop releases the Lease;
 #  5. in-cluster mode over TLS (generated CA) with a service-account token file; the token is
@@ -186,6 +187,24 @@ case "$stats" in *"relists_410=4 "*) ;; *) e2e_fail "expected 4 relists on 410: 
 case "$stats" in *"synthesized_deletes=4 "*) ;; *) e2e_fail "expected 4 synthesised deletes: $stats" ;; esac
 log_has '"allowWatchBookmarks=true" in e["query"] and "timeoutSeconds=60" in e["query"] and "labelSelector=starlight-c.dev%2Fprovision%3Dtrue" in e["query"] and e["status"]==410' ||
   e2e_fail "no watch answered HTTP 410 in the log"
+# (f) a restarted client resumes from the resourceVersion it kept (no list), and one whose
+#     resourceVersion was compacted meanwhile relists
+RV=$(sed -n 's/^stats .* rv=\([0-9]*\)$/\1/p' "$WOUT")
+[ -n "$RV" ] || e2e_fail "no resourceVersion in: $stats"
+"$T" "${K[@]}" create $NSP '{"metadata":{"name":"r1","labels":{"starlight-c.dev/provision":"true"}}}' >/dev/null
+"$T" "${K[@]}" delete $NSP/cut1 >/dev/null
+"$T" "${K[@]}" watch /api/v1/pods -l starlight-c.dev/provision=true --resume-rv "$RV" \
+  --events 2 --timeout 20 --watch-timeout 60 >"$W/resume.out" 2>"$W/resume.err" ||
+  { cat "$W/resume.out" "$W/resume.err"; e2e_fail "resumed watch"; }
+k8s_grep -x "ADDED default/r1 [0-9]*" "$W/resume.out" || e2e_fail "resume missed the add: $(cat "$W/resume.out")"
+k8s_grep "^DELETED default/cut1 " "$W/resume.out" || e2e_fail "resume missed the delete"
+k8s_grep "^stats lists=0 relists_410=0 " "$W/resume.out" || e2e_fail "resume listed: $(grep stats "$W/resume.out")"
+k8s_hook compact
+"$T" "${K[@]}" watch /api/v1/pods -l starlight-c.dev/provision=true --resume-rv "$RV" \
+  --timeout 3 --watch-timeout 60 >"$W/resume2.out" 2>"$W/resume2.err" || true
+k8s_grep "^stats lists=1 relists_410=1 " "$W/resume2.out" ||
+  e2e_fail "a compacted resume point did not relist: $(grep stats "$W/resume2.out")"
+k8s_grep -x "ADDED default/r1 [0-9]*" "$W/resume2.out" || e2e_fail "relist after resume lacks r1"
 echo "reflector checks passed"
 
 # ---- 4. Lease leader election ----------------------------------------------------------------------
