@@ -934,10 +934,12 @@ static void plan_cache_clear(struct sl_core *core)
 }
 
 /* The normalised request (*ret_key) and the database state its plan depends on (*ret_fp).
- * Fails (the caller then plans without sharing, which reports the error) on anything
- * unusual: malformed input, unknown target, database errors. */
+ * -EINVAL (no message) for malformed input: the caller plans without sharing, which reports
+ * it. Other errors (unknown target, database down) come with the message planning would
+ * give; the caller returns them as they are — planning right after a failed fingerprint
+ * (a database coming back) would make an unshared plan. */
 static int plan_key(struct sl_core *core, const struct sl_delta_request *req, char **ret_key,
-                    char **ret_fp)
+                    char **ret_fp, sl_error_t *err)
 {
     _cleanup_error_ sl_error_t e = NULL;
     if (validate_request(req, &e) < 0)
@@ -984,9 +986,9 @@ static int plan_key(struct sl_core *core, const struct sl_delta_request *req, ch
     size_t n_lids = 0;
     if (r == 0) {
         sl_buf_printf(&key, "%s\n%s\n%s\n%d\n%zu", platform, name, reference, plain, n_from);
-        if (sl_store_find_image(core->store, name, reference, platform, &id, &e) < 0 ||
-            sl_store_rank_fingerprint(core->store, id, &ranks, &e) < 0)
-            r = -EAGAIN;
+        if ((r = sl_store_find_image(core->store, name, reference, platform, &id, err)) < 0 ||
+            (r = sl_store_rank_fingerprint(core->store, id, &ranks, err)) < 0)
+            r = r == -EINVAL ? -EIO : r; /* -EINVAL means "plan instead" to the caller */
         else
             sl_buf_printf(&fp, "%" PRId64 "|%s|", id, ranks);
     }
@@ -998,15 +1000,16 @@ static int plan_key(struct sl_core *core, const struct sl_delta_request *req, ch
         _cleanup_error_ sl_error_t fe = NULL;
         int fr = sl_store_find_image(core->store, from[i], nl + 1, platform, &fid, &fe);
         if (fr < 0 && fr != -ENOENT)
-            r = fr;
+            r = sl_error_make(err, -fr == EINVAL ? EIO : -fr, "%s", sl_error_msg(fe, fr));
         sl_buf_printf(&fp, "%" PRId64 ",", fr < 0 ? (int64_t)-1 : fid);
     }
     if (r == 0) {
         sl_buf_printf(&key, "\n%zu", n_layers);
         for (size_t i = 0; i < n_layers; i++)
             sl_buf_printf(&key, "\n%s", layers[i]);
-        if (n_layers && sl_store_layer_ids(core->store, layers, n_layers, &lids, &n_lids, &e) < 0)
-            r = -EAGAIN;
+        if (n_layers &&
+            (r = sl_store_layer_ids(core->store, layers, n_layers, &lids, &n_lids, err)) < 0)
+            r = r == -EINVAL ? -EIO : r;
         sl_buf_puts(&fp, "|");
         for (size_t i = 0; i < n_lids; i++)
             sl_buf_printf(&fp, "%" PRId64 ",", lids[i]);
@@ -1057,8 +1060,11 @@ static int plan_shared(struct sl_core *core, const struct sl_delta_request *req,
 {
     *ret_shared = false;
     _cleanup_free_ char *key = NULL, *fp = NULL;
-    if (plan_key(core, req, &key, &fp) < 0)
+    int r = plan_key(core, req, &key, &fp, err);
+    if (r == -EINVAL)
         return plan_limited(core, req, ret, err);
+    if (r < 0)
+        return r;
     pthread_mutex_lock(&core->plan_mu);
     struct plan_entry *e;
     while ((e = plan_cache_find(core, key))) {
@@ -1085,7 +1091,7 @@ static int plan_shared(struct sl_core *core, const struct sl_delta_request *req,
     pthread_mutex_unlock(&core->plan_mu);
 
     struct sl_delta *d = NULL;
-    int r = plan_limited(core, req, &d, err);
+    r = plan_limited(core, req, &d, err);
 
     pthread_mutex_lock(&core->plan_mu);
     if (r < 0) {

@@ -6,6 +6,7 @@
 #include "proxy-config.h"
 #include "server.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -39,6 +40,10 @@ static void on_signal(int sig)
 
 int main(int argc, char **argv)
 {
+    /* Two malloc arenas instead of glibc's 8 per CPU: buffers allocated on one of the ~17
+     * threads and freed on another left ~35 MB of fragmented free heap at 50 streams
+     * (e2e proxy-load: VmHWM 96-174 MB with the default, 63 MB with 2). */
+    mallopt(M_ARENA_MAX, 2);
     struct sl_proxy_config cfg = {0};
     _cleanup_error_ sl_error_t err = NULL;
     int r = sl_proxy_config_parse(&cfg, argc, argv, &err);
