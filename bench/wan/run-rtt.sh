@@ -204,6 +204,8 @@ app_time() {
 BG_PULL=''
 e2e_on_exit '[ -z "$BG_PULL" ] || _e2e_stop "$BG_PULL" 5'
 sl_pull() { # sl_pull IMG OUT: returns once IMG:sl is ready
+    # no earlier pull's "ready after" may be seen before this pull's redirection truncates it
+    rm -f "$2" "$2.err"
     "${WAN_EDGE[@]}" "$CS" pull --daemon "$PULL_EDGE_CTL" --insecure "$R/$1:sl" >"$2" 2>"$2.err" &
     BG_PULL=$! BG_OUT=$2
     local end=$(($(date +%s) + 120))

@@ -46,18 +46,23 @@ def traced_prefix(path):
 def load(path):
     """rows -> {(rtt, app, system, phase): [ms...]} plus bytes and notes"""
     ms, rx_ready, rx_total, notes, loads = {}, {}, {}, {}, []
+    extra = {}  # (k, key) -> [values] from key=value notes (pull_ready_ms, bytes, ...)
     with open(path) as f:
         for r in csv.DictReader(f):
             k = (int(r["rtt_ms"]), r["app"], r["system"], r["phase"])
             if r["note"]:
                 notes[k] = r["note"]
+                for kv in r["note"].split(";"):
+                    key, eq, val = kv.partition("=")
+                    if eq and val.isdigit():
+                        extra.setdefault((k, key), []).append(int(val))
             loads.append(float(r["load1"]))
             if r["ms"] == "NA":
                 continue
             ms.setdefault(k, []).append(int(r["ms"]))
             rx_ready.setdefault(k, []).append(int(r["rx_ready"]))
             rx_total.setdefault(k, []).append(int(r["rx_total"]))
-    return ms, rx_ready, rx_total, notes, loads
+    return ms, rx_ready, rx_total, notes, loads, extra
 
 
 def medians(ms):
@@ -74,8 +79,12 @@ def ratio(a, b):
 
 
 def report(path, out):
-    ms, rx_ready, rx_total, notes, loads = load(path)
+    ms, rx_ready, rx_total, notes, loads, extra = load(path)
     med = medians(ms)
+
+    def xmed(k, key):
+        v = extra.get((k, key))
+        return statistics.median(v) if v else None
     rtts = sorted({k[0] for k in med})
     apps = []
     for k in med:
@@ -148,6 +157,30 @@ def report(path, out):
                 "%.2f" % (su / 1000) if su else "–", mark(su is not None and su < 1000),
                 ratio(u["containerd"], su), mark(u["containerd"] and su and u["containerd"] / su >= 8)))
         w("")
+    # where Starlight-C's time goes (traced): the daemon's ready and complete times, the bytes
+    w("### Where Starlight-C traced spends its time (medians)")
+    w("")
+    w("| RTT ms | app | phase | image ready (daemon) s | app ready s | pull complete s "
+      "| MB until app ready | bound MB | bound transfer s | local start s |")
+    w("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for rtt in rtts:
+        for app in apps:
+            for phase in ("deploy", "update"):
+                k = (rtt, app, "starlight-traced", phase)
+                if k not in med:
+                    continue
+                kb = (rtt, app, "bound-transfer", phase)
+                kl = (rtt, app, "local-start", phase)
+                pr, pc, bb = xmed(k, "pull_ready_ms"), xmed(k, "pull_complete_ms"), xmed(kb, "bytes")
+
+                def sec(v):
+                    return "%.2f" % (v / 1000) if v is not None else "–"
+
+                w("| %d | %s | %s | %s | %s | %s | %.1f | %s | %s | %s |" % (
+                    rtt, app, phase, sec(pr), sec(med[k]), sec(pc),
+                    statistics.median(rx_ready[k]) / 1e6,
+                    "%.1f" % (bb / 1e6) if bb else "–", sec(med.get(kb)), sec(med.get(kl))))
+    w("")
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "wan.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -182,7 +215,8 @@ def plots(med, rtts, apps, out):
             "plot " + ", ".join("'%s' using 1:%d with linespoints lw 2 title '%s'" % (
                 dat, i + 2, LABEL[s]) for i, s in enumerate(SYSTEMS)),
         ]
-        subprocess.run(["gnuplot"], input="\n".join(script).encode(), check=True)
+        subprocess.run(["gnuplot"], input="\n".join(script).encode(), check=True,
+                       stderr=subprocess.DEVNULL)
 
 
 def gnuplot_has(term):
