@@ -390,15 +390,27 @@ if [ "$with_ctrl" = 1 ]; then
         e2e_wait_for "the controller's /readyz" 15 curl -fsS "http://127.0.0.1:$cport/readyz"
         for path in $(yq "$W/render/default.yaml" MutatingWebhookConfiguration -webhook \
             '[w["clientConfig"]["service"]["path"] for w in d["webhooks"]]'); do
-            review='{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u1",
-                "kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},
-                "namespace":"default","operation":"CREATE","object":{"apiVersion":"v1","kind":"Pod",
-                "metadata":{"name":"p","namespace":"default","annotations":{"starlight-c.dev/provision":"true"}},
-                "spec":{"containers":[{"name":"c","image":"registry.example.com/redis:7.0-starlight"}]}}}}'
+          for example in example-pod example-deployment; do
+            # The review of the example Pod (or of a pod of the example Deployment).
+            review=$(python3 - "$E2E_SRC/manifests/$example.yaml" <<'PY'
+import json, sys, yaml
+obj = yaml.safe_load(open(sys.argv[1]))
+if obj["kind"] == "Deployment":
+    t = obj["spec"]["template"]
+    meta = dict(t["metadata"], namespace=obj["metadata"]["namespace"], generateName="redis-")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": t["spec"]}
+else:
+    pod = obj
+print(json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+    "uid": "u1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+    "resource": {"group": "", "version": "v1", "resource": "pods"},
+    "namespace": pod["metadata"]["namespace"], "operation": "CREATE", "object": pod}}))
+PY
+)
             curl -fsS --cacert "$W/wh.crt" --resolve "$REL-starlight-webhook.$NS.svc:$wport:127.0.0.1" \
                 -H 'Content-Type: application/json' -d "$review" \
                 "https://$REL-starlight-webhook.$NS.svc:$wport$path" >"$W/review.out" ||
-                e2e_fail "webhook $path: no answer"
+                e2e_fail "webhook $path ($example): no answer"
             python3 - "$W/review.out" "$VERSION" <<'PY' || e2e_fail "webhook $path: $(cat "$W/review.out")"
 import base64, json, sys
 r = json.load(open(sys.argv[1]))["response"]
@@ -409,9 +421,10 @@ init = init[0][0] if isinstance(init[0], list) else init[0]
 assert init["name"] == "starlight-init", init
 assert init["image"] == "starlight-c/starlight-init:" + sys.argv[2], init["image"]
 PY
+          done
         done
         kill "$kpid"
-        e2e_log "4b. the controller runs the chart's args; both webhook paths inject starlight-c/starlight-init:$VERSION"
+        e2e_log "4b. the controller runs the chart's args; both webhook paths inject starlight-c/starlight-init:$VERSION into the example Pod and Deployment"
     else
         e2e_wait_for "the controller's API calls" 20 grep -q '"user": "controller"' "$K8S_LOG"
         sleep 3
