@@ -63,6 +63,9 @@ static const struct sl_opt controller_opts[] = {
      "Deployment/StatefulSet/DaemonSet changes it"},
     {"trace-jobs", SL_OPT_BOOL, O(trace_jobs), "true", "STARLIGHT_TRACE_JOBS", 0, NULL,
      "Follow trace Jobs: write starlight-c.dev/trace-result and Events when they finish"},
+    {"trace-grace", SL_OPT_STR, O(trace_grace), "2m", "STARLIGHT_TRACE_GRACE", 0, "DURATION",
+     "How long after a trace Job completes to wait for the node's trace report before "
+     "marking it Failed"},
     {"metrics-listen", SL_OPT_STR, O(metrics_listen), "0.0.0.0:8080", "STARLIGHT_METRICS_LISTEN", 0,
      "ADDR:PORT", "Plain HTTP for /metrics (Prometheus), /healthz and /readyz"},
     {"workers", SL_OPT_INT, O(workers), "4", "STARLIGHT_WORKERS", 0, "N",
@@ -146,7 +149,8 @@ int sl_controller_config_parse(struct sl_controller_config *cfg, int argc, char 
     if ((r = duration("proxy-timeout", cfg->proxy_timeout, &cfg->proxy_timeout_ms, err)) < 0 ||
         (r = duration("lease-duration", cfg->lease_duration, &cfg->lease_duration_ms, err)) < 0 ||
         (r = duration("renew-deadline", cfg->renew_deadline, &cfg->renew_deadline_ms, err)) < 0 ||
-        (r = duration("retry-period", cfg->retry_period, &cfg->retry_period_ms, err)) < 0)
+        (r = duration("retry-period", cfg->retry_period, &cfg->retry_period_ms, err)) < 0 ||
+        (r = duration("trace-grace", cfg->trace_grace, &cfg->trace_grace_ms, err)) < 0)
         return r;
     if (cfg->renew_deadline_ms >= cfg->lease_duration_ms ||
         cfg->retry_period_ms >= cfg->renew_deadline_ms)

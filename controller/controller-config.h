@@ -33,12 +33,13 @@ struct sl_controller_config {
     char *identity;
     bool prewarm;
     bool trace_jobs;
+    char *trace_grace;
     char *metrics_listen;
     int64_t workers;
     char *log_format;
     char *log_level;
     /* derived */
-    int64_t proxy_timeout_ms, lease_duration_ms, renew_deadline_ms, retry_period_ms;
+    int64_t proxy_timeout_ms, lease_duration_ms, renew_deadline_ms, retry_period_ms, trace_grace_ms;
 };
 
 extern const struct sl_cmd sl_controller_cmd;

@@ -4,6 +4,7 @@
 #include "controller-config.h"
 #include "imagecheck.h"
 #include "log.h"
+#include "manager.h"
 #include "metrics.h"
 #include "mutate.h"
 #include "webhook.h"
@@ -34,15 +35,6 @@ int main(int argc, char **argv)
         r = sl_error_make(&err, EINVAL,
                           "--log-format must be text|json and --log-level error|warn|info|debug");
     bool kube = (cfg.kubeconfig && *cfg.kubeconfig) || getenv("KUBERNETES_SERVICE_HOST");
-    if (r == 0 && kube && (cfg.prewarm || cfg.trace_jobs))
-        r = sl_error_make(&err, ENOSYS,
-                          "--prewarm and --trace-jobs (the controllers on the Kubernetes API) "
-                          "are not implemented yet: pass --prewarm=false --trace-jobs=false to "
-                          "run the webhook alone");
-    if (r == 0 && cfg.kubeconfig && *cfg.kubeconfig)
-        r = sl_error_make(&err, ENOSYS,
-                          "--kubeconfig: the Kubernetes API client is not implemented yet in "
-                          "this build (the webhook runs without it)");
     if (r != 0) {
         if (r < 0)
             fprintf(stderr, "starlight-controller: %s\n", sl_error_msg(err, r));
@@ -67,9 +59,33 @@ int main(int argc, char **argv)
     } else {
         log_warn("no --proxy: every image of an opted-in Pod is treated as a Starlight image");
     }
-    if (!kube)
+    struct sl_manager *mgr = NULL;
+    if (!kube) {
         log_info("no Kubernetes API (--kubeconfig, or in-cluster): webhook only, no "
                  "controllers, no leader election");
+    } else {
+        const struct sl_manager_options mo = {
+            .kubeconfig = cfg.kubeconfig,
+            .leader_elect = cfg.leader_elect,
+            .lease_namespace = cfg.lease_namespace,
+            .lease_name = cfg.lease_name,
+            .identity = cfg.identity,
+            .lease_duration_ms = cfg.lease_duration_ms,
+            .renew_deadline_ms = cfg.renew_deadline_ms,
+            .retry_period_ms = cfg.retry_period_ms,
+            .prewarm = cfg.prewarm,
+            .trace_jobs = cfg.trace_jobs,
+            .trace_grace_ms = cfg.trace_grace_ms,
+            .metrics = metrics,
+        };
+        r = sl_manager_start(&mo, &mgr, &err);
+        if (r < 0) {
+            sl_log_error_err(&err, r, "start the controllers");
+            sl_imagecheck_free(check);
+            sl_controller_config_free(&cfg);
+            return 1;
+        }
+    }
 
     _cleanup_free_ char *waddr = NULL, *maddr = NULL;
     int wport = 0, mport = 0;
@@ -93,11 +109,16 @@ int main(int argc, char **argv)
                 .is_starlight_ud = check,
             },
         .metrics = metrics,
+        .namespace_opted_in = mgr ? sl_manager_namespace_opted_in : NULL,
+        .namespace_ud = mgr,
+        .status = mgr ? sl_manager_status : NULL,
+        .status_ud = mgr,
     };
     struct sl_webhook *wh = NULL;
     r = sl_webhook_new(&wc, &wh, &err);
     if (r < 0) {
         sl_log_error_err(&err, r, "start the webhook");
+        sl_manager_stop(mgr);
         sl_imagecheck_free(check);
         sl_controller_config_free(&cfg);
         return 1;
@@ -114,6 +135,7 @@ int main(int argc, char **argv)
     log_info("stopping");
     the_webhook = NULL;
     sl_webhook_free(wh);
+    sl_manager_stop(mgr);
     sl_imagecheck_free(check);
     sl_controller_config_free(&cfg);
     return r < 0 ? 1 : 0;

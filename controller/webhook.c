@@ -151,9 +151,12 @@ static void review(struct req *q)
     int r = sl_json_parse(q->body.data ? (const char *)q->body.data : "", q->body.len,
                           SL_REVIEW_MAX, "AdmissionReview", &parsed, &err);
     /* The namespace's label, when the API can tell and nothing else opted the pod in. */
-    if (r >= 0 && !mo.namespace_opted_in && w->cfg.namespace_opted_in) {
-        const char *ns =
-            json_string_value(json_object_get(json_object_get(parsed, "request"), "namespace"));
+    const json_t *rq = json_object_get(parsed, "request");
+    const char *ann = json_string_value(json_object_get(
+        json_object_get(json_object_get(json_object_get(rq, "object"), "metadata"), "annotations"),
+        SL_ANN_PROVISION));
+    if (r >= 0 && !ann && !mo.namespace_opted_in && w->cfg.namespace_opted_in) {
+        const char *ns = json_string_value(json_object_get(rq, "namespace"));
         if (ns && w->cfg.namespace_opted_in(w->cfg.namespace_ud, ns) > 0)
             mo.namespace_opted_in = true;
     }

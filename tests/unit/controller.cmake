@@ -3,3 +3,6 @@
 if(TARGET sl_controller_core)
   sl_add_unit_test(test-mutate SOURCES controller/test-mutate.c LIBS sl_controller_core)
 endif()
+if(TARGET sl_controller_core)
+  sl_add_unit_test(test-controllers SOURCES controller/test-controllers.c LIBS sl_controller_core)
+endif()
