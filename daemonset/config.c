@@ -26,6 +26,9 @@ static const struct sl_opt daemon_opts[] = {
     {"metrics-listen", SL_OPT_STR, O(metrics_listen), NULL, "STARLIGHT_METRICS_LISTEN", 0,
      "ADDR:PORT",
      "Also serve Prometheus GET /metrics over TCP there (always on the control socket)"},
+    {"handoff-socket", SL_OPT_STR, O(handoff_socket), NULL, "STARLIGHT_HANDOFF_SOCKET", 0, "PATH",
+     "Unix socket to pass the FUSE connection to a successor on restart (default "
+     "ROOT/handoff.sock; empty: off)"},
     {"grpc-workers", SL_OPT_INT, O(grpc_workers), "8", "STARLIGHT_GRPC_WORKERS", 0, "N",
      "Snapshotter calls served at once", 1, 256},
     {"log-format", SL_OPT_STR, O(log_format), "text", "STARLIGHT_LOG_FORMAT", 0, "text|json",

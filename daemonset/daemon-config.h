@@ -22,6 +22,7 @@ struct sl_daemon_config {
     char *containerd_socket;
     char *proxy;
     char *metrics_listen;
+    char *handoff_socket; /* NULL: ROOT/handoff.sock; "": no handoff */
     int64_t grpc_workers;
     char *log_format;
     char *log_level;

@@ -8,6 +8,7 @@
 #include "nodewatch.h"
 #include "fs.h"
 #include "grpc-server.h"
+#include "handoff.h"
 #include "log.h"
 #include "snapshots-service.h"
 #include "pull-register.h"
@@ -24,12 +25,26 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* The proxy plugin's name in containerd's config ([proxy_plugins.starlight]). */
 #define SL_DAEMON_SNAPSHOTTER_NAME "starlight"
 
 /* Grace period for snapshotter calls in flight at shutdown. */
 #define STOP_GRACE_MS 10000
+/* Restart handoff: how long a successor waits for its predecessor to stop and give the FUSE
+ * connection, how long the predecessor lets parked reads finish first, and how long it waits
+ * for the successor's acknowledgement. */
+#define HANDOFF_TAKE_MS  60000
+#define HANDOFF_DRAIN_MS 10000
+#define HANDOFF_ACK_MS   10000
+/* The signal the handoff listener raises when a successor asks (sigwait in main). */
+#define HANDOFF_SIGNAL SIGUSR2
+
+static void handoff_requested(void *ud)
+{
+    kill(getpid(), HANDOFF_SIGNAL);
+}
 
 static int mkdir_parent(const char *path)
 {
@@ -77,6 +92,7 @@ int main(int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, HANDOFF_SIGNAL);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -84,6 +100,22 @@ int main(int argc, char **argv)
         log_error("create %s: %s", cfg.root, strerror(errno));
         sl_daemon_config_free(&cfg);
         return 1;
+    }
+    /* A daemon still running on this root gives its FUSE connection over (restart, upgrade):
+     * running containers keep reading through it. */
+    _cleanup_free_ char *handoff_path = cfg.handoff_socket
+                                            ? sl_xstrdup(cfg.handoff_socket)
+                                            : sl_xasprintf("%s/handoff.sock", cfg.root);
+    struct sl_fs_handoff taken = {.fd = -1};
+    if (*handoff_path) {
+        r = sl_handoff_take(handoff_path, HANDOFF_TAKE_MS, &taken, &err);
+        if (r < 0) {
+            sl_log_error_err(&err, r, "take over from the daemon on %s", handoff_path);
+            sl_daemon_config_free(&cfg);
+            return 1;
+        }
+        if (r > 0)
+            log_info("took the FUSE connection over from the previous daemon (%s)", handoff_path);
     }
     _cleanup_free_ char *store_dir = sl_xasprintf("%s/store", cfg.root);
     _cleanup_free_ char *mnt_dir = sl_xasprintf("%s/mnt", cfg.root);
@@ -104,21 +136,28 @@ int main(int argc, char **argv)
     r = sl_store_open(store_dir, NULL, &store, &err);
     if (r >= 0)
         r = sl_fs_new(store, &fso, &fs, &err);
-    if (r >= 0)
-        r = sl_fs_mount(fs, mnt_dir, &err);
+    int published = 0;
+    if (r >= 0) {
+        /* Layers known from earlier runs mount again (their completed contents are local);
+         * published before serving, with the same inode numbers as before. */
+        published = sl_pull_publish_known(store, fs, &err);
+        if (published < 0) {
+            sl_log_error_err(&err, published, "publish the store's layers");
+            sl_error_free(&err);
+            published = 0;
+        }
+        r = taken.fd >= 0 ? sl_fs_adopt(fs, mnt_dir, &taken, &err) : sl_fs_mount(fs, mnt_dir, &err);
+    }
     if (r < 0) {
         sl_log_error_err(&err, r, "open the store and mount the fs at %s", mnt_dir);
+        if (taken.fd >= 0)
+            close(taken.fd);
         sl_fs_free(fs);
         sl_store_free(store);
         sl_daemon_config_free(&cfg);
         return 1;
     }
-    /* Layers known from earlier runs mount again (their completed contents are local). */
-    r = sl_pull_publish_known(store, fs, &err);
-    if (r < 0)
-        sl_log_error_err(&err, r, "publish the store's layers");
-    else
-        log_info("fs at %s: %d layers from the store", mnt_dir, r);
+    log_info("fs at %s: %d layers from the store", mnt_dir, published);
 
     /* Pulls register their image in containerd (connected on the first pull); an empty
      * --containerd-socket turns registration off (pulls only fill the store and the fs). */
@@ -220,6 +259,14 @@ int main(int argc, char **argv)
         return 1;
     }
     log_info("control API on %s", cfg.control_socket);
+    _cleanup_(sl_handoff_freep) struct sl_handoff *handoff = NULL;
+    if (*handoff_path) {
+        r = sl_handoff_listen(handoff_path, handoff_requested, NULL, &handoff, &err);
+        if (r < 0) {
+            sl_log_error_err(&err, r, "restarts will unmount the fs");
+            sl_error_free(&err);
+        }
+    }
 
     /* Kubernetes node watcher: Pods bound to this node and the Node's prewarm annotation start
      * pulls through the control API; an error here is logged, the daemon serves on. */
@@ -239,15 +286,39 @@ int main(int argc, char **argv)
 
     int sig = 0;
     sigwait(&set, &sig);
-    log_info("%s: stopping", strsignal(sig));
+    bool give = sig == HANDOFF_SIGNAL && handoff;
+    log_info("%s: stopping%s", strsignal(sig),
+             give ? " (a successor takes the FUSE connection)" : "");
     sl_nodewatch_stop(nodewatch);
+    if (give && !sl_fs_wait_unparked(fs, HANDOFF_DRAIN_MS))
+        log_warn("reads still wait for chunks after %d ms: they fail", HANDOFF_DRAIN_MS);
     sl_control_stop(ctl);
     sl_grpc_server_stop(srv, STOP_GRACE_MS);
     sl_remote_free(remote); /* pulls in flight stop at their next event */
     sl_snap_close(snap);
-    sl_fs_free(fs); /* unmounts */
+    struct sl_fs_handoff out = {.fd = -1};
+    if (give) {
+        r = sl_fs_detach(fs, &out, &err);
+        if (r < 0) {
+            sl_log_error_err(&err, r, "detach the fs (it is unmounted instead)");
+            sl_error_free(&err);
+        }
+    }
+    sl_fs_free(fs); /* unmounts unless detached */
     sl_store_free(store);
+    sl_trace_close(TAKE_PTR(trace));
+    int rc = 0;
+    if (out.fd >= 0) {
+        r = sl_handoff_give(handoff, &out, HANDOFF_ACK_MS, &err);
+        close(out.fd);
+        if (r < 0) {
+            sl_log_error_err(&err, r, "hand the FUSE connection over (it is lost)");
+            rc = 1;
+        } else {
+            log_info("FUSE connection handed over");
+        }
+    }
     log_info("stopped");
     sl_daemon_config_free(&cfg);
-    return 0;
+    return rc;
 }

@@ -19,10 +19,21 @@
 #include <time.h>
 #include <unistd.h>
 
-#define OPAQUE_XATTR "trusted.overlay.opaque"
-#define WH_PREFIX    ".wh."
-#define WH_META      ".wh..wh."
-#define DEFAULT_TTL  3600.0
+#define OPAQUE_XATTR    "trusted.overlay.opaque"
+#define WH_PREFIX       ".wh."
+#define WH_META         ".wh..wh."
+#define DEFAULT_TTL     3600.0
+#define FH_BUCKETS      1024
+#define DEFAULT_WORKERS 8
+
+/* The FUSE protocol's request header (linux/fuse.h, stable ABI), to recognise FUSE_INIT. */
+struct fuse_in_hdr {
+    uint32_t len, opcode;
+    uint64_t unique, nodeid;
+    uint32_t uid, gid, pid;
+    uint16_t total_extlen, padding;
+};
+#define FUSE_OPCODE_INIT 26
 
 enum { TRACED_OPEN = 1, TRACED_READ = 2 };
 
@@ -47,12 +58,17 @@ struct layer {
     uint32_t n_nodes;
 };
 
+/* An open file. The kernel knows it by `fh`, never a pointer: a successor daemon that adopted
+ * the connection (sl_fs_adopt) gets handles of its predecessor, which it opens again by inode
+ * on their first use. */
 struct open_file {
     struct sl_fs *fs;
     struct layer *layer;
     struct node *node;
     struct sl_store_content *content; /* NULL for empty files */
     atomic_uint refs;                 /* the open + parked reads */
+    uint64_t fh;                      /* generation << 48 | serial */
+    struct open_file *hnext;          /* fs->fh_table bucket */
     struct open_file *next, *prev;    /* fs->open_files, for teardown */
 };
 
@@ -66,14 +82,28 @@ struct parked_read {
     struct parked_read *next, *prev;
 };
 
+struct worker {
+    struct sl_fs *fs;
+    pthread_t thread;
+    atomic_bool in_read; /* blocked (or about to block) reading /dev/fuse */
+};
+
 struct sl_fs {
     struct sl_store *store;
     struct sl_fs_options o;
     char *mountpoint;
     struct fuse_session *se;
-    pthread_t loop;
-    bool loop_running;
-    dev_t dev;
+    struct worker *workers;
+    unsigned n_workers;
+    atomic_bool stopping;
+    bool detached; /* handed to a successor: sl_fs_free leaves the mount */
+    uint32_t gen;  /* handle generation, 1..65535 */
+    atomic_uint_fast64_t next_fh;
+    pthread_rwlock_t fh_lock;
+    struct open_file *fh_table[FH_BUCKETS];
+    pthread_mutex_t init_lock;
+    unsigned char init_req[SL_FS_INIT_MAX]; /* the kernel's FUSE_INIT, for a successor */
+    size_t init_len;
     _Atomic(struct layer *) *layers; /* by slot, SL_FS_MAX_SLOT + 1 entries */
     atomic_uint max_slot;
     pthread_mutex_t layers_lock; /* writers of `layers` only */
@@ -577,6 +607,102 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
     do_readdir(req, ino, size, off, true);
 }
 
+/* ---------------------------------------------------------------- file handles */
+
+static size_t fh_bucket(uint64_t fh)
+{
+    return (size_t)((fh ^ (fh >> 48)) * 0x9e3779b97f4a7c15ull >> 54) & (FH_BUCKETS - 1);
+}
+
+static struct open_file *fh_find_locked(struct sl_fs *fs, uint64_t fh)
+{
+    for (struct open_file *of = fs->fh_table[fh_bucket(fh)]; of; of = of->hnext)
+        if (of->fh == fh)
+            return of;
+    return NULL;
+}
+
+/* Records `of` under of->fh and on the open list (teardown). */
+static void fh_insert_locked(struct sl_fs *fs, struct open_file *of)
+{
+    size_t b = fh_bucket(of->fh);
+    of->hnext = fs->fh_table[b];
+    fs->fh_table[b] = of;
+    pthread_mutex_lock(&fs->lock);
+    of->next = fs->open_list.next;
+    of->prev = &fs->open_list;
+    fs->open_list.next->prev = of;
+    fs->open_list.next = of;
+    pthread_mutex_unlock(&fs->lock);
+}
+
+static struct open_file *fh_remove(struct sl_fs *fs, uint64_t fh)
+{
+    pthread_rwlock_wrlock(&fs->fh_lock);
+    struct open_file **pp = &fs->fh_table[fh_bucket(fh)];
+    while (*pp && (*pp)->fh != fh)
+        pp = &(*pp)->hnext;
+    struct open_file *of = *pp;
+    if (of)
+        *pp = of->hnext;
+    pthread_rwlock_unlock(&fs->fh_lock);
+    return of;
+}
+
+/* A new open file of node `n` (content opened from the store); NULL with an errno in *ret_err. */
+static struct open_file *of_new(struct sl_fs *fs, struct layer *l, struct node *n, int *ret_err)
+{
+    const struct sl_toc_entry *e = n->e;
+    struct sl_store_content *c = NULL;
+    if (e->size > 0) {
+        sl_error_t err = NULL;
+        int r =
+            e->has_digest ? sl_store_content_open(fs->store, e->digest, e->size, &c, &err) : -EIO;
+        if (r < 0) {
+            log_warn("fs: open `%s` in layer %s: %s", e->name, l->digest, sl_error_msg(err, r));
+            sl_error_free(&err);
+            *ret_err = EIO;
+            return NULL;
+        }
+    }
+    struct open_file *of = sl_xcalloc(1, sizeof *of);
+    of->fs = fs;
+    of->layer = l;
+    of->node = n;
+    of->content = c;
+    atomic_init(&of->refs, 1);
+    return of;
+}
+
+/* The open file behind a handle. A handle of another generation was opened by the daemon this
+ * one took the connection over from: open its inode again under the same handle. */
+static struct open_file *fh_get(struct sl_fs *fs, fuse_ino_t ino, uint64_t fh)
+{
+    pthread_rwlock_rdlock(&fs->fh_lock);
+    struct open_file *of = fh_find_locked(fs, fh);
+    pthread_rwlock_unlock(&fs->fh_lock);
+    if (of || fh >> 48 == fs->gen)
+        return of;
+    struct node *n;
+    struct layer *l = resolve(fs, ino, &n);
+    int e;
+    if (!l || n->whiteout || n->e->type != SL_TOC_REG || !(of = of_new(fs, l, n, &e)))
+        return NULL;
+    of->fh = fh;
+    pthread_rwlock_wrlock(&fs->fh_lock);
+    struct open_file *other = fh_find_locked(fs, fh);
+    if (!other)
+        fh_insert_locked(fs, of);
+    pthread_rwlock_unlock(&fs->fh_lock);
+    if (other) { /* another read adopted it first */
+        sl_store_content_unref(of->content);
+        free(of);
+        return other;
+    }
+    log_info("fs: `%s` (layer %s), opened before the handoff, reopened", n->e->name, l->digest);
+    return of;
+}
+
 static void of_unref(struct open_file *of)
 {
     if (atomic_fetch_sub(&of->refs, 1) != 1)
@@ -607,43 +733,31 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, EROFS);
         return;
     }
-    const struct sl_toc_entry *e = n->e;
-    struct sl_store_content *c = NULL;
-    if (e->size > 0) {
-        sl_error_t err = NULL;
-        int r =
-            e->has_digest ? sl_store_content_open(fs->store, e->digest, e->size, &c, &err) : -EIO;
-        if (r < 0) {
-            log_warn("fs: open `%s` in layer %s: %s", e->name, l->digest, sl_error_msg(err, r));
-            sl_error_free(&err);
-            fuse_reply_err(req, EIO);
-            return;
-        }
+    int e;
+    struct open_file *of = of_new(fs, l, n, &e);
+    if (!of) {
+        fuse_reply_err(req, e);
+        return;
     }
-    struct open_file *of = sl_xcalloc(1, sizeof *of);
-    of->fs = fs;
-    of->layer = l;
-    of->node = n;
-    of->content = c;
-    atomic_init(&of->refs, 1);
-    pthread_mutex_lock(&fs->lock);
-    of->next = fs->open_list.next;
-    of->prev = &fs->open_list;
-    fs->open_list.next->prev = of;
-    fs->open_list.next = of;
-    pthread_mutex_unlock(&fs->lock);
+    of->fh = ((uint64_t)fs->gen << 48) | (atomic_fetch_add(&fs->next_fh, 1) & 0xffffffffffffull);
+    pthread_rwlock_wrlock(&fs->fh_lock);
+    fh_insert_locked(fs, of);
+    pthread_rwlock_unlock(&fs->fh_lock);
     atomic_fetch_add(&fs->n_opens, 1);
     trace(fs, req, l, n, SL_FS_EVENT_OPEN, false);
-    fi->fh = (uint64_t)(uintptr_t)of;
+    fi->fh = of->fh;
     fi->keep_cache = 1; /* contents are immutable */
     fi->noflush = 1;
-    if (fuse_reply_open(req, fi) == -ENOENT) /* interrupted open: no release will come */
+    if (fuse_reply_open(req, fi) == -ENOENT && fh_remove(fs, of->fh)) /* interrupted: no release */
         of_unref(of);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    of_unref((struct open_file *)(uintptr_t)fi->fh);
+    /* a predecessor's handle never read here is not known: nothing to free */
+    struct open_file *of = fh_remove(fuse_req_userdata(req), fi->fh);
+    if (of)
+        of_unref(of);
     fuse_reply_err(req, 0);
 }
 
@@ -716,10 +830,14 @@ static void chunk_span(const struct sl_toc_entry *e, uint64_t off, size_t len, s
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
-    struct open_file *of = (struct open_file *)(uintptr_t)fi->fh;
-    struct sl_fs *fs = of->fs;
-    const struct sl_toc_entry *e = of->node->e;
+    struct sl_fs *fs = fuse_req_userdata(req);
+    struct open_file *of = fh_get(fs, ino, fi->fh);
     atomic_fetch_add_explicit(&fs->n_reads, 1, memory_order_relaxed);
+    if (!of) {
+        fuse_reply_err(req, EBADF);
+        return;
+    }
+    const struct sl_toc_entry *e = of->node->e;
     if (off < 0 || (uint64_t)off >= e->size || size == 0 || !of->content) {
         fuse_reply_buf(req, NULL, 0);
         return;
@@ -888,36 +1006,170 @@ int sl_fs_new(struct sl_store *store, const struct sl_fs_options *o, struct sl_f
     fs->layers = sl_xcalloc(SL_FS_MAX_SLOT + 1, sizeof *fs->layers);
     pthread_mutex_init(&fs->layers_lock, NULL);
     pthread_mutex_init(&fs->lock, NULL);
+    pthread_mutex_init(&fs->init_lock, NULL);
+    pthread_rwlock_init(&fs->fh_lock, NULL);
     pthread_cond_init(&fs->cond, NULL);
     fs->parked.next = fs->parked.prev = &fs->parked;
     fs->open_list.next = fs->open_list.prev = &fs->open_list;
+    fs->gen = 1;
+    atomic_init(&fs->next_fh, 1);
     *ret = fs;
     return 0;
 }
 
-/* The loop thread waits in sem_wait for its workers; a signal with a handler interrupts it, and
- * it then sees the session exited and cancels the workers blocked in read(2) on /dev/fuse. */
+/* Workers block in read(2) on /dev/fuse; to stop them, sl_fs sets `stopping` and sends this
+ * signal (its handler does nothing, without SA_RESTART) to those still in read. A worker never
+ * drops a request it has read: it answers it (or parks it) before looking at `stopping`. */
 #define SL_FS_WAKE_SIGNAL (SIGRTMIN + 3)
 
 static void wake_handler(int sig)
 {
 }
 
-static void *loop_main(void *ud)
+/* Keeps the kernel's FUSE_INIT: a successor replays it to set its session up the same way. */
+static void keep_init(struct sl_fs *fs, const struct fuse_buf *b)
 {
-    struct sl_fs *fs = ud;
+    if ((b->flags & FUSE_BUF_IS_FD) || b->size < sizeof(struct fuse_in_hdr))
+        return;
+    struct fuse_in_hdr in;
+    memcpy(&in, b->mem, sizeof in);
+    if (in.opcode != FUSE_OPCODE_INIT || b->size > SL_FS_INIT_MAX)
+        return;
+    pthread_mutex_lock(&fs->init_lock);
+    memcpy(fs->init_req, b->mem, b->size);
+    fs->init_len = b->size;
+    pthread_mutex_unlock(&fs->init_lock);
+}
+
+static void *worker_main(void *ud)
+{
+    struct worker *w = ud;
+    struct sl_fs *fs = w->fs;
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SL_FS_WAKE_SIGNAL);
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-    struct fuse_loop_config *cfg = fuse_loop_cfg_create();
-    if (fs->o.max_threads)
-        fuse_loop_cfg_set_max_threads(cfg, fs->o.max_threads);
-    int r = fuse_session_loop_mt(fs->se, cfg);
-    fuse_loop_cfg_destroy(cfg);
-    if (r != 0 && r != -ENODEV)
-        log_debug("fs: session loop ended: %d", r);
+    struct fuse_buf buf = {0};
+    for (;;) {
+        atomic_store(&w->in_read, true);
+        if (atomic_load(&fs->stopping))
+            break;
+        int r = fuse_session_receive_buf(fs->se, &buf);
+        atomic_store(&w->in_read, false);
+        if (r == -EINTR || r == -EAGAIN)
+            continue;
+        if (r <= 0) { /* 0: unmounted or aborted (ENODEV) */
+            if (r < 0)
+                log_warn("fs: reading /dev/fuse: %s", strerror(-r));
+            break;
+        }
+        keep_init(fs, &buf);
+        fuse_session_process_buf(fs->se, &buf);
+    }
+    atomic_store(&w->in_read, false);
+    free(buf.mem);
     return NULL;
+}
+
+static int start_workers(struct sl_fs *fs, sl_error_t *err)
+{
+    struct sigaction sa = {.sa_handler = wake_handler}; /* no SA_RESTART */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SL_FS_WAKE_SIGNAL, &sa, NULL);
+    unsigned n = fs->o.max_threads ? fs->o.max_threads : DEFAULT_WORKERS;
+    fs->workers = sl_xcalloc(n, sizeof *fs->workers);
+    atomic_store(&fs->stopping, false);
+    for (fs->n_workers = 0; fs->n_workers < n; fs->n_workers++) {
+        struct worker *w = &fs->workers[fs->n_workers];
+        w->fs = fs;
+        int r = pthread_create(&w->thread, NULL, worker_main, w);
+        if (r != 0) {
+            if (fs->n_workers > 0)
+                break; /* fewer workers still serve */
+            free(fs->workers);
+            fs->workers = NULL;
+            return sl_error_make(err, r, "start FUSE workers: %s", strerror(r));
+        }
+    }
+    return 0;
+}
+
+/* Stops the workers; requests they already read are answered (or parked) first. */
+static void stop_workers(struct sl_fs *fs)
+{
+    atomic_store(&fs->stopping, true);
+    for (unsigned i = 0; i < fs->n_workers; i++) {
+        struct worker *w = &fs->workers[i];
+        for (;;) {
+            struct timespec deadline;
+            clock_gettime(CLOCK_REALTIME, &deadline);
+            deadline.tv_nsec += 10 * 1000 * 1000;
+            if (deadline.tv_nsec >= 1000000000)
+                deadline.tv_sec++, deadline.tv_nsec -= 1000000000;
+            if (atomic_load(&w->in_read))
+                pthread_kill(w->thread, SL_FS_WAKE_SIGNAL);
+            if (pthread_timedjoin_np(w->thread, NULL, &deadline) == 0)
+                break;
+        }
+    }
+    free(fs->workers);
+    fs->workers = NULL;
+    fs->n_workers = 0;
+}
+
+static struct fuse_session *session_new(struct sl_fs *fs)
+{
+    char prog[] = "starlight-fs", dash_o[] = "-o", dash_d[] = "-d";
+    char opts[] = "allow_other,default_permissions,ro,fsname=starlight,subtype=starlight";
+    char *argv[] = {prog, dash_o, opts, fs->o.debug ? dash_d : NULL, NULL};
+    struct fuse_args args = FUSE_ARGS_INIT(fs->o.debug ? 4 : 3, argv);
+    struct fuse_session *se = fuse_session_new(&args, &ops, sizeof ops, fs);
+    fuse_opt_free_args(&args);
+    return se;
+}
+
+static void set_mountpoint(struct sl_fs *fs, const char *mountpoint)
+{
+    fs->mountpoint = realpath(mountpoint, NULL);
+    if (!fs->mountpoint)
+        fs->mountpoint = sl_xstrdup(mountpoint);
+}
+
+/* Gives the connection `fd` (always taken) to a new session and starts serving it. With
+ * `init`, the kernel negotiated with a predecessor: replaying its FUSE_INIT sets this session
+ * up the same way (the reply goes to a request answered long ago: the kernel drops it). */
+static int attach(struct sl_fs *fs, const char *mountpoint, int fd, const unsigned char *init,
+                  size_t init_len, sl_error_t *err)
+{
+    fs->se = session_new(fs);
+    if (!fs->se) {
+        close(fd);
+        return sl_error_make(err, EIO, "fuse_session_new failed");
+    }
+    char dev[32];
+    snprintf(dev, sizeof dev, "/dev/fd/%d", fd);
+    if (fuse_session_mount(fs->se, dev) != 0) { /* takes the descriptor, mounts nothing */
+        close(fd);
+        fuse_session_destroy(fs->se);
+        fs->se = NULL;
+        return sl_error_make(err, EIO, "attach the FUSE connection (fd %d) failed", fd);
+    }
+    if (init) {
+        _cleanup_free_ unsigned char *copy = sl_xmalloc(init_len);
+        memcpy(copy, init, init_len);
+        struct fuse_buf b = {.size = init_len, .mem = copy};
+        fuse_session_process_buf(fs->se, &b);
+        memcpy(fs->init_req, init, init_len);
+        fs->init_len = init_len;
+    }
+    int r = start_workers(fs, err);
+    if (r < 0) {
+        fuse_session_destroy(fs->se); /* closes fd */
+        fs->se = NULL;
+        return r;
+    }
+    set_mountpoint(fs, mountpoint);
+    return 0;
 }
 
 int sl_fs_mount(struct sl_fs *fs, const char *mountpoint, sl_error_t *err)
@@ -929,73 +1181,67 @@ int sl_fs_mount(struct sl_fs *fs, const char *mountpoint, sl_error_t *err)
         umount2(mountpoint, MNT_DETACH); /* a crashed predecessor's mount */
     if (mkdir(mountpoint, 0755) < 0 && errno != EEXIST)
         return sl_error_make(err, errno, "mkdir %s: %s", mountpoint, strerror(errno));
-    char prog[] = "starlight-fs", dash_o[] = "-o", dash_d[] = "-d";
-    char opts[] = "allow_other,default_permissions,ro,fsname=starlight,subtype=starlight";
-    char *argv[] = {prog, dash_o, opts, fs->o.debug ? dash_d : NULL, NULL};
-    struct fuse_args args = FUSE_ARGS_INIT(fs->o.debug ? 4 : 3, argv);
-    fs->se = fuse_session_new(&args, &ops, sizeof ops, fs);
-    fuse_opt_free_args(&args);
-    if (!fs->se)
-        return sl_error_make(err, EIO, "fuse_session_new failed");
-    if (fuse_session_mount(fs->se, mountpoint) != 0) {
-        fuse_session_destroy(fs->se);
-        fs->se = NULL;
-        return sl_error_make(err, EIO, "mount FUSE at %s failed (see libfuse message)", mountpoint);
+    /* Mounted here rather than by libfuse, so that the session never owns the mount: after a
+     * handoff (sl_fs_detach) the mount belongs to the successor. Needs CAP_SYS_ADMIN. */
+    int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return sl_error_make(err, errno, "open /dev/fuse: %s", strerror(errno));
+    char opts[160];
+    snprintf(opts, sizeof opts,
+             "fd=%d,rootmode=40000,user_id=%u,group_id=%u,default_permissions,allow_other", fd,
+             (unsigned)getuid(), (unsigned)getgid());
+    if (mount("starlight", mountpoint, "fuse.starlight", MS_NOSUID | MS_NODEV | MS_RDONLY, opts) <
+        0) {
+        int e = errno;
+        close(fd);
+        return sl_error_make(err, e, "mount FUSE at %s: %s", mountpoint, strerror(e));
     }
-    fs->mountpoint = realpath(mountpoint, NULL);
-    if (!fs->mountpoint)
-        fs->mountpoint = sl_xstrdup(mountpoint);
-    struct sigaction sa = {.sa_handler = wake_handler}; /* no SA_RESTART */
-    sigemptyset(&sa.sa_mask);
-    sigaction(SL_FS_WAKE_SIGNAL, &sa, NULL);
-    int r = pthread_create(&fs->loop, NULL, loop_main, fs);
-    if (r != 0) {
-        fuse_session_unmount(fs->se);
-        fuse_session_destroy(fs->se);
-        fs->se = NULL;
-        return sl_error_make(err, r, "start FUSE loop: %s", strerror(r));
-    }
-    fs->loop_running = true;
-    if (stat(fs->mountpoint, &st) == 0)
-        fs->dev = st.st_dev;
-    return 0;
+    int r = attach(fs, mountpoint, fd, NULL, 0, err);
+    if (r < 0)
+        umount2(mountpoint, MNT_DETACH);
+    return r;
 }
 
-/* Aborts the FUSE connection so the loop threads return even if overlays hold the mount. */
-static void abort_connection(struct sl_fs *fs)
+int sl_fs_adopt(struct sl_fs *fs, const char *mountpoint, struct sl_fs_handoff *h, sl_error_t *err)
 {
-    if (!fs->dev)
-        return;
-    char path[96];
-    snprintf(path, sizeof path, "/sys/fs/fuse/connections/%u/abort", minor(fs->dev));
-    _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd >= 0 && write(fd, "1", 1) < 0)
-        log_debug("fs: abort connection: %s", strerror(errno));
+    _cleanup_close_ int fd = h->fd;
+    h->fd = -1;
+    if (fs->se)
+        return sl_error_make(err, EBUSY, "fs already mounted at %s", fs->mountpoint);
+    struct fuse_in_hdr in = {0};
+    if (h->init_len >= sizeof in)
+        memcpy(&in, h->init, sizeof in);
+    if (fd < 0 || h->init_len < sizeof in + 8 || h->init_len > SL_FS_INIT_MAX ||
+        in.len != h->init_len || in.opcode != FUSE_OPCODE_INIT)
+        return sl_error_make(err, EINVAL, "handoff: no FUSE connection or no valid FUSE_INIT");
+    if (h->gen == 0 || h->gen > 0xffff)
+        return sl_error_make(err, EINVAL, "handoff: handle generation %u out of range", h->gen);
+    fs->gen = h->gen % 0xffff + 1;
+    return attach(fs, mountpoint, TAKE_FD(fd), h->init, h->init_len, err);
 }
 
-void sl_fs_free(struct sl_fs *fs)
+bool sl_fs_wait_unparked(struct sl_fs *fs, int timeout_ms)
 {
-    if (!fs)
-        return;
-    if (fs->se) {
-        fuse_session_exit(fs->se);
-        fuse_session_unmount(fs->se);
-        if (fs->loop_running) {
-            struct timespec deadline;
-            clock_gettime(CLOCK_REALTIME, &deadline);
-            deadline.tv_sec += 2;
-            /* Still held (an overlay uses a layer dir): stop the loop anyway. */
-            while (pthread_timedjoin_np(fs->loop, NULL, &deadline) != 0) {
-                abort_connection(fs);
-                pthread_kill(fs->loop, SL_FS_WAKE_SIGNAL);
-                clock_gettime(CLOCK_REALTIME, &deadline);
-                deadline.tv_nsec += 100 * 1000 * 1000;
-                if (deadline.tv_nsec >= 1000000000)
-                    deadline.tv_sec++, deadline.tv_nsec -= 1000000000;
-            }
-        }
-    }
-    /* Parked reads: cancel and fail them, or wait for a writer already replying. */
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (deadline.tv_nsec >= 1000000000)
+        deadline.tv_sec++, deadline.tv_nsec -= 1000000000;
+    pthread_mutex_lock(&fs->lock);
+    while (fs->parked.next != &fs->parked)
+        if (pthread_cond_timedwait(&fs->cond, &fs->lock, &deadline) == ETIMEDOUT)
+            break;
+    bool empty = fs->parked.next == &fs->parked;
+    pthread_mutex_unlock(&fs->lock);
+    return empty;
+}
+
+/* Parked reads: cancel and fail them with EIO, or wait for a writer already replying. Returns
+ * how many were failed. */
+static size_t fail_parked(struct sl_fs *fs)
+{
+    size_t n = 0;
     pthread_mutex_lock(&fs->lock);
     while (fs->parked.next != &fs->parked) {
         struct parked_read *p = fs->parked.next;
@@ -1004,16 +1250,62 @@ void sl_fs_free(struct sl_fs *fs)
             p->next->prev = p->prev;
             atomic_fetch_sub(&fs->n_parked_now, 1);
             pthread_mutex_unlock(&fs->lock);
-            fuse_reply_none(p->req); /* the device is closed: free the request only */
+            fuse_reply_err(p->req, EIO); /* a closed device just drops it */
             struct open_file *of = p->of;
             free(p);
             of_unref(of);
+            n++;
             pthread_mutex_lock(&fs->lock);
         } else {
             pthread_cond_wait(&fs->cond, &fs->lock);
         }
     }
-    /* Files the kernel never released (connection gone). */
+    pthread_mutex_unlock(&fs->lock);
+    return n;
+}
+
+int sl_fs_detach(struct sl_fs *fs, struct sl_fs_handoff *ret, sl_error_t *err)
+{
+    ret->fd = -1;
+    if (!fs->se || fs->detached)
+        return sl_error_make(err, ENOTCONN, "fs not mounted");
+    stop_workers(fs);
+    size_t failed = fail_parked(fs);
+    if (failed)
+        log_warn("fs: handoff: %zu reads waiting for chunks failed with EIO", failed);
+    pthread_mutex_lock(&fs->init_lock);
+    size_t n = fs->init_len;
+    memcpy(ret->init, fs->init_req, n);
+    pthread_mutex_unlock(&fs->init_lock);
+    if (n == 0) {
+        int r = start_workers(fs, err); /* keep serving */
+        return r < 0 ? r : sl_error_make(err, EAGAIN, "handoff: FUSE_INIT not received yet");
+    }
+    ret->init_len = (uint32_t)n;
+    ret->gen = fs->gen;
+    ret->fd = fcntl(fuse_session_fd(fs->se), F_DUPFD_CLOEXEC, 3);
+    if (ret->fd < 0) {
+        int e = errno;
+        int r = start_workers(fs, err);
+        return r < 0 ? r : sl_error_make(err, e, "dup /dev/fuse: %s", strerror(e));
+    }
+    fs->detached = true;
+    return 0;
+}
+
+void sl_fs_free(struct sl_fs *fs)
+{
+    if (!fs)
+        return;
+    if (fs->se && !fs->detached) {
+        /* lazily: overlays may still hold layer dirs */
+        if (umount2(fs->mountpoint, MNT_DETACH) < 0)
+            log_warn("fs: unmount %s: %s", fs->mountpoint, strerror(errno));
+        stop_workers(fs);
+        fail_parked(fs);
+    }
+    /* Files the kernel never released (connection gone or handed over). */
+    pthread_mutex_lock(&fs->lock);
     while (fs->open_list.next != &fs->open_list) {
         struct open_file *of = fs->open_list.next;
         of->prev->next = of->next;
@@ -1023,12 +1315,14 @@ void sl_fs_free(struct sl_fs *fs)
     }
     pthread_mutex_unlock(&fs->lock);
     if (fs->se)
-        fuse_session_destroy(fs->se);
+        fuse_session_destroy(fs->se); /* closes its descriptor: a successor holds a copy */
     for (unsigned s = 1; s <= SL_FS_MAX_SLOT; s++)
         layer_free(atomic_load(&fs->layers[s]));
     free(fs->layers);
     pthread_mutex_destroy(&fs->layers_lock);
     pthread_mutex_destroy(&fs->lock);
+    pthread_mutex_destroy(&fs->init_lock);
+    pthread_rwlock_destroy(&fs->fh_lock);
     pthread_cond_destroy(&fs->cond);
     free(fs->mountpoint);
     free(fs);

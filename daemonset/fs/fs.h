@@ -11,6 +11,15 @@
  * (layer slot << 32 | TOC entry index + 1): stable for a given TOC and slot, so a daemon that
  * re-adds its layers with the same slots after a restart hands out the same numbers.
  *
+ * File handles are numbers (a generation in the top 16 bits, then a serial), not pointers.
+ *
+ * Restart without breaking running containers: sl_fs_detach stops serving and hands out a copy
+ * of the /dev/fuse descriptor and the kernel's FUSE_INIT request; a successor process (usually
+ * over a unix socket, handoff.h) passes them to sl_fs_adopt, which sets up its session as the
+ * predecessor's and serves the same mount. Requests arriving in between wait in the kernel.
+ * Inode numbers are the same as long as the successor publishes every layer with the same slot
+ * before adopting; file handles of the predecessor are opened again by inode on first use.
+ *
  * Reads of chunks that have not arrived are parked: the handler registers a store waiter and
  * returns; the store's writer thread replies when the chunk lands. No thread is held per
  * waiting read. Reads of present data go straight from the content file descriptor into the
@@ -56,7 +65,7 @@ typedef void (*sl_fs_event_fn)(void *ud, const struct sl_fs_event *ev);
 struct sl_fs_options {
     double entry_timeout; /* seconds, layer trees (immutable); 0 = default 3600 */
     double attr_timeout;  /* likewise */
-    unsigned max_threads; /* FUSE worker threads; 0 = libfuse default */
+    unsigned max_threads; /* FUSE worker threads; 0 = 8 */
     bool debug;           /* libfuse debug output on stderr */
     sl_fs_event_fn on_event;
     void *event_ud;
@@ -65,15 +74,35 @@ struct sl_fs_options {
 
 struct sl_fs;
 
+/* What a successor needs to serve a mounted fs (sl_fs_detach -> sl_fs_adopt). */
+#define SL_FS_INIT_MAX 256
+struct sl_fs_handoff {
+    int fd;                             /* the /dev/fuse connection; -1 when none */
+    uint32_t gen;                       /* the giver's handle generation (1..65535) */
+    uint32_t init_len;                  /* bytes of init */
+    unsigned char init[SL_FS_INIT_MAX]; /* the kernel's FUSE_INIT request to the first daemon */
+};
+
 /* Creates a filesystem over `store` (borrowed: must outlive the fs). `o` may be NULL. */
 int sl_fs_new(struct sl_store *store, const struct sl_fs_options *o, struct sl_fs **ret,
               sl_error_t *err);
 /* Mounts at `mountpoint` (created when missing; a stale disconnected mount there is detached
- * first) with allow_other,default_permissions,ro and starts the multi-threaded loop on a
- * thread of its own. Once only. */
+ * first) with allow_other,default_permissions,ro and starts the worker threads (max_threads,
+ * default 8). Once only (or sl_fs_adopt). */
 int sl_fs_mount(struct sl_fs *fs, const char *mountpoint, sl_error_t *err);
-/* Unmounts (lazily, aborting the connection when overlays still hold it), stops the loop,
- * fails parked reads with EIO, releases everything. NULL is fine. */
+/* Serves an fs mounted at `mountpoint` by a predecessor (sl_fs_detach's result, usually
+ * received over handoff.h): takes h->fd in every case (sets it to -1). Publish the layers
+ * first (same slots as the predecessor), so that no request finds an unknown inode. */
+int sl_fs_adopt(struct sl_fs *fs, const char *mountpoint, struct sl_fs_handoff *h, sl_error_t *err);
+/* Stops serving without unmounting (requests then wait in the kernel): reads still parked fail
+ * with EIO (wait for them first: sl_fs_wait_unparked); *ret gets a copy of the connection
+ * (caller closes ret->fd) for sl_fs_adopt in a successor. sl_fs_free then leaves the mount. */
+int sl_fs_detach(struct sl_fs *fs, struct sl_fs_handoff *ret, sl_error_t *err);
+/* Waits up to timeout_ms until no read is parked; true when none is. */
+bool sl_fs_wait_unparked(struct sl_fs *fs, int timeout_ms);
+/* Unmounts (lazily: overlays may still hold layer dirs; not after sl_fs_detach), stops the
+ * workers, fails parked reads with EIO, closes the connection, releases everything. NULL is
+ * fine. */
 void sl_fs_free(struct sl_fs *fs);
 SL_DEFINE_CLEANUP(struct sl_fs, sl_fs_free)
 #define _cleanup_fs_ _cleanup_(sl_fs_freep)
