@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 /* The proxy plugin's name in containerd's config ([proxy_plugins.starlight]). */
@@ -107,6 +108,10 @@ int main(int argc, char **argv)
                                             ? sl_xstrdup(cfg.handoff_socket)
                                             : sl_xasprintf("%s/handoff.sock", cfg.root);
     struct sl_fs_handoff taken = {.fd = -1};
+    if (strlen(handoff_path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+        log_warn("handoff socket path too long (%s): restarts will unmount the fs", handoff_path);
+        *handoff_path = 0;
+    }
     if (*handoff_path) {
         r = sl_handoff_take(handoff_path, HANDOFF_TAKE_MS, &taken, &err);
         if (r < 0) {
