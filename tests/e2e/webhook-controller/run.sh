@@ -23,6 +23,7 @@ set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../k8s/lib.sh"
+. "$here/../webhook/controller.sh"
 
 e2e_require python3 curl openssl kubectl
 CTL_BIN="$SL_BIN/starlight-controller"
@@ -58,33 +59,15 @@ Y
 K create --dry-run=client -o json -f "$W/pod.yaml" >"$W/pod.json"
 $T review default CREATE "$W/pod.json" uid-kubectl >"$W/pod.rv"
 start_controller() { # NAME USER [ARGS...]: starts a controller; sets WP_<NAME>, MP_<NAME>
-    local name=$1 user=$2 wp mp pid attempt i
+    local name=$1 user=$2
     shift 2
-    for attempt in 1 2 3; do # a port picked free may be taken by other work meanwhile
-        wp=$(e2e_free_port)
-        mp=$(e2e_free_port)
-        "$CTL_BIN" --tls-cert "$W/tls.crt" --tls-key "$W/tls.key" --webhook-listen "127.0.0.1:$wp" \
-            --metrics-listen "127.0.0.1:$mp" --init-image e2e/starlight-init:1 \
-            --kubeconfig "$(kc "$user")" --lease-namespace default --lease-duration 3s \
-            --renew-deadline 2s --retry-period 500ms --trace-grace 3s --identity "$name" "$@" \
-            >>"$E2E_DIR/logs/$name.log" 2>&1 &
-        pid=$!
-        for i in $(seq 75); do
-            curl -fsS -o /dev/null "http://127.0.0.1:$mp/healthz" 2>/dev/null && break
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.2
-        done
-        if curl -fsS -o /dev/null "http://127.0.0.1:$mp/healthz" 2>/dev/null; then
-            e2e_track_pid "$name" "$pid"
-            printf -v "WP_$name" %s "$wp"
-            printf -v "MP_$name" %s "$mp"
-            printf -v "PID_$name" %s "$pid"
-            return 0
-        fi
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    e2e_fail "$name did not start (see $name.log)"
+    wh_start_controller "$name" --tls-cert "$W/tls.crt" --tls-key "$W/tls.key" \
+        --init-image e2e/starlight-init:1 --kubeconfig "$(kc "$user")" \
+        --lease-namespace default --lease-duration 3s --renew-deadline 2s --retry-period 500ms \
+        --trace-grace 3s --identity "$name" "$@"
+    printf -v "WP_$name" %s "$WH_WP"
+    printf -v "MP_$name" %s "$WH_MP"
+    printf -v "PID_$name" %s "$WH_PID"
 }
 start_controller a ctl-a
 curl -fsS --cacert "$W/tls.crt" --resolve "starlight-controller.e2e.svc:$WP_a:127.0.0.1" \

@@ -19,6 +19,7 @@ set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../pull/common.sh"
+. "$here/controller.sh"
 
 e2e_require python3 curl openssl skopeo psql containerd ctr runc
 [ "$(id -u)" = 0 ] || e2e_skip "needs root (containerd, FUSE, overlay mounts)"
@@ -52,19 +53,13 @@ openssl req -newkey rsa:2048 -nodes -subj /CN=starlight-controller.e2e.svc \
 printf 'subjectAltName=DNS:starlight-controller.e2e.svc,IP:127.0.0.1\n' >"$W/san.ext"
 openssl x509 -req -in "$W/tls.csr" -CA "$W/ca.crt" -CAkey "$W/ca.key" -CAcreateserial -days 1 \
     -extfile "$W/san.ext" -out "$W/tls.crt" 2>/dev/null
-start_controller() { # NAME PROXY_URL: prints the webhook port
-    local name=$1 proxy=$2 wp mp
-    wp=$(e2e_free_port)
-    mp=$(e2e_free_port)
-    "$CTL_BIN" --tls-cert "$W/tls.crt" --tls-key "$W/tls.key" --webhook-listen "127.0.0.1:$wp" \
-        --metrics-listen "127.0.0.1:$mp" --init-image e2e/starlight-init:1 --proxy "$proxy" \
-        --registry-insecure --opt-in-namespaces apps --prewarm=false --trace-jobs=false \
-        >>"$E2E_DIR/logs/$name.log" 2>&1 &
-    e2e_track_pid "$name" $!
-    e2e_wait_for "$name" 15 curl -fsS -o /dev/null "http://127.0.0.1:$mp/healthz"
-    echo "$wp $mp"
+start_controller() { # NAME PROXY_URL: sets WP, MP
+    wh_start_controller "$1" --tls-cert "$W/tls.crt" --tls-key "$W/tls.key" \
+        --init-image e2e/starlight-init:1 --proxy "$2" --registry-insecure \
+        --opt-in-namespaces apps --prewarm=false --trace-jobs=false
+    WP=$WH_WP MP=$WH_MP
 }
-read -r WP MP < <(start_controller controller "$U")
+start_controller controller "$U"
 admit() { # PATH REVIEW_FILE ANSWER_FILE: prints the HTTP status
     curl -sS --cacert "$W/ca.crt" -H 'Content-Type: application/json' \
         --resolve "starlight-controller.e2e.svc:$WP:127.0.0.1" \
@@ -136,11 +131,10 @@ n=$(grep -c 'malformed AdmissionReview' "$E2E_DIR/logs/controller.log" || true)
 e2e_log "1b. malformed reviews: 400 ($(cat "$W/bad1.ans" | head -c 120)) and logged"
 
 dead=$(e2e_free_port)
-read -r WP2 MP2 < <(start_controller controller-deadproxy "http://127.0.0.1:$dead")
-WP_SAVE=$WP
-WP=$WP2
+WP_SAVE=$WP MP_SAVE=$MP
+start_controller controller-deadproxy "http://127.0.0.1:$dead"
 case_nopatch deadproxy default true /mutate "$SLIMG"
-WP=$WP_SAVE
+WP=$WP_SAVE MP=$MP_SAVE
 grep -q 'unreachable while checking' "$E2E_DIR/logs/controller-deadproxy.log" ||
     e2e_fail "no warning about the unreachable proxy"
 e2e_log "1c. proxy unreachable: allowed unchanged, logged"
