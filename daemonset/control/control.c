@@ -473,6 +473,10 @@ static json_t *stats_json(const struct sl_pull_stats *s)
         "contentsTotal", (json_int_t)s->contents_total, "layersTotal", (int)s->layers_total,
         "layersNew", (int)s->layers_new, "layersHeld", (int)s->layers_held);
     json_object_set_new(o, "headBytes", json_integer((json_int_t)s->head_bytes));
+    json_object_set_new(o, "resumes", json_integer(s->resumes));
+    json_object_set_new(o, "replans", json_integer(s->replans));
+    json_object_set_new(o, "bytesResent", json_integer((json_int_t)s->bytes_resent));
+    json_object_set_new(o, "chunksRefetched", json_integer(s->chunks_refetched));
     if (s->digest[0])
         json_object_set_new(o, "digest", json_string(s->digest));
     if (s->ms_ready >= 0)

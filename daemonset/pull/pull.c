@@ -4,6 +4,7 @@
 #include "pull.h"
 #include "cleanup.h"
 #include "http.h"
+#include "json.h"
 #include "log.h"
 
 #include <errno.h>
@@ -16,6 +17,14 @@
 #define PROGRESS_EVERY_NS   200000000LL /* progress events at most 5 per second */
 #define MAX_HELD_DECLARED   4096        /* the proxy's cap on layers in one request */
 #define MAX_MEMBER_BUFFERED ((uint64_t)SL_TOC_MAX_CHUNK * 2)
+#define MAX_HELD_CONTENTS   8192 /* the proxy's cap on held contents in one request */
+#define MAX_STALLS          10   /* failed attempts in a row without a new byte */
+#define MAX_RESUMES         200  /* attempts of one pull in all */
+#define MAX_REPLANS         3    /* new deltas after the proxy's plan changed */
+#define MAX_BAD_CHUNKS      3    /* chunks failing verification, fetched again */
+#define BACKOFF_FIRST_MS    100
+#define BACKOFF_MAX_MS      4000
+#define CHECKPOINT_EVERY_NS 1000000000LL /* resume point persisted at most once a second */
 
 enum rx_state { RX_PRELUDE, RX_HEADER, RX_PAYLOAD, RX_DONE };
 
@@ -49,6 +58,21 @@ struct rx {
     size_t member_len;
     uint32_t *chunks_left; /* per content */
     int failed;            /* first error of the sink (its message is in err) */
+
+    /* resume (docs/protocol.md §2 Range/If-Range): the current request, its answer's ETag and
+     * where the state machine stands in the body */
+    char *key;           /* resume key in the store: proxy, reference, platform */
+    char *url, *body;    /* the delta request (body: POST JSON, NULL: GET) */
+    char etag[160];      /* of the current plan's answer; "" = none yet */
+    uint64_t body_off;   /* body bytes consumed by the state machine */
+    uint64_t high_water; /* body bytes ever delivered for this plan (to count re-sent bytes) */
+    bool head_only;      /* this attempt asks for the head only (resuming after a restart) */
+    uint64_t resume_off; /* after a head-only answer: payload offset to continue from */
+    bool replan;         /* the proxy's answer belongs to another plan */
+    bool bad_chunk;      /* the sink failed on a chunk that did not verify */
+    bool no_contents;    /* the proxy refused held contents (older proxy) */
+    bool ckpt_failed;    /* persisting the resume point failed once (logged) */
+    int64_t ckpt_t;
 };
 
 static int64_t now_ns(void)
@@ -306,6 +330,37 @@ static int publish(struct sl_fs *fs, const struct sl_store_layer *rec, sl_error_
     return r;
 }
 
+#define ANN_STARLIGHT_TOC "containerd.io/snapshot/remote/starlight/toc.digest"
+#define ANN_STARGZ_TOC    "containerd.io/snapshot/stargz/toc.digest"
+
+/* The manifest bytes (sha256 = the header's digest, checked by the decoder) must vouch for
+ * the TOC of every layer built from the proxy's bytes: a TOC-digest annotation, which the
+ * decoder checked equals tocDigest, which sl_toc_load checks against the tail. Without it a
+ * proxy could serve any self-consistent TOC. */
+static int check_toc_vouched(struct rx *x)
+{
+    const struct sl_delta_header *h = x->h;
+    json_auto_t *m = NULL;
+    int r = sl_json_parse((const char *)h->manifest, h->manifest_len, SL_DELTA_MAX_BLOB, "manifest",
+                          &m, x->err);
+    if (r < 0)
+        return r;
+    json_t *layers = json_object_get(m, "layers");
+    for (size_t i = 0; i < h->n_layers; i++) {
+        if (h->layers[i].held)
+            continue;
+        json_t *ann = json_object_get(json_array_get(layers, i), "annotations");
+        if (!json_is_string(json_object_get(ann, ANN_STARLIGHT_TOC)) &&
+            !json_is_string(json_object_get(ann, ANN_STARGZ_TOC)))
+            return sl_error_make(x->err, EBADMSG,
+                                 "layer %s: the manifest carries no TOC digest annotation, so "
+                                 "the TOC the proxy sends cannot be verified (convert the image "
+                                 "with `ctr-starlight convert`)",
+                                 h->layers[i].digest);
+    }
+    return 0;
+}
+
 /* The header arrived: check it, record and publish the new layers, register, report READY. */
 static int on_header(struct rx *x)
 {
@@ -326,6 +381,8 @@ static int on_header(struct rx *x)
     for (size_t i = 0; i < h->n_layers; i++)
         x->st.image_bytes += h->layers[i].size;
 
+    if ((r = check_toc_vouched(x)) < 0)
+        return r;
     x->tocs = sl_xcalloc(h->n_layers ? h->n_layers : 1, sizeof(*x->tocs));
     _cleanup_free_ const struct sl_toc_entry **content_entry =
         sl_xcalloc(h->n_contents ? h->n_contents : 1, sizeof(*content_entry));
@@ -397,6 +454,8 @@ static int put(struct rx *x, const struct pchunk *c, const void *p, size_t len)
 {
     const char *digest = x->h->contents[c->content].digest;
     int r = sl_store_put_chunk(x->store, digest, &c->tc, p, len, x->err);
+    if (r == -EBADMSG)
+        x->bad_chunk = true;
     if (r < 0)
         return sl_error_wrap(x->err, r, "content %s chunk at %" PRIu64, digest, c->tc.chunk_offset);
     if (r > 0)
@@ -465,12 +524,41 @@ static int on_payload(struct rx *x, const uint8_t *p, size_t len)
     return 0;
 }
 
+/* Persists the resume point: every chunk below the returned offset is stored and verified
+ * (a chunk buffered in part does not count). Best effort: a failure only costs a resume. */
+static void checkpoint(struct rx *x, bool force)
+{
+    if (!x->key || !x->etag[0] || !x->h || x->head_only)
+        return;
+    int64_t t = now_ns();
+    if (!force && t - x->ckpt_t < CHECKPOINT_EVERY_NS)
+        return;
+    x->ckpt_t = t;
+    uint64_t off = x->pos;
+    if (x->cur < x->n_chunks && x->chunks[x->cur].poff < off)
+        off = x->chunks[x->cur].poff;
+    struct sl_store_resume rp = {.url = x->url,
+                                 .body = x->body,
+                                 .etag = x->etag,
+                                 .head_len = x->st.head_bytes,
+                                 .payload_off = off};
+    _cleanup_error_ sl_error_t e = NULL;
+    int r = sl_store_resume_put(x->store, x->key, &rp, &e);
+    if (r < 0 && !x->ckpt_failed) {
+        log_warn("pull %s: resume point not saved: %s", x->req->ref, sl_error_msg(e, r));
+        x->ckpt_failed = true;
+    }
+}
+
 static int sink(void *ud, const void *data, size_t len)
 {
     struct rx *x = ud;
     const uint8_t *p = data;
+    const size_t total = len;
     int r = 0;
     x->st.bytes_received += len;
+    if (x->body_off < x->high_water)
+        x->st.bytes_resent += SL_MIN((uint64_t)len, x->high_water - x->body_off);
     while (len > 0 && r >= 0) {
         switch (x->state) {
         case RX_PRELUDE: {
@@ -503,6 +591,8 @@ static int sink(void *ud, const void *data, size_t len)
             r = on_header(x);
             x->state = RX_PAYLOAD;
             sl_buf_free(&x->header);
+            if (r >= 0)
+                checkpoint(x, true);
             break;
         }
         case RX_PAYLOAD: {
@@ -519,9 +609,16 @@ static int sink(void *ud, const void *data, size_t len)
             break;
         }
     }
-    if (r < 0)
+    if (r < 0) {
         x->failed = r;
-    return r < 0 ? r : 0;
+        x->high_water = SL_MAX(x->high_water, x->body_off + total); /* received all the same */
+        return r;
+    }
+    x->body_off += total;
+    x->high_water = SL_MAX(x->high_water, x->body_off);
+    if (x->state == RX_PAYLOAD)
+        checkpoint(x, false);
+    return 0;
 }
 
 static int status_errno(long status)
@@ -541,29 +638,139 @@ static int status_errno(long status)
     }
 }
 
-static void rx_clear(struct rx *x)
+/* Frees what belongs to the current plan (header, trees, chunk list, buffered member). */
+static void rx_clear_plan(struct rx *x)
 {
     if (x->tocs && x->h)
         for (size_t i = 0; i < x->h->n_layers; i++)
             sl_toc_free(x->tocs[i]);
     free(x->tocs);
+    x->tocs = NULL;
     sl_delta_header_free(x->h);
+    x->h = NULL;
     sl_buf_free(&x->header);
     free(x->chunks);
+    x->chunks = NULL;
     free(x->chunks_left);
+    x->chunks_left = NULL;
     free(x->member);
+    x->member = NULL;
+    x->member_len = 0;
+    x->n_chunks = x->cur = 0;
+    x->pos = x->body_off = x->high_water = 0;
+    x->state = RX_PRELUDE;
+    x->prelude_len = 0;
+    x->header_len = x->payload_len = 0;
+    x->etag[0] = 0;
+    x->st.contents_done = x->st.contents_total = 0;
+    x->st.traced_done = x->st.traced_total = 0;
+    x->st.layers_total = x->st.layers_new = x->st.layers_held = 0;
+    x->st.payload_bytes = x->st.payload_total = x->st.image_bytes = 0;
 }
 
-static int pull(struct rx *x)
+static void rx_clear(struct rx *x)
+{
+    rx_clear_plan(x);
+    free(x->key);
+    free(x->url);
+    free(x->body);
+}
+
+static void strv_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+static int cmp_strp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Contents of the current plan the store holds complete (caller frees). */
+static void plan_complete_contents(struct rx *x, char ***ret, size_t *ret_n)
+{
+    char **v = NULL;
+    size_t n = 0;
+    for (size_t i = 0; x->h && i < x->h->n_contents && n < MAX_HELD_CONTENTS; i++) {
+        const struct sl_delta_content *c = &x->h->contents[i];
+        if (c->size == 0 || sl_store_content_state(x->store, c->digest) != SL_STORE_COMPLETE)
+            continue;
+        v = sl_xrealloc(v, (n + 1) * sizeof(*v));
+        v[n++] = sl_xstrdup(c->digest);
+    }
+    *ret = v;
+    *ret_n = n;
+}
+
+/* Builds the delta request into x->url / x->body: a GET naming the held layers, or, when the
+ * node holds verified contents of layers it does not hold complete (an earlier pull broke, or
+ * the plan changed under this one) and the proxy accepts them, a POST naming those too. */
+static int build_request(struct rx *x, char **extra, size_t n_extra)
 {
     const struct sl_pull_request *req = x->req;
-    if (!req->proxy_url || !*req->proxy_url)
-        return sl_error_make(x->err, EINVAL, "no proxy configured");
-    if (!req->ref || !*req->ref)
-        return sl_error_make(x->err, EINVAL, "no image reference");
+    free(x->url);
+    free(x->body);
+    x->url = x->body = NULL;
+    char **held = NULL, **contents = NULL;
+    size_t n_held = 0, n_contents = 0;
+    int r = held_layers(x->store, &held, &n_held, x->err);
+    if (r >= 0 && !x->no_contents)
+        r = sl_store_held_contents(x->store, MAX_HELD_CONTENTS, &contents, &n_contents, x->err);
+    if (r >= 0 && !x->no_contents && n_extra) {
+        /* completions of this very pull may not be committed to the database yet */
+        contents = sl_xrealloc(contents, (n_contents + n_extra + 1) * sizeof(*contents));
+        for (size_t i = 0; i < n_extra; i++)
+            contents[n_contents++] = sl_xstrdup(extra[i]);
+        qsort(contents, n_contents, sizeof(*contents), cmp_strp);
+        size_t k = 0;
+        for (size_t i = 0; i < n_contents; i++) {
+            if (k && strcmp(contents[k - 1], contents[i]) == 0)
+                free(contents[i]);
+            else
+                contents[k++] = contents[i];
+        }
+        n_contents = SL_MIN(k, (size_t)MAX_HELD_CONTENTS);
+        for (size_t i = n_contents; i < k; i++)
+            free(contents[i]);
+    }
+    if (r < 0) {
+        strv_free(held, n_held);
+        return sl_error_wrap(x->err, r, "delta request for %s", req->ref);
+    }
+    const char *platform = req->platform ? req->platform : sl_pull_host_platform();
     _cleanup_free_ char *base = sl_xasprintf("%s/starlight/delta", req->proxy_url);
+    if (n_contents > 0) {
+        json_t *o = json_object();
+        json_object_set_new(o, "to", json_string(req->ref));
+        json_object_set_new(o, "platform", json_string(platform));
+        json_t *a = json_array();
+        for (size_t i = 0; req->from && req->from[i]; i++)
+            json_array_append_new(a, json_string(req->from[i]));
+        json_object_set_new(o, "from", a);
+        a = json_array();
+        for (size_t i = 0; i < n_held; i++)
+            json_array_append_new(a, json_string(held[i]));
+        json_object_set_new(o, "layers", a);
+        a = json_array();
+        for (size_t i = 0; i < n_contents; i++)
+            json_array_append_new(a, json_string(contents[i]));
+        json_object_set_new(o, "contents", a);
+        json_object_set_new(o, "insecure", json_boolean(req->insecure));
+        x->body = sl_json_dump(o, NULL);
+        json_decref(o);
+        x->url = TAKE_PTR(base);
+        log_info("pull %s: naming %zu verified contents of incomplete layers as held", req->ref,
+                 n_contents);
+    }
+    strv_free(contents, n_contents);
+    if (x->body) {
+        strv_free(held, n_held);
+        return 0;
+    }
     _cleanup_free_ char *url = NULL;
-    int r = sl_http_url_add_query(base, "to", req->ref, &url);
+    r = sl_http_url_add_query(base, "to", req->ref, &url);
     char *next = NULL;
 #define ADDQ(k, v)                                                                                 \
     do {                                                                                           \
@@ -573,43 +780,131 @@ static int pull(struct rx *x)
             url = next;                                                                            \
         }                                                                                          \
     } while (0)
-    ADDQ("platform", req->platform ? req->platform : sl_pull_host_platform());
+    ADDQ("platform", platform);
     if (req->insecure)
         ADDQ("insecure", "1");
     for (size_t i = 0; req->from && req->from[i]; i++)
         ADDQ("from", req->from[i]);
-    char **held = NULL;
-    size_t n_held = 0;
-    if (r >= 0)
-        r = held_layers(x->store, &held, &n_held, x->err);
-    for (size_t i = 0; i < n_held; i++) {
+    for (size_t i = 0; i < n_held; i++)
         ADDQ("layer", held[i]);
-        free(held[i]);
-    }
-    free(held);
 #undef ADDQ
+    strv_free(held, n_held);
     if (r < 0)
         return sl_error_wrap(x->err, r, "delta request for %s", req->ref);
     if (strlen(url) > 512 * 1024)
         return sl_error_make(x->err, E2BIG, "delta request for %s: URL too long", req->ref);
+    x->url = TAKE_PTR(url);
+    return 0;
+}
 
-    _cleanup_free_ char *authh = NULL;
+/* Before the first byte of each 2xx answer: learn the ETag, and check that a Range answer
+ * continues exactly where this receiver stands. A full answer to a Range request means the
+ * plan changed: stop reading it (a new delta naming what is held follows). */
+static int on_headers(void *ud, long status, const struct sl_http_headers *hs)
+{
+    struct rx *x = ud;
+    const char *etag = sl_http_headers_get(hs, "ETag");
+    bool ranged = x->etag[0] && (x->body_off > 0 || x->head_only);
+    if (!ranged) {
+        snprintf(x->etag, sizeof(x->etag), "%s",
+                 etag && strlen(etag) < sizeof(x->etag) ? etag : "");
+        return 0;
+    }
+    if (status != 206 || !etag || strcmp(etag, x->etag) != 0) {
+        x->replan = true;
+        return x->failed = sl_error_make(x->err, ESTALE,
+                                         "delta answer %ld with ETag %s instead "
+                                         "of %s",
+                                         status, etag ? etag : "(none)", x->etag);
+    }
+    int64_t first = 0, last = 0, total = 0;
+    const char *cr = sl_http_headers_get(hs, "Content-Range");
+    if (!cr || sl_http_parse_content_range(cr, &first, &last, &total) < 0 ||
+        (uint64_t)first != x->body_off ||
+        (x->h && total >= 0 && (uint64_t)total != x->st.head_bytes + x->payload_len)) {
+        x->replan = true; /* not the answer this receiver continues: start over */
+        return x->failed = sl_error_make(
+                   x->err, EPROTO, "delta: Range answer `%s` does not continue at byte %" PRIu64,
+                   cr ? cr : "(no Content-Range)", x->body_off);
+    }
+    return 0;
+}
+
+/* After a head-only answer (resuming a pull of an earlier daemon run): continue after the
+ * chunks the store already holds below the saved offset. */
+static void skip_stored(struct rx *x, uint64_t off)
+{
+    while (x->cur < x->n_chunks) {
+        const struct pchunk *c = &x->chunks[x->cur];
+        if (c->poff + c->tc.compressed_size > off)
+            break;
+        const struct sl_delta_content *dc = &x->h->contents[c->content];
+        struct sl_store_content *sc = NULL;
+        if (sl_store_content_open(x->store, dc->digest, dc->size, &sc, NULL) < 0)
+            break;
+        bool have = sl_store_chunks_present(sc, &c->tc, 1);
+        sl_store_content_unref(sc);
+        if (!have)
+            break;
+        if (--x->chunks_left[c->content] == 0) {
+            x->st.contents_done++;
+            if (dc->traced)
+                x->st.traced_done++;
+        }
+        x->cur++;
+    }
+    x->pos = x->cur < x->n_chunks ? x->chunks[x->cur].poff : x->payload_len;
+    x->body_off = x->st.head_bytes + x->pos;
+    x->high_water = SL_MAX(x->high_water, x->body_off);
+    x->st.payload_bytes = x->pos;
+    if (x->pos == x->payload_len)
+        x->state = RX_DONE;
+}
+
+enum attempt_result { ATTEMPT_DONE, ATTEMPT_AGAIN };
+
+/* One HTTP request of the pull. Returns ATTEMPT_DONE when the whole body arrived,
+ * ATTEMPT_AGAIN when a head-only answer was handled, or a negative errno (x->replan,
+ * x->bad_chunk tell the caller how to go on). */
+static int attempt(struct rx *x)
+{
+    const struct sl_pull_request *req = x->req;
+    x->failed = 0;
+    x->replan = x->bad_chunk = false;
     struct sl_http_options o = {
         .low_speed_time_s = req->low_speed_time_s ? req->low_speed_time_s : 60, .retries = 2};
     struct sl_http_request hr;
     sl_http_request_init(&hr);
-    hr.url = url;
+    hr.url = x->url;
     hr.authorization = req->proxy_auth;
     hr.sink = sink;
+    hr.on_headers = on_headers;
     hr.sink_userdata = x;
+    const char *hdrs[3] = {NULL, NULL, NULL};
+    _cleanup_free_ char *ifr = NULL;
+    size_t nh = 0;
+    if (x->body) {
+        hr.method = "POST";
+        hr.body = x->body;
+        hr.body_len = (int64_t)strlen(x->body);
+        hdrs[nh++] = "Content-Type: application/json";
+    }
+    if (x->etag[0] && (x->body_off > 0 || x->head_only)) {
+        hr.has_range = true;
+        hr.range_first = (int64_t)x->body_off;
+        hr.range_last = x->head_only ? (int64_t)x->st.head_bytes - 1 : -1;
+        ifr = sl_xasprintf("If-Range: %s", x->etag);
+        hdrs[nh++] = ifr;
+    }
+    hr.headers = nh ? hdrs : NULL;
     struct sl_http_response resp = {0};
-    log_debug("pull %s: GET %s", req->ref, url);
-    /* The sink's errors land in x->err; the transport's in herr (it would overwrite them). */
+    log_debug("pull %s: %s %s (from byte %" PRIu64 ")", req->ref, x->body ? "POST" : "GET", x->url,
+              x->body_off);
     _cleanup_error_ sl_error_t herr = NULL;
-    r = sl_http_perform(&o, &hr, &resp, &herr);
+    int r = sl_http_perform(&o, &hr, &resp, &herr);
     if (r < 0) {
-        if (x->failed < 0) {
-            r = x->failed;
+        if (x->failed < 0 || x->replan) {
+            r = x->failed < 0 ? x->failed : -ESTALE;
         } else {
             sl_error_free(x->err);
             *x->err = TAKE_PTR(herr);
@@ -620,6 +915,8 @@ static int pull(struct rx *x)
     }
     long status = resp.status;
     if (status < 200 || status > 299) {
+        if (status == 416 || status == 412)
+            x->replan = true;
         r = sl_error_make(x->err, status_errno(status), "delta from %s: HTTP %ld %.*s",
                           req->proxy_url, status, (int)SL_MIN(resp.error_body.len, 512),
                           resp.error_body.data ? resp.error_body.data : "");
@@ -627,11 +924,160 @@ static int pull(struct rx *x)
         return r;
     }
     sl_http_response_free(&resp);
+    if (x->head_only) {
+        if (x->state != RX_PAYLOAD || !x->h)
+            return sl_error_make(x->err, EPROTO, "delta from %s: head answer ended early",
+                                 req->proxy_url);
+        x->head_only = false;
+        skip_stored(x, x->resume_off);
+        if (x->st.traced_total > 0 && x->st.traced_done == x->st.traced_total &&
+            (r = emit_startup(x)) < 0)
+            return r;
+        log_info("pull %s: resuming the interrupted pull at payload byte %" PRIu64 " of %" PRIu64,
+                 req->ref, x->pos, x->payload_len);
+        return ATTEMPT_AGAIN;
+    }
     if (x->state != RX_DONE && !(x->state == RX_PAYLOAD && x->payload_len == 0 && x->h))
         return sl_error_make(x->err, EPROTO,
                              "delta from %s: body ended early (%" PRIu64 " of %" PRIu64
                              " payload bytes)",
                              req->proxy_url, x->pos, x->payload_len);
+    return ATTEMPT_DONE;
+}
+
+/* Failures worth another request: the transport, a short body, a busy proxy. */
+static bool resumable(int r)
+{
+    switch (-r) {
+    case EIO:
+    case EPROTO:
+    case ECONNREFUSED:
+    case ECONNRESET:
+    case ECONNABORTED:
+    case ETIMEDOUT:
+    case EHOSTUNREACH:
+    case ENETUNREACH:
+    case EAGAIN:
+    case EPIPE:
+        return true;
+    }
+    return false;
+}
+
+static void backoff(unsigned n)
+{
+    unsigned ms = BACKOFF_FIRST_MS;
+    for (unsigned i = 1; i < n && ms < BACKOFF_MAX_MS; i++)
+        ms *= 2;
+    ms = SL_MIN(ms, BACKOFF_MAX_MS);
+    ms = ms / 2 + (unsigned)(now_ns() % (ms / 2 + 1)); /* jitter */
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+static int pull(struct rx *x)
+{
+    const struct sl_pull_request *req = x->req;
+    if (!req->proxy_url || !*req->proxy_url)
+        return sl_error_make(x->err, EINVAL, "no proxy configured");
+    if (!req->ref || !*req->ref)
+        return sl_error_make(x->err, EINVAL, "no image reference");
+    x->key = sl_xasprintf("%s %s %s", req->proxy_url, req->ref,
+                          req->platform ? req->platform : sl_pull_host_platform());
+    int r;
+    struct sl_store_resume rp = {0};
+    if (sl_store_resume_get(x->store, x->key, &rp, NULL) >= 0 && rp.head_len > 0 &&
+        rp.head_len >= SL_DELTA_PRELUDE_SIZE && strlen(rp.etag) < sizeof(x->etag)) {
+        /* an earlier run of the daemon left this pull unfinished: ask for the same answer */
+        x->url = TAKE_PTR(rp.url);
+        x->body = TAKE_PTR(rp.body);
+        snprintf(x->etag, sizeof(x->etag), "%s", rp.etag);
+        x->st.head_bytes = rp.head_len;
+        x->resume_off = rp.payload_off;
+        x->high_water = rp.head_len + rp.payload_off;
+        x->head_only = true;
+        log_info("pull %s: an earlier run stopped at payload byte %" PRIu64 ", resuming (ETag %s)",
+                 req->ref, rp.payload_off, x->etag);
+    } else if ((r = build_request(x, NULL, 0)) < 0) {
+        sl_store_resume_clear(&rp);
+        return r;
+    }
+    sl_store_resume_clear(&rp);
+
+    unsigned stalls = 0, attempts = 0, bad_chunks = 0;
+    for (;;) {
+        uint64_t before = x->st.bytes_received;
+        if (++attempts > MAX_RESUMES)
+            return sl_error_wrap(x->err, -EIO, "gave up after %u requests", MAX_RESUMES);
+        r = attempt(x);
+        if (r == ATTEMPT_DONE)
+            break;
+        if (r == ATTEMPT_AGAIN) {
+            stalls = 0;
+            continue;
+        }
+        const char *msg = sl_error_msg(*x->err, r);
+        if (x->replan) {
+            if (x->st.replans >= MAX_REPLANS)
+                return sl_error_wrap(x->err, r, "the proxy's plan changed %u times", x->st.replans);
+            x->st.replans++;
+            log_info("pull %s: the proxy's plan changed (%s): new delta naming what is held",
+                     req->ref, msg);
+            sl_error_free(x->err);
+            char **done = NULL;
+            size_t n_done = 0;
+            plan_complete_contents(x, &done, &n_done);
+            rx_clear_plan(x);
+            x->head_only = false;
+            r = build_request(x, done, n_done);
+            strv_free(done, n_done);
+            if (r < 0)
+                return r;
+            continue;
+        }
+        if (r == -EINVAL && x->body && !x->no_contents && x->state == RX_PRELUDE &&
+            x->st.bytes_received == before) {
+            /* a proxy older than held contents refuses the key: ask without it */
+            log_warn("pull %s: the proxy refused held contents (%s); asking without them", req->ref,
+                     msg);
+            sl_error_free(x->err);
+            x->no_contents = true;
+            if ((r = build_request(x, NULL, 0)) < 0)
+                return r;
+            continue;
+        }
+        if (x->bad_chunk) {
+            if (++bad_chunks > MAX_BAD_CHUNKS)
+                return sl_error_wrap(x->err, r, "chunks failed verification %u times", bad_chunks);
+            /* nothing of the chunk was stored: fetch it again from its first byte */
+            log_warn("pull %s: %s; fetching the chunk again", req->ref, msg);
+            sl_error_free(x->err);
+            free(x->member);
+            x->member = NULL;
+            x->member_len = 0;
+            x->pos = x->chunks[x->cur].poff;
+            x->body_off = x->st.head_bytes + x->pos;
+            x->st.chunks_refetched++;
+            continue;
+        }
+        /* before any answer the transport already retried: fail fast (callers such as the
+         * remote snapshotter fall back); an answer that began is worth resuming */
+        if (!resumable(r) || !x->etag[0])
+            return r;
+        if (x->st.bytes_received > before)
+            stalls = 0;
+        if (++stalls > MAX_STALLS)
+            return sl_error_wrap(x->err, r, "no progress after %u attempts", MAX_STALLS);
+        log_info("pull %s: %s; resuming at body byte %" PRIu64 " (attempt %u)", req->ref, msg,
+                 x->body_off, stalls);
+        sl_error_free(x->err);
+        checkpoint(x, true);
+        x->st.resumes++;
+        if ((r = emit(x, SL_PULL_PROGRESS)) < 0)
+            return r;
+        backoff(stalls);
+    }
     if (x->cur != x->n_chunks)
         return sl_error_make(x->err, EPROTO, "delta: %zu chunks never arrived",
                              x->n_chunks - x->cur);
@@ -648,6 +1094,9 @@ static int pull(struct rx *x)
         if (ls != SL_STORE_LAYER_COMPLETE)
             log_warn("pull %s: layer %s still incomplete after the payload", req->ref, d);
     }
+    _cleanup_error_ sl_error_t e = NULL;
+    if ((r = sl_store_resume_delete(x->store, x->key, &e)) < 0)
+        log_warn("pull %s: %s", req->ref, sl_error_msg(e, r));
     x->st.payload_bytes = x->pos;
     if ((r = emit_startup(x)) < 0)
         return r;

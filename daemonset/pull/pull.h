@@ -13,6 +13,16 @@
  *      sl_store_put_chunk (verified there; copied only when it straddles two network reads),
  *      waking parked reads; a chunk that fails verification aborts the pull (-EBADMSG);
  *   5. refreshes the new layers' records (complete) and reports COMPLETE.
+ * Resume (docs/protocol.md §2, docs/architecture.md): when the answer breaks (transport error,
+ * short body, 5xx) the pull asks again with `Range: bytes=<consumed>-` and `If-Range: <ETag>`
+ * and the state machine goes on where it stopped (bounded retries with backoff). A chunk that
+ * fails verification is fetched again from its first byte (at most 3 times per pull). A 200,
+ * another ETag or a wrong Content-Range means the plan changed: a new delta names the held
+ * layers and the verified contents of incomplete layers (POST `contents`), so nothing verified
+ * is sent again. The resume point (request, ETag, head length, payload offset below which
+ * every chunk is stored) is kept in the store at most once a second; the next sl_pull_run of
+ * the same proxy, reference and platform (e.g. after a daemon restart) asks for the head with
+ * If-Range and continues after the chunks the store holds.
  * Nothing is created from header or TOC names: the store names files by digest, the fs serves
  * trees from memory.
  *
@@ -53,6 +63,10 @@ struct sl_pull_stats {
     uint64_t image_bytes;           /* sum of the target's blob sizes (what a plain pull fetches) */
     uint64_t contents_done, contents_total;
     uint64_t chunks_stored, chunks_duplicate;
+    uint64_t bytes_resent;     /* body bytes received a second time (resumes, refetches) */
+    uint32_t resumes;          /* requests continuing a broken answer (Range + If-Range) */
+    uint32_t replans;          /* new deltas because the proxy's plan changed meanwhile */
+    uint32_t chunks_refetched; /* chunks fetched again after failing verification */
     uint32_t layers_total, layers_new, layers_held;
     uint64_t traced_done, traced_total;                  /* traced contents stored / planned */
     double ms_header, ms_ready, ms_complete, ms_startup; /* since the request started; < 0 =

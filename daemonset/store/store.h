@@ -187,6 +187,29 @@ int sl_store_import_blob(struct sl_store *s, int fd, const char *layer_digest, b
                          char ret_digest[SL_DIGEST_STR_LEN], struct sl_toc **ret_toc,
                          sl_error_t *err);
 
+/* ---------------------------------------------------------------- pull resume points */
+
+/* Where an interrupted pull stands (resume.c): the delta request (URL, and the POST body or
+ * NULL for a GET), the ETag of its answer, the head length and a payload offset below which
+ * every chunk was stored and verified. Kept in store.db, so a restarted daemon can ask for the
+ * same answer with Range/If-Range. Strings are owned (sl_store_resume_clear). */
+struct sl_store_resume {
+    char *url, *body, *etag;
+    uint64_t head_len, payload_off;
+};
+void sl_store_resume_clear(struct sl_store_resume *r);
+/* Upsert / read (-ENOENT when none) / delete the resume point of pull `key`. */
+int sl_store_resume_put(struct sl_store *s, const char *key, const struct sl_store_resume *r,
+                        sl_error_t *err);
+int sl_store_resume_get(struct sl_store *s, const char *key, struct sl_store_resume *ret,
+                        sl_error_t *err);
+int sl_store_resume_delete(struct sl_store *s, const char *key, sl_error_t *err);
+/* Digests (sorted, at most `max`) of complete, non-empty contents referenced by layers that
+ * are not complete: what a new delta names as held so nothing verified is sent again (the
+ * proxy already skips contents of complete layers). Caller frees each and the array. */
+int sl_store_held_contents(struct sl_store *s, size_t max, char ***ret, size_t *ret_n,
+                           sl_error_t *err);
+
 /* Counters for status and tests. */
 struct sl_store_stats {
     uint64_t chunks_stored, chunks_duplicate, chunks_rejected, contents_completed;

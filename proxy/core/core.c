@@ -21,9 +21,10 @@
 #include <string.h>
 #include <time.h>
 
-#define MAX_FROM        64
-#define MAX_HELD_LAYERS 4096
-#define MAX_REQUEST     (1u << 20)
+#define MAX_FROM          64
+#define MAX_HELD_LAYERS   4096
+#define MAX_HELD_CONTENTS 8192
+#define MAX_REQUEST       (1u << 20)
 /* Plans kept for reuse (core.c, "shared plans"): at most this many, of at most this many
  * bytes in total (head + segments); plans still streamed stay alive by reference anyway. */
 #define PLAN_CACHE_ENTRIES 16
@@ -497,7 +498,7 @@ int sl_delta_request_parse_json(const char *body, size_t len, struct sl_delta_re
     json_object_foreach(j, k, v)
     {
         if (strcmp(k, "to") && strcmp(k, "platform") && strcmp(k, "from") && strcmp(k, "layers") &&
-            strcmp(k, "insecure"))
+            strcmp(k, "contents") && strcmp(k, "insecure"))
             return sl_error_make(err, EINVAL, "delta request: .%s: unknown key", k);
     }
     struct sl_delta_request req = {0};
@@ -512,7 +513,9 @@ int sl_delta_request_parse_json(const char *body, size_t len, struct sl_delta_re
     json_object_set(root, "body", j);
     if ((r = string_list(j, "from", MAX_FROM, root, &req.from, &req.n_from, err)) < 0 ||
         (r = string_list(j, "layers", MAX_HELD_LAYERS, root, &req.held_layers, &req.n_held_layers,
-                         err)) < 0) {
+                         err)) < 0 ||
+        (r = string_list(j, "contents", MAX_HELD_CONTENTS, root, &req.held_contents,
+                         &req.n_held_contents, err)) < 0) {
         json_decref(root);
         return r;
     }
@@ -634,6 +637,12 @@ static int validate_request(const struct sl_delta_request *req, sl_error_t *err)
         if (!req->held_layers[i] || !sl_digest_valid(req->held_layers[i]))
             return sl_error_make(err, EINVAL, "delta: held layer `%s` is not a sha256 digest",
                                  req->held_layers[i] ? req->held_layers[i] : "(null)");
+    if (req->n_held_contents > MAX_HELD_CONTENTS)
+        return sl_error_make(err, EINVAL, "delta: at most %d held contents", MAX_HELD_CONTENTS);
+    for (size_t i = 0; i < req->n_held_contents; i++)
+        if (!req->held_contents[i] || !sl_digest_valid(req->held_contents[i]))
+            return sl_error_make(err, EINVAL, "delta: held content `%s` is not a sha256 digest",
+                                 req->held_contents[i] ? req->held_contents[i] : "(null)");
     return 0;
 }
 
@@ -729,6 +738,13 @@ static int plan(struct sl_core *core, const struct sl_delta_request *req, struct
     if ((r = sl_store_contents(core->store, c.held_ids, c.n_held_ids, &c.held_contents,
                                &c.n_held_contents, err)) < 0)
         goto out;
+    if (req->n_held_contents) { /* contents the worker verified outside complete layers */
+        c.held_contents = sl_xrealloc(
+            c.held_contents, (c.n_held_contents + req->n_held_contents + 1) * sizeof(char *));
+        for (size_t i = 0; i < req->n_held_contents; i++)
+            c.held_contents[c.n_held_contents++] = sl_xstrdup(req->held_contents[i]);
+        c.n_held_contents = uniq_strv(c.held_contents, c.n_held_contents);
+    }
 
     /* files of the target layers the worker lacks */
     struct sl_store_image *t = c.target;

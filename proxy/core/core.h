@@ -64,10 +64,13 @@ struct sl_delta_request {
     size_t n_from;
     const char *const *held_layers; /* layer blob digests the worker holds */
     size_t n_held_layers;
+    const char *const *held_contents; /* content digests the worker holds verified (POST only) */
+    size_t n_held_contents;
     bool insecure; /* plain HTTP to the registry of `to` */
 };
 
-/* Parses a POST body {"to":..., "platform":..., "from":[...], "layers":[...], "insecure":bool}
+/* Parses a POST body {"to":..., "platform":..., "from":[...], "layers":[...], "contents":[...],
+ * "insecure":bool}
  * into *ret; the strings and the from/held_layers arrays live inside *ret_json, which the
  * caller keeps alive and frees (json_decref). Unknown keys and wrong types: -EINVAL. */
 int sl_delta_request_parse_json(const char *body, size_t len, struct sl_delta_request *ret,

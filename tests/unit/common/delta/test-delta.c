@@ -4,8 +4,10 @@
 #include "cleanup.h"
 #include "delta.h"
 
+#include <dirent.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define TOC_A "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -308,13 +310,48 @@ static void test_encode_refuses_bad_struct(void **state)
     assert_null(out);
 }
 
+/* Every hostile-* seed of the fuzz corpus (heads that lie about sizes, overlapping or
+ * out-of-range chunks, prelude/header disagreements) is refused with a message. */
+static void test_hostile_corpus(void **state)
+{
+    (void)state;
+    DIR *d = opendir(SL_DELTA_CORPUS);
+    assert_non_null(d);
+    int seen = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (strncmp(de->d_name, "hostile-", 8) != 0)
+            continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", SL_DELTA_CORPUS, de->d_name);
+        FILE *f = fopen(path, "rb");
+        assert_non_null(f);
+        uint8_t *buf = malloc(1 << 20);
+        size_t n = fread(buf, 1, 1 << 20, f);
+        fclose(f);
+        struct sl_delta_header *h = NULL;
+        size_t hl = 0;
+        sl_error_t err = NULL;
+        int r = sl_delta_head_decode(buf, n, &h, &hl, &err);
+        if (r >= 0)
+            fail_msg("%s: accepted", de->d_name);
+        const char *msg = sl_error_msg(err, r);
+        assert_true(msg && *msg);
+        print_message("  %s: %s\n", de->d_name, msg);
+        sl_error_free(&err);
+        free(buf);
+        seen++;
+    }
+    closedir(d);
+    assert_true(seen >= 10);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_hostile_json),
-        cmocka_unit_test(test_prelude),
-        cmocka_unit_test(test_encode_refuses_bad_struct),
+        cmocka_unit_test(test_round_trip),     cmocka_unit_test(test_hostile_json),
+        cmocka_unit_test(test_prelude),        cmocka_unit_test(test_encode_refuses_bad_struct),
+        cmocka_unit_test(test_hostile_corpus),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

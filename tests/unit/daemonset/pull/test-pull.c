@@ -3,10 +3,14 @@
  * registration hook builds (sl_pull_registrar_image); hostile headers (traversal and absolute
  * names, lying sizes, a chunk outside the payload, a TOC tail that does not match its digest)
  * and a truncated body are refused before registration, with nothing created outside the
- * store. */
+ * store. Resume: an answer that breaks off continues with Range/If-Range (nothing received
+ * twice), a plan that changed meanwhile gives a new delta naming the verified contents, a
+ * flipped payload byte makes the chunk be fetched again (and a proxy flipping it every time
+ * fails the pull loudly), a pull stopped midway continues from the store's resume point. */
 #include "test.h"
 
 #include "../../common/format/fmt-test.h"
+#include "base64.h"
 #include "buf.h"
 #include "delta.h"
 #include "format.h"
@@ -17,6 +21,10 @@
 #include "toc.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <ftw.h>
 #include <jansson.h>
 #include <netinet/in.h>
@@ -46,7 +54,41 @@ struct fixture {
     uint64_t startup_done;   /* contents_done when STARTUP came */
     uint64_t startup_traced; /* traced_done / traced_total then */
     uint64_t startup_ttotal;
+    /* fake proxy behaviour for the resume tests */
+    const char *etag;       /* sent as ETag; Range + If-Range honoured when set */
+    const char *etag_after; /* answers after the first carry this ETag (the plan changed) */
+    size_t cut_first;       /* > 0: the first answer ends after this many body bytes */
+    long flip_first;        /* >= 0: the first answer has this body byte flipped */
+    int requests;
+    char ranges[8][64]; /* Range of each request ("" = none) */
+    int saw_contents;   /* a POST body named held contents */
+    bool cancel_on_resume;
 };
+
+/* "Name: value" of request head `h` (case as curl sends it), copied into out. */
+static bool req_header(const char *h, const char *name, char *out, size_t outsz)
+{
+    char key[64];
+    snprintf(key, sizeof key, "\r\n%s: ", name);
+    const char *p = strcasestr(h, key);
+    if (!p)
+        return false;
+    p += strlen(key);
+    size_t n = strcspn(p, "\r\n");
+    snprintf(out, outsz, "%.*s", (int)SL_MIN(n, outsz - 1), p);
+    return true;
+}
+
+static void write_all(int c, const void *p, size_t len)
+{
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = write(c, (const uint8_t *)p + off, len - off);
+        if (n <= 0)
+            return;
+        off += (size_t)n;
+    }
+}
 
 static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f)
 {
@@ -60,30 +102,69 @@ static void *serve(void *ud)
         int c = accept(fx->lfd, NULL, NULL);
         if (c < 0)
             return NULL;
-        char buf[8192];
+        char buf[65536];
         size_t got = 0;
+        char *end = NULL;
         while (got < sizeof buf - 1) {
             ssize_t n = read(c, buf + got, sizeof buf - 1 - got);
             if (n <= 0)
                 break;
             got += (size_t)n;
             buf[got] = 0;
-            if (strstr(buf, "\r\n\r\n"))
+            if ((end = strstr(buf, "\r\n\r\n")))
                 break;
         }
-        char head[128];
-        int hl = snprintf(head, sizeof head,
-                          "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-                          fx->serve_len);
-        if (write(c, head, (size_t)hl) == hl) {
-            size_t off = 0;
-            while (off < fx->serve_len) {
-                ssize_t n = write(c, fx->serve + off, fx->serve_len - off);
-                if (n <= 0)
-                    break;
-                off += (size_t)n;
+        char v[256];
+        size_t clen = req_header(buf, "Content-Length", v, sizeof v) ? strtoul(v, NULL, 10) : 0;
+        while (end && got - (size_t)(end + 4 - buf) < clen && got < sizeof buf - 1) {
+            ssize_t n = read(c, buf + got, sizeof buf - 1 - got);
+            if (n <= 0)
+                break;
+            got += (size_t)n;
+            buf[got] = 0;
+        }
+        if (end && strstr(end, "\"contents\":[\"sha256:"))
+            fx->saw_contents = 1;
+        int k = fx->requests++;
+        const char *etag = k > 0 && fx->etag_after ? fx->etag_after : fx->etag;
+        size_t first = 0, last = fx->serve_len - 1;
+        bool partial = false;
+        char range[64] = "";
+        if (req_header(buf, "Range", range, sizeof range) && etag) {
+            char ifr[128] = "";
+            bool has_ifr = req_header(buf, "If-Range", ifr, sizeof ifr);
+            unsigned long a = 0, b = 0;
+            int m = sscanf(range, "bytes=%lu-%lu", &a, &b);
+            if ((!has_ifr || strcmp(ifr, etag) == 0) && m >= 1 && a < fx->serve_len) {
+                partial = true;
+                first = a;
+                if (m == 2 && b < last)
+                    last = b;
             }
         }
+        if (k < 8)
+            snprintf(fx->ranges[k], sizeof fx->ranges[k], "%s", range);
+        size_t len = last + 1 - first;
+        char head[512];
+        int hl = snprintf(head, sizeof head,
+                          "HTTP/1.1 %s\r\nContent-Length: %zu\r\nConnection: close\r\n",
+                          partial ? "206 Partial Content" : "200 OK", len);
+        if (etag)
+            hl += snprintf(head + hl, sizeof head - (size_t)hl, "ETag: %s\r\n", etag);
+        if (partial)
+            hl += snprintf(head + hl, sizeof head - (size_t)hl,
+                           "Content-Range: bytes %zu-%zu/%zu\r\n", first, last, fx->serve_len);
+        hl += snprintf(head + hl, sizeof head - (size_t)hl, "\r\n");
+        write_all(c, head, (size_t)hl);
+        uint8_t *body = malloc(len);
+        memcpy(body, fx->serve + first, len);
+        if (k == 0 && fx->flip_first >= 0 && (size_t)fx->flip_first < len)
+            body[fx->flip_first] ^= 0x5a;
+        if (k == 0 && fx->cut_first > 0 && fx->cut_first < len)
+            len = fx->cut_first;
+        write_all(c, body, len);
+        free(body);
+        shutdown(c, SHUT_RDWR);
         close(c);
     }
 }
@@ -131,12 +212,13 @@ static int setup(void **state)
     char cdig[SL_DIGEST_STR_LEN], mdig[SL_DIGEST_STR_LEN];
     sl_sha256_str(config, strlen(config), cdig);
     char *manifest =
-        json_str(json_pack("{s:i,s:s,s:{s:s,s:s,s:I},s:[{s:s,s:s,s:I}]}", "schemaVersion", 2,
-                           "mediaType", "application/vnd.oci.image.manifest.v1+json", "config",
+        json_str(json_pack("{s:i,s:s,s:{s:s,s:s,s:I},s:[{s:s,s:s,s:I,s:{s:s}}]}", "schemaVersion",
+                           2, "mediaType", "application/vnd.oci.image.manifest.v1+json", "config",
                            "mediaType", "application/vnd.oci.image.config.v1+json", "digest", cdig,
                            "size", (json_int_t)strlen(config), "layers", "mediaType",
                            "application/vnd.oci.image.layer.v1.tar+gzip", "digest", res.blob_digest,
-                           "size", (json_int_t)blen));
+                           "size", (json_int_t)blen, "annotations",
+                           "containerd.io/snapshot/remote/starlight/toc.digest", res.toc_digest));
     sl_sha256_str(manifest, strlen(manifest), mdig);
 
     struct sl_delta_file files[8];
@@ -230,6 +312,7 @@ static int setup(void **state)
     assert_int_equal(listen(fx->lfd, 16), 0);
     fx->serve = fx->body;
     fx->serve_len = fx->body_len;
+    fx->flip_first = -1;
     assert_int_equal(pthread_create(&fx->thr, NULL, serve, fx), 0);
     *state = fx;
     return 0;
@@ -272,6 +355,8 @@ static int on_register(void *ud, const struct sl_delta_header *h, const char *ns
 static int on_event(void *ud, enum sl_pull_phase phase, const struct sl_pull_stats *st)
 {
     struct fixture *fx = ud;
+    if (fx->cancel_on_resume && phase == SL_PULL_PROGRESS && st->resumes > 0)
+        return -ECANCELED; /* as a daemon that stops in the middle of a pull */
     if (phase == SL_PULL_PROGRESS)
         return 0;
     size_t n = strlen(fx->phases);
@@ -286,7 +371,16 @@ static int on_event(void *ud, enum sl_pull_phase phase, const struct sl_pull_sta
     return 0;
 }
 
+static int run_stats(struct fixture *fx, const char *sub, struct sl_pull_stats *st,
+                     sl_error_t *err);
+
 static int run(struct fixture *fx, const char *sub, sl_error_t *err)
+{
+    struct sl_pull_stats st;
+    return run_stats(fx, sub, &st, err);
+}
+
+static int run_stats(struct fixture *fx, const char *sub, struct sl_pull_stats *st, sl_error_t *err)
 {
     fx->phases[0] = 0;
     char root[128], url[64];
@@ -307,8 +401,7 @@ static int run(struct fixture *fx, const char *sub, sl_error_t *err)
         .event_ud = fx,
         .low_speed_time_s = 5,
     };
-    struct sl_pull_stats st;
-    r = sl_pull_run(store, NULL, &rq, &st, err);
+    r = sl_pull_run(store, NULL, &rq, st, err);
     sl_store_free(store);
     return r;
 }
@@ -414,6 +507,42 @@ static uint8_t *modified(struct fixture *fx, const char *mode, size_t *ret_len)
         json_object_set_new(c, "payloadOffset", json_integer((json_int_t)pl + 10));
     } else if (strcmp(mode, "traced") == 0) {
         json_object_set_new(json_array_get(contents, 0), "traced", json_true());
+    } else if (strcmp(mode, "overlap") == 0) { /* the second content reuses the first's bytes */
+        json_t *c1 = json_array_get(contents, 1);
+        json_object_set_new(c1, "payloadOffset", json_integer(0));
+        json_object_set_new(json_array_get(json_object_get(c1, "chunks"), 0), "payloadOffset",
+                            json_integer(0));
+    } else if (strcmp(mode, "compressed") == 0) { /* a chunk claims more bytes than it has */
+        json_t *c0 = json_array_get(contents, 0);
+        json_t *ch = json_array_get(json_object_get(c0, "chunks"), 0);
+        json_object_set_new(
+            ch, "compressedSize",
+            json_integer(json_integer_value(json_object_get(ch, "compressedSize")) + 7));
+    } else if (strcmp(mode, "blobrange") == 0) { /* a chunk outside its layer blob */
+        json_t *ch = json_array_get(json_object_get(json_array_get(contents, 0), "chunks"), 0);
+        json_object_set_new(ch, "blobOffset",
+                            json_integer(json_integer_value(json_object_get(layer, "size")) + 100));
+    } else if (strcmp(mode, "filesize") == 0) { /* a file larger than its TOC entry */
+        json_object_set_new(f0, "size",
+                            json_integer(json_integer_value(json_object_get(f0, "size")) * 2));
+    } else if (strcmp(mode, "unannotated") == 0) { /* nothing vouches for the TOC */
+        json_t *t = json_object_get(h, "target");
+        const char *mb = json_string_value(json_object_get(t, "manifest"));
+        uint8_t *raw = NULL;
+        size_t rl = 0;
+        assert_int_equal(sl_base64_decode(mb, strlen(mb), &raw, &rl), 0);
+        json_t *m = json_loadb((const char *)raw, rl, 0, &je);
+        free(raw);
+        json_object_del(json_array_get(json_object_get(m, "layers"), 0), "annotations");
+        char *ms = json_dumps(m, JSON_COMPACT);
+        json_decref(m);
+        char dg[SL_DIGEST_STR_LEN];
+        sl_sha256_str(ms, strlen(ms), dg);
+        char *enc = sl_base64_encode(ms, strlen(ms), NULL);
+        json_object_set_new(t, "manifest", json_string(enc));
+        json_object_set_new(t, "digest", json_string(dg));
+        free(enc);
+        free(ms);
     } else if (strcmp(mode, "tail") == 0) {
         const char *t = json_string_value(json_object_get(layer, "tocTail"));
         char *x = strdup(t);
@@ -434,6 +563,9 @@ static uint8_t *modified(struct fixture *fx, const char *mode, size_t *ret_len)
     }
     memcpy(b + 32, hj, hjl);
     memcpy(b + 32 + hjl, fx->body + 32 + hl, pl);
+    if (strcmp(mode, "prelude") == 0) /* the prelude announces more payload than the header */
+        for (int k = 0; k < 8; k++)
+            b[24 + k] = (uint8_t)((pl + 4096) >> (56 - 8 * k));
     free(hj);
     *ret_len = n;
     return b;
@@ -460,6 +592,32 @@ static void test_tail(void **state)
     hostile(*state, "tail");
 }
 
+static void test_overlap(void **state)
+{
+    hostile(*state, "overlap");
+}
+static void test_compressed(void **state)
+{
+    hostile(*state, "compressed");
+}
+static void test_blobrange(void **state)
+{
+    hostile(*state, "blobrange");
+}
+static void test_filesize(void **state)
+{
+    hostile(*state, "filesize");
+}
+static void test_prelude(void **state)
+{
+    hostile(*state, "prelude");
+}
+
+static void test_unannotated(void **state)
+{
+    hostile(*state, "unannotated");
+}
+
 static void test_truncated(void **state)
 {
     struct fixture *fx = *state;
@@ -469,6 +627,122 @@ static void test_truncated(void **state)
     fx->serve_len = fx->body_len;
     assert_true(r < 0);
     sl_error_free(&err);
+}
+
+/* The first answer breaks off: the pull continues with Range + If-Range, nothing twice. */
+static void test_resume_cut(void **state)
+{
+    struct fixture *fx = *state;
+    fx->etag = "\"sha256:e1\"";
+    fx->cut_first = fx->body_len / 2;
+    struct sl_pull_stats st;
+    sl_error_t err = NULL;
+    int r = run_stats(fx, "cut", &st, &err);
+    if (r < 0)
+        fail_msg("cut: %s", sl_error_msg(err, r));
+    assert_int_equal(st.resumes, 1);
+    assert_int_equal(st.replans, 0);
+    assert_int_equal(st.bytes_resent, 0);
+    assert_int_equal(st.bytes_received, fx->body_len);
+    assert_int_equal(fx->requests, 2);
+    char want[64];
+    snprintf(want, sizeof want, "bytes=%zu-", fx->body_len / 2);
+    assert_string_equal(fx->ranges[1], want);
+    assert_int_equal(fx->registered, 1);
+}
+
+/* The plan changed between the break and the resume (another ETag: a full answer): a new
+ * delta names the contents already verified. */
+static void test_resume_replan(void **state)
+{
+    struct fixture *fx = *state;
+    fx->etag = "\"sha256:e1\"";
+    fx->etag_after = "\"sha256:e2\"";
+    fx->cut_first = fx->body_len - 3; /* big.bin complete, small.txt not */
+    struct sl_pull_stats st;
+    sl_error_t err = NULL;
+    int r = run_stats(fx, "replan", &st, &err);
+    if (r < 0)
+        fail_msg("replan: %s", sl_error_msg(err, r));
+    assert_int_equal(st.replans, 1);
+    assert_int_equal(fx->requests, 3);
+    assert_true(fx->saw_contents);
+    assert_string_equal(fx->ranges[2], "");
+}
+
+/* One flipped payload byte: the chunk is refused and fetched again from its first byte. */
+static void test_flip_refetch(void **state)
+{
+    struct fixture *fx = *state;
+    uint64_t hl = 0, pl = 0;
+    sl_error_t err = NULL;
+    assert_int_equal(sl_delta_prelude_parse(fx->body, 32, &hl, &pl, &err), 0);
+    fx->etag = "\"sha256:e1\"";
+    fx->flip_first = (long)(32 + hl + 100);
+    struct sl_pull_stats st;
+    int r = run_stats(fx, "flip", &st, &err);
+    if (r < 0)
+        fail_msg("flip: %s", sl_error_msg(err, r));
+    assert_int_equal(st.chunks_refetched, 1);
+    assert_int_equal(fx->requests, 2);
+    /* from the first byte of the chunk holding the flipped one */
+    assert_true(strncmp(fx->ranges[1], "bytes=", 6) == 0);
+    uint64_t from = strtoull(fx->ranges[1] + 6, NULL, 10);
+    assert_true(from >= 32 + hl && from <= 32 + hl + 100);
+    assert_true(st.bytes_resent > 0 && st.bytes_resent <= fx->body_len - from);
+}
+
+/* Flipped in every answer: bounded refetches, then a loud failure. */
+static void test_flip_always(void **state)
+{
+    struct fixture *fx = *state;
+    uint64_t hl = 0, pl = 0;
+    sl_error_t err = NULL;
+    assert_int_equal(sl_delta_prelude_parse(fx->body, 32, &hl, &pl, &err), 0);
+    uint8_t *bad = malloc(fx->body_len);
+    memcpy(bad, fx->body, fx->body_len);
+    bad[32 + hl + 100] ^= 0x5a;
+    fx->serve = bad;
+    fx->etag = "\"sha256:e1\"";
+    int r = run(fx, "flip-always", &err);
+    fx->serve = fx->body;
+    free(bad);
+    assert_int_equal(r, -EBADMSG);
+    print_message("  %s\n", sl_error_msg(err, r));
+    assert_non_null(strstr(sl_error_msg(err, r), "failed verification"));
+    sl_error_free(&err);
+    assert_int_equal(fx->requests, 4);
+}
+
+/* A pull stopped in the middle (daemon restart) continues from the store's resume point:
+ * the head once more with If-Range, then the payload from the saved offset. */
+static void test_resume_restart(void **state)
+{
+    struct fixture *fx = *state;
+    uint64_t hl = 0, pl = 0;
+    sl_error_t err = NULL;
+    assert_int_equal(sl_delta_prelude_parse(fx->body, 32, &hl, &pl, &err), 0);
+    fx->etag = "\"sha256:e1\"";
+    fx->cut_first = fx->body_len - 3;
+    fx->cancel_on_resume = true;
+    struct sl_pull_stats st;
+    int r = run_stats(fx, "restart", &st, &err);
+    assert_int_equal(r, -ECANCELED);
+    sl_error_free(&err);
+    assert_int_equal(fx->requests, 1);
+    fx->cancel_on_resume = false;
+    r = run_stats(fx, "restart", &st, &err);
+    if (r < 0)
+        fail_msg("restart: %s", sl_error_msg(err, r));
+    assert_int_equal(fx->requests, 3);
+    char want[64];
+    snprintf(want, sizeof want, "bytes=0-%" PRIu64, 32 + hl - 1);
+    assert_string_equal(fx->ranges[1], want);
+    assert_true(strncmp(fx->ranges[2], "bytes=", 6) == 0);
+    uint64_t from = strtoull(fx->ranges[2] + 6, NULL, 10);
+    assert_true(from > 32 + hl);
+    assert_int_equal(st.bytes_received, 32 + hl + (fx->body_len - from));
+    assert_int_equal(st.contents_done, st.contents_total);
 }
 
 int main(void)
@@ -481,7 +755,18 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chunk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_overlap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_compressed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_blobrange, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_filesize, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prelude, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unannotated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resume_cut, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resume_replan, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flip_refetch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flip_always, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resume_restart, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
