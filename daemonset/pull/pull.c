@@ -1018,6 +1018,8 @@ static int pull(struct rx *x)
             continue;
         }
         const char *msg = sl_error_msg(*x->err, r);
+        if (x->head_only && r != -ECANCELED && !resumable(r))
+            x->replan = true; /* the saved request is no good any more (e.g. 404): start over */
         if (x->replan) {
             if (x->st.replans >= MAX_REPLANS)
                 return sl_error_wrap(x->err, r, "the proxy's plan changed %u times", x->st.replans);

@@ -1030,6 +1030,16 @@ static int plan_key(struct sl_core *core, const struct sl_delta_request *req, ch
         for (size_t i = 0; i < n_lids; i++)
             sl_buf_printf(&fp, "%" PRId64 ",", lids[i]);
     }
+    if (r == 0 && req->n_held_contents) { /* verified contents named by a resuming worker */
+        char **cv = sl_xcalloc(req->n_held_contents + 1, sizeof(char *));
+        for (size_t i = 0; i < req->n_held_contents; i++)
+            cv[i] = sl_xstrdup(req->held_contents[i]);
+        size_t n_cv = uniq_strv(cv, req->n_held_contents);
+        sl_buf_printf(&key, "\ncontents %zu", n_cv);
+        for (size_t i = 0; i < n_cv; i++)
+            sl_buf_printf(&key, "\n%s", cv[i]);
+        strv_free(cv, n_cv);
+    }
     strv_free(from, n_from);
     strv_free(layers, n_layers);
     if (r < 0) {

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Helpers of the pull scenario. An ADDR is [HOST:]PORT (HOST defaults to 127.0.0.1).
   relay ADDR UPSTREAM RATE [FLIP]  TCP relay from ADDR to UPSTREAM (an ADDR); answers are sent
-                                   at RATE bytes/s; FLIP=1 flips one payload byte of a delta
-                                   answer (offset 32 + header + 100 of the body)
+                                   at RATE bytes/s; FLIP=1 flips one payload byte of a full
+                                   (200) delta answer (offset 32 + header + 100 of the
+                                   body); Range answers pass unchanged
   fake ADDR DELTA MODE             HTTP server answering /starlight/delta with DELTA whose
                                    header is made hostile (MODE: traversal|absolute|size|chunk|
                                    tail), /health-check with 200 and {"fake":PID} (tells it
@@ -59,15 +60,19 @@ def relay(at, up, rate, flip):
                     buf += b
                     if body_at is None and b"\r\n\r\n" in buf:
                         body_at = buf.index(b"\r\n\r\n") + 4
-                    if flip_at is None and body_at is not None and len(buf) >= body_at + 32:
+                        if not buf.startswith(b"HTTP/1.1 200"):  # a Range answer: no prelude
+                            do_flip = False
+                            b, buf = buf, b""
+                    if do_flip and flip_at is None and body_at is not None and len(buf) >= body_at + 32:
                         hl = struct.unpack(">Q", buf[body_at + 16:body_at + 24])[0]
                         flip_at = body_at + 32 + hl + 100
-                    if flip_at is None or len(buf) <= flip_at:
+                    if do_flip and (flip_at is None or len(buf) <= flip_at):
                         continue
-                    ba = bytearray(buf)
-                    ba[flip_at] ^= 0x5A
-                    b = bytes(ba)
-                    do_flip = False
+                    if do_flip:
+                        ba = bytearray(buf)
+                        ba[flip_at] ^= 0x5A
+                        b = bytes(ba)
+                        do_flip = False
                 for i in range(0, len(b), 4096):
                     piece = b[i:i + 4096]
                     c.sendall(piece)

@@ -244,7 +244,7 @@ static void test_request_json(void **state)
 {
     (void)state;
     const char *body = "{\"to\":\"r/app:v2\",\"platform\":\"linux/amd64\",\"from\":[\"r/app:v1\","
-                       "\"r/base:1\"],\"layers\":[\"" IMG_A "\"]}";
+                       "\"r/base:1\"],\"layers\":[\"" IMG_A "\"],\"contents\":[\"" IMG_A "\"]}";
     struct sl_delta_request req = {0};
     json_t *j = NULL;
     assert_int_equal(sl_delta_request_parse_json(body, strlen(body), &req, &j, NULL), 0);
@@ -254,6 +254,8 @@ static void test_request_json(void **state)
     assert_string_equal(req.from[1], "r/base:1");
     assert_int_equal(req.n_held_layers, 1);
     assert_string_equal(req.held_layers[0], IMG_A);
+    assert_int_equal(req.n_held_contents, 1); /* verified contents of incomplete layers */
+    assert_string_equal(req.held_contents[0], IMG_A);
     assert_false(req.insecure);
     json_decref(j);
     const char *bad[] = {
@@ -261,6 +263,7 @@ static void test_request_json(void **state)
         "{\"to\":\"a\",\"platform\":\"linux/amd64\",\"x\":1}",      /* unknown key */
         "{\"to\":\"a\",\"platform\":\"linux/amd64\",\"from\":[1]}", /* not a string */
         "{\"to\":\"a\",\"platform\":\"linux/amd64\",\"insecure\":1}",
+        "{\"to\":\"a\",\"platform\":\"linux/amd64\",\"contents\":\"x\"}", /* not an array */
         "[1]",
         "{",
     };
