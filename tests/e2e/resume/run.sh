@@ -74,6 +74,9 @@ rport2=$(e2e_free_port)
 T relay "$rport2" "$pport" "$rate2" >>"$E2E_DIR/logs/relay2.log" 2>&1 &
 e2e_track_pid relay2 $!
 RU2="http://127.0.0.1:$rport2"
+wait_port() { e2e_wait_for "a relay on port $1" 20 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1"; }
+wait_port "$rport"
+wait_port "$rport2"
 e2e_log "redis7 converted and notified: payload $total bytes, relays at $rate and $rate2 B/s"
 
 DPID=
@@ -217,6 +220,7 @@ stop_daemon
 fport=$(e2e_free_port)
 T relay "$fport" "$pport" 0 always >>"$E2E_DIR/logs/flip.log" 2>&1 &
 e2e_track_pid flip $!
+wait_port "$fport"
 ROOT4="$E2E_DIR/root4"
 CTL4="$E2E_DIR/ctl4.sock"
 RU="http://127.0.0.1:$fport" start_daemon "$ROOT4" "$CTL4"
