@@ -222,8 +222,9 @@ t0=$(date +%s%N)
 e2e_wait_for "takeover" 10 grep -qx leading "$oout"
 dt=$(( ($(date +%s%N) - t0) / 1000000 ))
 # the standby's clock starts when it last saw the record change (up to one retry period after
-# the last renewal) and it checks once per retry period (500 ms + 20% jitter): D + 2 retries
-[ "$dt" -le 5500 ] || e2e_fail "takeover took ${dt} ms (lease 4000 ms + two retries)"
+# the last renewal) and it checks once per retry period (500 ms + 20% jitter): D + 2 retries,
+# plus 500 ms for scheduling on a loaded machine
+[ "$dt" -le 6000 ] || e2e_fail "takeover took ${dt} ms (lease 4000 ms + two retries)"
 lease=$("$T" "${K[@]}" get /apis/coordination.k8s.io/v1/namespaces/default/leases/sl-e2e)
 echo "$lease" | k8s_grep '"leaseTransitions":1' || e2e_fail "leaseTransitions not 1: $lease"
 kill -TERM "$other"
