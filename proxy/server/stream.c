@@ -32,6 +32,13 @@ struct sl_stream {
 
     struct chunk *spare; /* one drained chunk kept for the next fill (under lock) */
 
+    /* The head is the plan's memory (immutable, shared): the loop copies it piece by piece
+     * into `stage` (headroom + SL_STREAM_CHUNK, freed once the head is out) and never waits
+     * for a worker for it; meanwhile the first fill already reads the payload. Loop only. */
+    uint64_t head_end; /* min(end, head_len): response bytes [start, head_end) come from there */
+    uint8_t *stage;
+    size_t stage_len, stage_off;
+
     /* owned by the filling worker (one at a time) */
     uint64_t fill_pos; /* absolute response position of the next byte to read */
     struct chunk *cur; /* being filled, not yet queued */
@@ -83,8 +90,9 @@ int sl_stream_new(struct sl_core *core, struct sl_delta *d, uint64_t start, uint
     s->start = start;
     s->end = end;
     s->sent = start;
-    s->queued_end = start;
-    s->fill_pos = start;
+    s->head_end = SL_MIN(end, (uint64_t)d->head_len);
+    s->fill_pos = SL_MAX(start, s->head_end);
+    s->queued_end = s->fill_pos;
     s->fill_running = true;
     pthread_mutex_init(&s->lock, NULL);
     *ret = s;
@@ -102,6 +110,7 @@ void sl_stream_free(struct sl_stream *s)
     }
     free(s->cur);
     free(s->spare);
+    free(s->stage);
     sl_delta_free(s->d);
     pthread_mutex_destroy(&s->lock);
     free(s);
@@ -179,18 +188,12 @@ int sl_stream_fill(struct sl_stream *s, sl_error_t *err)
         uint64_t window = (uint64_t)(SL_STREAM_MAX_CHUNKS - queued) * SL_STREAM_CHUNK -
                           (s->cur ? s->cur->len : 0);
         uint64_t want = SL_MIN(window, s->end - s->fill_pos);
-        if (s->fill_pos < d->head_len) {
-            uint64_t n = SL_MIN(want, d->head_len - s->fill_pos);
-            struct sink_ctx k = {s, n};
-            r = sink(&k, d->head + s->fill_pos, (size_t)n);
-        } else {
-            /* the whole window at once: the core coalesces the segments it spans */
-            struct sink_ctx k = {s, want};
-            r = sl_core_read_payload(s->core, d, s->fill_pos, want, sink, &k, err);
-            if (r >= 0 && k.left != 0)
-                r = sl_error_make(err, EIO, "delta payload at %llu: read ended %llu bytes early",
-                                  (unsigned long long)s->fill_pos, (unsigned long long)k.left);
-        }
+        /* the whole window at once: the core coalesces the segments it spans */
+        struct sink_ctx k = {s, want};
+        r = sl_core_read_payload(s->core, d, s->fill_pos, want, sink, &k, err);
+        if (r >= 0 && k.left != 0)
+            r = sl_error_make(err, EIO, "delta payload at %llu: read ended %llu bytes early",
+                              (unsigned long long)s->fill_pos, (unsigned long long)k.left);
         if (r < 0)
             break;
         /* A starving loop gets a partial chunk at once (first byte early); otherwise chunks
@@ -212,6 +215,17 @@ int sl_stream_fill(struct sl_stream *s, sl_error_t *err)
 
 uint8_t *sl_stream_peek(struct sl_stream *s, size_t *len)
 {
+    if (s->sent < s->head_end) { /* only the loop moves `sent` while in the head */
+        if (s->stage_off == s->stage_len) {
+            if (!s->stage)
+                s->stage = sl_xmalloc(s->headroom + SL_STREAM_CHUNK);
+            s->stage_len = (size_t)SL_MIN((uint64_t)SL_STREAM_CHUNK, s->head_end - s->sent);
+            s->stage_off = 0;
+            memcpy(s->stage + s->headroom, s->d->head + s->sent, s->stage_len);
+        }
+        *len = s->stage_len - s->stage_off;
+        return s->stage + s->headroom + s->stage_off;
+    }
     pthread_mutex_lock(&s->lock);
     struct chunk *c = s->head;
     pthread_mutex_unlock(&s->lock);
@@ -226,9 +240,15 @@ bool sl_stream_consume(struct sl_stream *s, size_t n)
 {
     bool fill = false;
     struct chunk *done = NULL;
+    uint8_t *stage = NULL;
     pthread_mutex_lock(&s->lock);
-    struct chunk *c = s->head;
-    if (c) {
+    struct chunk *c = s->sent < s->head_end ? NULL : s->head;
+    if (s->sent < s->head_end) {
+        s->stage_off += n;
+        s->sent += n;
+        if (s->sent >= s->head_end) /* the head is out: the stage is not needed again */
+            stage = TAKE_PTR(s->stage);
+    } else if (c) {
         c->off += n;
         s->sent += n;
         if (c->off == c->len) {
@@ -249,6 +269,7 @@ bool sl_stream_consume(struct sl_stream *s, size_t n)
     }
     pthread_mutex_unlock(&s->lock);
     free(done);
+    free(stage);
     return fill;
 }
 

@@ -6,6 +6,10 @@
  * speed. A worker never waits for the client: sl_stream_fill() reads only what fits in the
  * window and returns; the loop asks for the next fill (sl_stream_consume() returns true) once
  * the queue has drained to SL_STREAM_LOW_CHUNKS. So a slow client holds memory, never a thread.
+ * The head (prelude + header, in the shared plan's memory) does not go through the queue: the
+ * loop copies it out one chunk at a time (one more chunk of memory, until the head is out),
+ * while the first fill already reads the payload — so the first payload bytes, even from a
+ * cold cache, are usually ready when the head is out.
  *
  * Ownership: the stream owns the plan (sl_delta_free at the end). Thread-safety: one worker
  * fills at a time (the fill_running protocol below guarantees it), the loop peeks/consumes,
