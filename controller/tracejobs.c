@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -91,7 +92,7 @@ int sl_tracejobs_outcome(const json_t *events, const json_t *pod_uids, long *ret
                 while (q > msg && q[-1] >= '0' && q[-1] <= '9')
                     q--;
                 if (q < p)
-                    sscanf(q, "%ld", &acc);
+                    acc = strtol(q, NULL, 10); /* clamps at LONG_MAX */
             }
             *ret_accesses = acc;
             *ret_message = msg;
