@@ -10,11 +10,18 @@
 #     controller. check.py must also fail on a manifest with a flag the binary lacks.
 #  3. What the chart renders runs: the proxy starts from the rendered ConfigMap (and auth
 #     Secret) on a real PostgreSQL and answers /health-check; the daemon starts with the
-#     rendered args; the rendered containerd-config.sh installs the snapshotter into a copy of
-#     `containerd config default`, "restarts containerd" (nsenter recorded) only when the file
-#     changed, and reverts it byte for byte; the helm test's node command passes.
+#     rendered args; its readiness probe and the helm test pod's commands pass against them;
+#     the rendered containerd-config.sh installs the snapshotter into a copy of `containerd
+#     config default`, "restarts containerd" (host command recorded) only when the file
+#     changed, and reverts it byte for byte; k3s variant.
 #  4. NOTES.txt renders the convert / annotate / trace instructions; webhook certificates:
 #     one CA signs the serving certificate and caBundle is that CA.
+#  4b. On the test API server (tests/e2e/k8s): `helm template --dry-run=server` keeps the
+#     existing webhook certificate and database password (lookup, as on `helm upgrade`); the
+#     daemon's node watcher runs with the rendered args and every API call it makes is allowed
+#     by the chart's RBAC (the controller too, once it has a Kubernetes client); the controller
+#     runs with the rendered args and both webhook paths inject starlight-init into
+#     manifests/example-pod.yaml and example-deployment.yaml.
 #  5. manifests/ is the current rendering (scripts/render-manifests.sh --check).
 #  6. images/build.sh builds every component image, pushes it to a real registry, and each
 #     image's binaries run `--help` under containerd (`ctr run`).
@@ -190,7 +197,7 @@ for v in default ingress; do
         code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$port/starlight/report" -d '{}')
         [ "$code" = 401 ] || e2e_fail "proxy with the rendered auth Secret answered $code without credentials"
     fi
-    kill "$pid"
+    if [ "$v" = default ]; then PROXY_PORT=$port; else kill "$pid"; fi
 done
 e2e_log "3. the proxy runs from the rendered ConfigMap (default, and with the auth Secret)"
 
@@ -213,11 +220,19 @@ probe=$(yq "$W/render/default.yaml" DaemonSet -node \
     '" ".join(d["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["exec"]["command"])')
 PATH="$SL_BIN:$PATH" busybox sh -c "${probe//\/run\/starlight/$N/run}" >/dev/null ||
     e2e_fail "readiness probe failed: $probe"
-tcmd=$(yq "$W/render/minimal.yaml" Pod -test \
-    '[c for c in d["spec"]["containers"] if c["name"] == "node"][0]["command"][2]')
-PATH="$SL_BIN:$PATH" busybox sh -c "${tcmd//\/run\/starlight/$N/run}" >"$W/test-node.out" ||
-    e2e_fail "helm test node command failed: $tcmd"
-e2e_log "3. the daemon runs with the rendered args; readiness probe and helm test node check pass"
+# (the default variant's test pod: the proxy Service URL stands for the proxy started above)
+url="http://$REL-starlight-proxy.$NS.svc:8090"
+for c in proxy node; do
+    tcmd=$(yq "$W/render/default.yaml" Pod -test \
+        "' '.join([c for c in d['spec']['containers'] if c['name'] == '$c'][0]['command'])")
+    tcmd=${tcmd//$url/http://127.0.0.1:$PROXY_PORT}
+    tcmd=${tcmd#sh -c }
+    PATH="$SL_BIN:$PATH" busybox sh -c "${tcmd//\/run\/starlight/$N/run}" >"$W/test-$c.out" 2>&1 ||
+        e2e_fail "helm test $c command failed: $tcmd: $(cat "$W/test-$c.out")"
+done
+grep -q 'HTTP 200, RTT' "$W/test-node.out" || e2e_fail "helm test ping: $(cat "$W/test-node.out")"
+grep -q '"status":"OK"' "$W/test-proxy.out" || e2e_fail "helm test proxy: $(cat "$W/test-proxy.out")"
+e2e_log "3. the daemon runs with the rendered args; its readiness probe and the helm test pod's commands pass"
 
 # containerd-config.sh, as the image runs it (busybox sh), with the command that enters the
 # host's namespaces recorded instead of run (STARLIGHT_HOST_EXEC).
