@@ -189,9 +189,24 @@ def argv_invocations(where, argv):
     b = os.path.basename(str(argv[0]))
     if b in OUR_BINARIES:
         return [(where, b, [str(a) for a in argv[1:]])]
-    if b in ("sh", "bash", "ash") and len(argv) >= 3 and argv[1] == "-c":
-        return [(where, x, y) for x, y in shell_invocations(str(argv[2]))]
+    if b in ("sh", "bash", "ash") and len(argv) >= 2:
+        # `sh -c SCRIPT [$0 ARGS...]` or `sh FILE [ARGS...]`: a wrapper given our binary and its
+        # arguments as positional parameters runs them ("$@" / "$0" "$@").
+        res, rest = [], argv[2:]
+        if argv[1] == "-c" and len(argv) >= 3:
+            res = [(where, x, y) for x, y in shell_invocations(str(argv[2]))]
+            rest = argv[3:]
+        if rest and os.path.basename(str(rest[0])) in OUR_BINARIES:
+            res.append((where, os.path.basename(str(rest[0])), [str(a) for a in rest[1:]]))
+        return res
     return []
+
+
+def main_binary(c):
+    """The binary the container runs (directly or through a wrapper), or None."""
+    argv = [str(a) for a in list(c.get("command") or []) + list(c.get("args") or [])]
+    inv = argv_invocations("", argv)
+    return inv[-1][1] if inv else None
 
 
 # ---------------------------------------------------------------- objects
@@ -318,10 +333,9 @@ def check_image(variant, name, c, version):
 
 def check_env(variant, name, c, bin_dir):
     """STARLIGHT_* variables given to one of our binaries must be ones its --help lists."""
-    argv = list(c.get("command") or [])
-    if not argv or os.path.basename(str(argv[0])) not in OUR_BINARIES:
+    b = main_binary(c)
+    if b is None:
         return
-    b = os.path.basename(str(argv[0]))
     if not os.access(os.path.join(bin_dir, b), os.X_OK):
         return  # reported by check_invocation
     envs = {f["env"] for f in parse_help(run_help(bin_dir, b)).values() if f["env"]}
@@ -354,7 +368,7 @@ def check_daemonset(variant, a, by_kind, expects):
     ds = dss[0]
     spec = pod_spec(ds)
     cs = spec.get("containers") or []
-    if not cs or (cs[0].get("command") or [None])[0] != "starlight-daemon":
+    if not cs or main_binary(cs[0]) != "starlight-daemon":
         fail(variant, "DaemonSet: the first container must run starlight-daemon")
         return
     c = cs[0]

@@ -192,7 +192,7 @@ for v in default ingress; do
         "${extra[@]}" >>"$E2E_DIR/logs/proxy-$v.log" 2>&1 &
     pid=$!
     e2e_track_pid "proxy-$v" $pid
-    e2e_wait_for "the proxy ($v) /health-check" 20 curl -fsS "http://127.0.0.1:$port/health-check"
+    e2e_wait_for "the proxy ($v) /health-check" 60 curl -fsS "http://127.0.0.1:$port/health-check"
     if [ "$v" = ingress ]; then
         code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$port/starlight/report" -d '{}')
         [ "$code" = 401 ] || e2e_fail "proxy with the rendered auth Secret answered $code without credentials"
@@ -206,13 +206,39 @@ e2e_log "3. the proxy runs from the rendered ConfigMap (default, and with the au
 N="$W/node"
 mkdir -p "$N/root" "$N/run" "$N/etc" "$N/bin"
 mapfile -t dargs < <(yq "$W/render/default.yaml" DaemonSet -node 'd["spec"]["template"]["spec"]["containers"][0]["args"]')
-mport=$(e2e_free_port)
-"$SL_BIN/starlight-daemon" "${dargs[@]}" --root "$N/root" \
-    --snapshotter-socket "$N/run/starlight-snapshotter.sock" \
-    --control-socket "$N/run/starlight-daemon.sock" --containerd-socket "$N/containerd.sock" \
-    --metrics-listen "127.0.0.1:$mport" >>"$E2E_DIR/logs/starlight-daemon.log" 2>&1 &
-e2e_track_pid starlight-daemon $!
-e2e_wait_for "the daemon's control socket" 15 "$SL_BIN/ctr-starlight" status --daemon "$N/run/starlight-daemon.sock"
+yq "$W/render/default.yaml" ConfigMap -node 'd["data"]["daemon.sh"]' >"$N/daemon.sh"
+mapfile -t dcmd < <(yq "$W/render/default.yaml" DaemonSet -node 'd["spec"]["template"]["spec"]["containers"][0]["command"]')
+[ "${dcmd[*]}" = "sh /scripts/daemon.sh starlight-daemon" ] || e2e_fail "daemon command: ${dcmd[*]}"
+start_node_daemon() { # start_node_daemon LOG: the container's command, through its wrapper
+    local mport
+    mport=$(e2e_free_port)
+    PATH="$SL_BIN:$PATH" busybox sh "$N/daemon.sh" starlight-daemon "${dargs[@]}" --root "$N/root" \
+        --snapshotter-socket "$N/run/starlight-snapshotter.sock" \
+        --control-socket "$N/run/starlight-daemon.sock" --containerd-socket "$N/containerd.sock" \
+        --metrics-listen "127.0.0.1:$mport" >>"$E2E_DIR/logs/$1.log" 2>&1 &
+    dpid=$!
+    e2e_track_pid "$1" $dpid
+    MPORT=$mport
+}
+start_node_daemon node-daemon-1
+d1=$dpid
+e2e_wait_for "the daemon's control socket" 60 "$SL_BIN/ctr-starlight" status --daemon "$N/run/starlight-daemon.sock"
+# A surge update: the new pod's daemon takes the FUSE connection over; the old container's
+# wrapper keeps running (kubelet must not restart it) until its pod is stopped.
+start_node_daemon node-daemon-2
+e2e_wait_for "the handoff" 60 grep -q 'handed over to a successor' "$E2E_DIR/logs/node-daemon-1.log"
+e2e_wait_for "the new daemon" 60 "$SL_BIN/ctr-starlight" status --daemon "$N/run/starlight-daemon.sock"
+grep -q 'took the FUSE connection over' "$E2E_DIR/logs/node-daemon-2.log" ||
+    e2e_fail "no handoff in the new daemon's log: $(tail -n 3 "$E2E_DIR/logs/node-daemon-2.log")"
+sleep 1
+kill -0 "$d1" 2>/dev/null || e2e_fail "the old pod's daemon container exited after the handoff"
+kill -TERM "$d1"
+for _ in $(seq 50); do kill -0 "$d1" 2>/dev/null || break; sleep 0.1; done
+! kill -0 "$d1" 2>/dev/null || e2e_fail "the old pod's daemon container ignores SIGTERM"
+wait "$d1" || e2e_fail "the old pod's daemon container exited non-zero on SIGTERM"
+"$SL_BIN/ctr-starlight" status --daemon "$N/run/starlight-daemon.sock" >/dev/null ||
+    e2e_fail "the new daemon stopped with the old pod"
+mport=$MPORT
 curl -fsS "http://127.0.0.1:$mport/metrics" >"$W/metrics.out" || e2e_fail "daemon metrics"
 grep -q '^starlight_' "$W/metrics.out" || e2e_fail "daemon metrics: no starlight_ series"
 # The DaemonSet's readiness probe and the helm test's node command, on this daemon's socket.
@@ -232,7 +258,7 @@ for c in proxy node; do
 done
 grep -q 'HTTP 200, RTT' "$W/test-node.out" || e2e_fail "helm test ping: $(cat "$W/test-node.out")"
 grep -q '"status":"OK"' "$W/test-proxy.out" || e2e_fail "helm test proxy: $(cat "$W/test-proxy.out")"
-e2e_log "3. the daemon runs with the rendered args; its readiness probe and the helm test pod's commands pass"
+e2e_log "3. the daemon runs with the rendered command; a surge pod takes its FUSE connection over; probe and helm test commands pass"
 
 # containerd-config.sh, as the image runs it (busybox sh), with the command that enters the
 # host's namespaces recorded instead of run (STARLIGHT_HOST_EXEC).
@@ -245,11 +271,11 @@ chmod +x "$N/bin/nsenter"
 containerd config default >"$N/etc/config.toml"
 cp "$N/etc/config.toml" "$N/orig.toml"
 mapfile -t envs < <(yq "$W/render/default.yaml" DaemonSet -node \
-    '[e["name"] + "=" + e["value"] for e in d["spec"]["template"]["spec"]["containers"][1]["env"]]')
+    '[e["name"] + "=" + e["value"] for e in d["spec"]["template"]["spec"]["containers"][1]["env"] if "value" in e]')
 cfgsh() {
     env "${envs[@]}" PATH="$N/bin:$SL_BIN:$PATH" STARLIGHT_CONFIG_DIR="$N/etc" \
         STARLIGHT_RUN_DIR="${RUN:-$N/run}" STARLIGHT_HOST_RUN="$N/run" STARLIGHT_ONESHOT=true \
-        STARLIGHT_HOST_EXEC="$N/bin/nsenter -t 1 -m -u -i -n -p --" \
+        STARLIGHT_HOST_EXEC="$N/bin/nsenter -t 1 -m -u -i -n -p --" POD_NAME="${POD:-pod-a}" \
         busybox sh "$N/containerd-config.sh" "$@"
 }
 restarts() { wc -l <"$N/nsenter.log" 2>/dev/null || echo 0; }
@@ -259,14 +285,22 @@ grep -q "address = \"$N/run/starlight-snapshotter.sock\"" "$N/etc/config.toml" |
 [ "$(restarts)" = 1 ] || e2e_fail "install: $(restarts) restarts, want 1"
 grep -q -- '-t 1 -m -u -i -n -p -- sh -c systemctl restart containerd' "$N/nsenter.log" ||
     e2e_fail "restart command: $(cat "$N/nsenter.log")"
-[ -e "$N/run/containerd-config.installed" ] || e2e_fail "no installed marker"
+[ -e "$N/run/containerd-config.installed.pod-a" ] || e2e_fail "no installed marker"
 cfgsh install >"$W/cfg2.out" 2>&1 || e2e_fail "second install: $(cat "$W/cfg2.out")"
 [ "$(restarts)" = 1 ] || e2e_fail "unchanged config restarted containerd"
 grep -q unchanged "$W/cfg2.out" || e2e_fail "second install: $(cat "$W/cfg2.out")"
-cfgsh revert >"$W/cfg3.out" 2>&1 || e2e_fail "revert: $(cat "$W/cfg3.out")"
+# Surge update: a second pod on the node installs (unchanged: no restart); the first one's
+# revert then leaves the config alone; the last pod's revert restores it.
+POD=pod-b cfgsh install >"$W/cfg2b.out" 2>&1 || e2e_fail "pod-b install: $(cat "$W/cfg2b.out")"
+[ "$(restarts)" = 1 ] || e2e_fail "a second pod's install restarted containerd"
+cfgsh revert >"$W/cfg2c.out" 2>&1 || e2e_fail "pod-a revert: $(cat "$W/cfg2c.out")"
+grep -q 'another Starlight pod' "$W/cfg2c.out" || e2e_fail "pod-a revert: $(cat "$W/cfg2c.out")"
+cmp -s "$N/etc/config.toml" "$N/orig.toml" && e2e_fail "pod-a reverted while pod-b runs"
+[ "$(restarts)" = 1 ] || e2e_fail "pod-a's revert restarted containerd while pod-b runs"
+POD=pod-b cfgsh revert >"$W/cfg3.out" 2>&1 || e2e_fail "revert: $(cat "$W/cfg3.out")"
 cmp -s "$N/etc/config.toml" "$N/orig.toml" || e2e_fail "revert did not restore the file"
 [ "$(restarts)" = 2 ] || e2e_fail "revert: $(restarts) restarts, want 2"
-[ ! -e "$N/run/containerd-config.installed" ] || e2e_fail "marker left after revert"
+! ls "$N"/run/containerd-config.installed.* >/dev/null 2>&1 || e2e_fail "marker left after revert"
 cfgsh revert >"$W/cfg4.out" 2>&1 || e2e_fail "second revert: $(cat "$W/cfg4.out")"
 [ "$(restarts)" = 2 ] || e2e_fail "reverting an unchanged file restarted containerd"
 # No snapshotter socket: install waits, then fails clearly, without touching the file.
@@ -277,13 +311,13 @@ grep -q 'no snapshotter socket' "$W/cfg5.out" || e2e_fail "no-socket message: $(
 cmp -s "$N/etc/config.toml" "$N/orig.toml" || e2e_fail "install without a socket changed the file"
 # k3s: config.toml.tmpl made by install, restart of k3s.
 mapfile -t envs < <(yq "$W/render/k3s.yaml" DaemonSet -node \
-    '[e["name"] + "=" + e["value"] for e in d["spec"]["template"]["spec"]["containers"][1]["env"]]')
+    '[e["name"] + "=" + e["value"] for e in d["spec"]["template"]["spec"]["containers"][1]["env"] if "value" in e]')
 cfgsh install >"$W/cfg6.out" 2>&1 || e2e_fail "k3s install: $(cat "$W/cfg6.out")"
 grep -q '^\[proxy_plugins.starlight\]' "$N/etc/config.toml.tmpl" || e2e_fail "k3s: no config.toml.tmpl"
 [[ "$(tail -n1 "$N/nsenter.log")" == *"systemctl restart k3s"* ]] || e2e_fail "k3s restart: $(tail -n1 "$N/nsenter.log")"
 cfgsh revert >"$W/cfg7.out" 2>&1 || e2e_fail "k3s revert: $(cat "$W/cfg7.out")"
 [ ! -e "$N/etc/config.toml.tmpl" ] || e2e_fail "k3s revert left the file install created"
-e2e_log "3. containerd-config.sh: install + 1 restart, unchanged = no restart, revert restores; k3s"
+e2e_log "3. containerd-config.sh: install + 1 restart, unchanged = no restart, surge pod keeps it, last revert restores; k3s"
 
 # ---- 4. NOTES.txt and webhook certificates
 cp -r "$CHART" "$W/notes-chart"
@@ -374,7 +408,7 @@ if grep -q -- '--kubeconfig' <("$SL_BIN/starlight-daemon" --help); then
         >>"$E2E_DIR/logs/daemon-k8s.log" 2>&1 &
     kpid=$!
     e2e_track_pid daemon-k8s $kpid
-    e2e_wait_for "the daemon's API calls" 20 grep -q '"user": "node"' "$K8S_LOG"
+    e2e_wait_for "the daemon's API calls" 60 grep -q '"user": "node"' "$K8S_LOG"
     sleep 2
     kill "$kpid"
     ran+=(node)
@@ -394,20 +428,15 @@ if [ "$with_ctrl" = 1 ]; then
         kpid=$!
         e2e_track_pid "$log" $kpid
     }
-    start_controller controller-k8s --kubeconfig "$(kc controller controller-token)"
-    sleep 2
-    if ! kill -0 "$kpid" 2>/dev/null && grep -q 'not implemented' "$E2E_DIR/logs/controller-k8s.log"; then
-        # This build has no Kubernetes client: run it as in a pod (in-cluster environment), where
-        # it must accept the chart's arguments and serve the webhook paths the chart registers.
-        e2e_log "4b. starlight-controller: $(tail -n1 "$E2E_DIR/logs/controller-k8s.log")"
-        # (--proxy= : no proxy runs here to say the image is a Starlight one.)
-        KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT=$K8S_PORT start_controller controller-pod --proxy=
-        e2e_wait_for "the controller's /readyz" 15 curl -fsS "http://127.0.0.1:$cport/readyz"
-        for path in $(yq "$W/render/default.yaml" MutatingWebhookConfiguration -webhook \
-            '[w["clientConfig"]["service"]["path"] for w in d["webhooks"]]'); do
-          for example in example-pod example-deployment; do
-            # The review of the example Pod (or of a pod of the example Deployment).
-            review=$(python3 - "$E2E_SRC/manifests/$example.yaml" <<'PY'
+    # (--proxy= : no proxy runs here to say the example image is a Starlight one.)
+    start_controller controller-k8s --kubeconfig "$(kc controller controller-token)" --proxy=
+    e2e_wait_for "the controller's /readyz" 60 curl -fsS "http://127.0.0.1:$cport/readyz"
+    e2e_wait_for "the controller's API calls" 60 grep -q '"user": "controller"' "$K8S_LOG"
+    for path in $(yq "$W/render/default.yaml" MutatingWebhookConfiguration -webhook \
+        '[w["clientConfig"]["service"]["path"] for w in d["webhooks"]]'); do
+      for example in example-pod example-deployment; do
+        # The review of the example Pod (or of a pod of the example Deployment).
+        review=$(python3 - "$E2E_SRC/manifests/$example.yaml" <<'PY'
 import json, sys, yaml
 obj = yaml.safe_load(open(sys.argv[1]))
 if obj["kind"] == "Deployment":
@@ -422,11 +451,11 @@ print(json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"
     "namespace": pod["metadata"]["namespace"], "operation": "CREATE", "object": pod}}))
 PY
 )
-            curl -fsS --cacert "$W/wh.crt" --resolve "$REL-starlight-webhook.$NS.svc:$wport:127.0.0.1" \
-                -H 'Content-Type: application/json' -d "$review" \
-                "https://$REL-starlight-webhook.$NS.svc:$wport$path" >"$W/review.out" ||
-                e2e_fail "webhook $path ($example): no answer"
-            python3 - "$W/review.out" "$VERSION" <<'PY' || e2e_fail "webhook $path: $(cat "$W/review.out")"
+        curl -fsS --cacert "$W/wh.crt" --resolve "$REL-starlight-webhook.$NS.svc:$wport:127.0.0.1" \
+            -H 'Content-Type: application/json' -d "$review" \
+            "https://$REL-starlight-webhook.$NS.svc:$wport$path" >"$W/review.out" ||
+            e2e_fail "webhook $path ($example): no answer"
+        python3 - "$W/review.out" "$VERSION" <<'PY' || e2e_fail "webhook $path: $(cat "$W/review.out")"
 import base64, json, sys
 r = json.load(open(sys.argv[1]))["response"]
 assert r["uid"] == "u1" and r["allowed"] is True, r
@@ -436,16 +465,13 @@ init = init[0][0] if isinstance(init[0], list) else init[0]
 assert init["name"] == "starlight-init", init
 assert init["image"] == "starlight-c/starlight-init:" + sys.argv[2], init["image"]
 PY
-          done
-        done
-        kill "$kpid"
-        e2e_log "4b. the controller runs the chart's args; both webhook paths inject starlight-c/starlight-init:$VERSION into the example Pod and Deployment"
-    else
-        e2e_wait_for "the controller's API calls" 20 grep -q '"user": "controller"' "$K8S_LOG"
-        sleep 3
-        kill "$kpid"
-        ran+=(controller)
-    fi
+      done
+    done
+    sleep 2
+    kill -0 "$kpid" 2>/dev/null || e2e_fail "the controller stopped: $(tail -n 5 "$E2E_DIR/logs/controller-k8s.log")"
+    kill "$kpid"
+    ran+=(controller)
+    e2e_log "4b. the controller runs the chart's args; both webhook paths inject starlight-c/starlight-init:$VERSION into the example Pod and Deployment"
 fi
 python3 - "$K8S_LOG" >"$W/recorded-calls.txt" <<'PY'
 import json, sys
