@@ -20,6 +20,7 @@ static const struct sl_verb verbs[] = {
     {"optimizer", "Turn startup-trace recording on or off (--group G)", sl_cmd_optimizer},
     {"report", "Upload the recorded startup traces to the proxy", sl_cmd_report},
     {"traces", "List the startup traces not yet reported", sl_cmd_traces},
+    {"gc", "Remove layers and contents nothing references any more", sl_cmd_gc},
     {"version", "Show the versions of ctr-starlight and the daemon", sl_cmd_version},
     {NULL, NULL, NULL},
 };

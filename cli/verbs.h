@@ -21,6 +21,7 @@ int sl_cmd_version(int argc, char **argv);
 int sl_cmd_optimizer(int argc, char **argv);
 int sl_cmd_report(int argc, char **argv);
 int sl_cmd_traces(int argc, char **argv);
+int sl_cmd_gc(int argc, char **argv);
 int sl_cmd_install(int argc, char **argv);
 int sl_cmd_uninstall(int argc, char **argv);
 

@@ -1,6 +1,8 @@
 /* config.c — starlight-daemon's declarative option table (daemon-config.h). */
 #include "daemon-config.h"
 #include "cleanup.h"
+#include "gc.h"
+#include "materialize.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -31,6 +33,18 @@ static const struct sl_opt daemon_opts[] = {
      "ROOT/handoff.sock; empty: off)"},
     {"grpc-workers", SL_OPT_INT, O(grpc_workers), "8", "STARLIGHT_GRPC_WORKERS", 0, "N",
      "Snapshotter calls served at once", 1, 256},
+    {"gc-interval", SL_OPT_INT, O(gc_interval), "3600", "STARLIGHT_GC_INTERVAL", 0, "SECONDS",
+     "Collect unreferenced layers and contents this often (0: only on demand and high water)", 0,
+     INT64_C(315360000)},
+    {"gc-high-water", SL_OPT_STR, O(gc_high_water), "90%", "STARLIGHT_GC_HIGH_WATER", 0, "N%|SIZE",
+     "Collect when the filesystem of --root is used beyond N% or SIZE bytes (checked every "
+     "30 s; 0: off)"},
+    {"gc-grace", SL_OPT_INT, O(gc_grace), "600", "STARLIGHT_GC_GRACE", 0, "SECONDS",
+     "Layers recorded less than this long ago are never collected (a pull in progress)", 0,
+     INT64_C(315360000)},
+    {"materialize", SL_OPT_STR, O(materialize), "link", "STARLIGHT_MATERIALIZE", 0, "link|copy|off",
+     "Complete layers become plain directories for new mounts: hardlinks to the store where "
+     "the metadata allows (link), full copies (copy), or stay on FUSE (off)"},
     {"log-format", SL_OPT_STR, O(log_format), "text", "STARLIGHT_LOG_FORMAT", 0, "text|json",
      "Log format"},
     {"log-level", SL_OPT_STR, O(log_level), "info", "STARLIGHT_LOG_LEVEL", 0, "LEVEL",
@@ -68,7 +82,13 @@ int sl_daemon_config_parse(struct sl_daemon_config *cfg, int argc, char **argv, 
         return sl_error_make(err, EINVAL, "--root must not be empty");
     if (!cfg->snapshotter_socket || cfg->snapshotter_socket[0] != '/')
         return sl_error_make(err, EINVAL, "--snapshotter-socket must be an absolute path");
-    return 0;
+    enum sl_mat_mode mode;
+    if (sl_mat_parse_mode(cfg->materialize, &mode) < 0)
+        return sl_error_make(err, EINVAL, "--materialize must be link, copy or off, not `%s`",
+                             cfg->materialize);
+    int64_t pct;
+    uint64_t bytes;
+    return sl_gc_parse_high_water(cfg->gc_high_water, &pct, &bytes, err);
 }
 
 void sl_daemon_config_free(struct sl_daemon_config *cfg)

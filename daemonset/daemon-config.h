@@ -24,6 +24,10 @@ struct sl_daemon_config {
     char *metrics_listen;
     char *handoff_socket; /* NULL: ROOT/handoff.sock; "": no handoff */
     int64_t grpc_workers;
+    int64_t gc_interval; /* seconds; 0 = no periodic collection */
+    char *gc_high_water; /* "N%", a size, or "0" */
+    int64_t gc_grace;    /* seconds */
+    char *materialize;   /* link|copy|off */
     char *log_format;
     char *log_level;
     char *node_name;  /* Kubernetes node watcher (docs/kubernetes.md §3); empty = off */

@@ -7,6 +7,8 @@
 #include "daemon-config.h"
 #include "nodewatch.h"
 #include "fs.h"
+#include "gc.h"
+#include "materialize.h"
 #include "grpc-server.h"
 #include "handoff.h"
 #include "log.h"
@@ -202,15 +204,27 @@ int main(int argc, char **argv)
         log_info("remote snapshots off (needs --proxy and --containerd-socket)");
     }
 
+    /* Complete layers become plain directories for new mounts (FUSE leaves the data path). */
+    _cleanup_free_ char *mat_dir = sl_xasprintf("%s/materialized", store_dir);
+    struct sl_mat_options mo = {.store = store, .fs = fs, .dir = mat_dir};
+    sl_mat_parse_mode(cfg.materialize, &mo.mode);
+    struct sl_mat *mat = NULL;
+    r = sl_mat_new(&mo, &mat, &err);
+    if (r < 0) {
+        sl_log_error_err(&err, r, "materialized layers at %s (new mounts stay on FUSE)", mat_dir);
+        sl_error_free(&err);
+    }
+
     struct sl_snap *snap = NULL;
-    struct sl_snap_hooks hooks = {.ud = fs,
-                                  .lowerdir = sl_fs_lowerdir,
+    struct sl_snap_hooks hooks = {.ud = mat ? (void *)mat : (void *)fs,
+                                  .lowerdir = mat ? sl_mat_lowerdir : sl_fs_lowerdir,
                                   .remote_ud = remote,
                                   .remote_prepare = remote ? sl_remote_prepare_hook : NULL};
     r = sl_snap_open(cfg.root, &hooks, &snap, &err);
     if (r < 0) {
         sl_log_error_err(&err, r, "open the snapshotter");
         sl_remote_free(remote);
+        sl_mat_free(mat);
         sl_fs_free(fs);
         sl_store_free(store);
         sl_daemon_config_free(&cfg);
@@ -229,6 +243,7 @@ int main(int argc, char **argv)
     if (r < 0) {
         sl_log_error_err(&err, r, "start the snapshotter service");
         sl_remote_free(remote);
+        sl_mat_free(mat);
         sl_snap_close(snap);
         sl_fs_free(fs);
         sl_store_free(store);
@@ -237,6 +252,24 @@ int main(int argc, char **argv)
     }
     log_info("snapshotter on %s (root %s, %d workers)", cfg.snapshotter_socket, cfg.root,
              grpc_workers);
+
+    /* Garbage collection: on demand (POST /v1/gc), periodic and at the high-water mark; the
+     * automatic runs need registration (snapshots are what reference layers). */
+    struct sl_gc_options go = {.store = store,
+                               .snap = snap,
+                               .mat = mat,
+                               .root = cfg.root,
+                               .grace_s = cfg.gc_grace,
+                               .interval_s = cfg.gc_interval,
+                               .automatic = registrar != NULL,
+                               .metrics = metrics};
+    sl_gc_parse_high_water(cfg.gc_high_water, &go.high_water_pct, &go.high_water_bytes, NULL);
+    struct sl_gc *gc = NULL;
+    r = sl_gc_new(&go, &gc, &err);
+    if (r < 0) {
+        sl_log_error_err(&err, r, "start the garbage collector");
+        sl_error_free(&err);
+    }
 
     struct sl_control *ctl = NULL;
     struct sl_control_options co = {
@@ -250,13 +283,17 @@ int main(int argc, char **argv)
         .trace = trace,
         .metrics = metrics,
         .metrics_listen = cfg.metrics_listen,
+        .gc = gc ? sl_gc_control : NULL,
+        .gc_ud = gc,
     };
     sl_metrics_on_collect(metrics, collect_snapshotter, srv);
     r = sl_control_start(&co, &ctl, &err);
     if (r < 0) {
         sl_log_error_err(&err, r, "start the control API on %s", cfg.control_socket);
+        sl_gc_free(gc);
         sl_grpc_server_stop(srv, STOP_GRACE_MS);
         sl_remote_free(remote);
+        sl_mat_free(mat);
         sl_snap_close(snap);
         sl_fs_free(fs);
         sl_store_free(store);
@@ -298,8 +335,10 @@ int main(int argc, char **argv)
     if (give && !sl_fs_wait_unparked(fs, HANDOFF_DRAIN_MS))
         log_warn("reads still wait for chunks after %d ms: they fail", HANDOFF_DRAIN_MS);
     sl_control_stop(ctl);
+    sl_gc_free(gc);
     sl_grpc_server_stop(srv, STOP_GRACE_MS);
     sl_remote_free(remote); /* pulls in flight stop at their next event */
+    sl_mat_free(mat);
     sl_snap_close(snap);
     struct sl_fs_handoff out = {.fd = -1};
     if (give) {

@@ -1016,6 +1016,38 @@ static void handle_report(struct conn *k)
     reply_json(k, 200, out);
 }
 
+static void handle_gc(struct conn *k)
+{
+    _cleanup_error_ sl_error_t err = NULL;
+    if (!k->c->o.gc)
+        return reply_error(k, -ENOENT, "this daemon has no garbage collector");
+    json_auto_t *in = NULL;
+    static const char *const keys[] = {"grace", NULL};
+    int64_t grace = -1;
+    int r = 0;
+    if (k->body_len > 0) {
+        r = sl_json_parse(k->body, k->body_len, SL_CONTROL_MAX_BODY, "request", &in, &err);
+        if (r >= 0 && !json_is_object(in))
+            r = sl_error_make(&err, EINVAL, "request: not an object");
+        if (r >= 0)
+            r = only_keys(in, keys, &err);
+        json_t *g = r >= 0 ? json_object_get(in, "grace") : NULL;
+        if (g && (!json_is_integer(g) || json_integer_value(g) < 0))
+            r = sl_error_make(&err, EINVAL, "request: `grace` must be a number of seconds >= 0");
+        else if (g)
+            grace = (int64_t)json_integer_value(g);
+    }
+    _cleanup_free_ char *text = NULL;
+    if (r >= 0)
+        r = k->c->o.gc(k->c->o.gc_ud, grace, &text, &err);
+    json_t *out = r >= 0 ? json_loads(text, 0, NULL) : NULL;
+    if (r >= 0 && !out)
+        r = sl_error_make(&err, EIO, "gc: bad report");
+    if (r < 0)
+        return reply_error(k, r, sl_error_msg(err, r));
+    reply_json(k, 200, out);
+}
+
 static bool path_is(const char *target, const char *path)
 {
     size_t n = strlen(path);
@@ -1146,13 +1178,16 @@ static void dispatch(struct conn *k)
         handle_report(k);
     else if (path_is(t, "/v1/traces") && get)
         handle_traces(k);
+    else if (path_is(t, "/v1/gc") && post)
+        handle_gc(k);
     else if (path_is(t, "/metrics") && get && k->c->o.metrics)
         handle_metrics(k);
     else if (path_is(t, "/v1/version") && get)
         reply_json(k, 200, json_pack("{s:s}", "version", SL_VERSION));
     else if (path_is(t, "/v1/pull") || path_is(t, "/v1/status") || path_is(t, "/v1/ping") ||
              path_is(t, "/v1/proxies") || path_is(t, "/v1/version") ||
-             path_is(t, "/v1/optimizer") || path_is(t, "/v1/report") || path_is(t, "/v1/traces"))
+             path_is(t, "/v1/optimizer") || path_is(t, "/v1/report") || path_is(t, "/v1/traces") ||
+             path_is(t, "/v1/gc"))
         reply_json(k, 405,
                    json_pack("{s:s,s:i,s:s}", "status", reason(405), "code", 405, "error",
                              "method not allowed"));

@@ -12,6 +12,7 @@
  *     POST /v1/optimizer {enable, group?} starts/stops recording startup traces (trace.h)
  *     POST /v1/report    {proxy?} uploads the finished traces to the proxy's /starlight/report
  *     GET  /v1/traces    traces recorded, not yet reported
+ *     POST /v1/gc        {grace?} garbage collection of the store → what was freed (gc.h)
  *     GET  /metrics      Prometheus text (when options.metrics is set; docs/operations.md)
  *
  * One accept thread; one thread per connection, at most SL_CONTROL_MAX_CONN at once (more get
@@ -50,6 +51,10 @@ struct sl_control_options {
                                  * adds its pull/store/fs families and a collector to it */
     const char *metrics_listen; /* "ADDR:PORT" (IPv4 or [IPv6]): also serve GET /metrics over
                                  * TCP there (only that route), or NULL */
+    /* POST /v1/gc: runs a collection (grace_s < 0: the daemon's default) and returns its report
+     * as JSON object text (malloc'd). NULL: the route answers 404. */
+    int (*gc)(void *ud, int64_t grace_s, char **ret_json, sl_error_t *err);
+    void *gc_ud;
 };
 
 struct sl_control;

@@ -1,5 +1,6 @@
 /* layer.c — layer records and local blob import (store.h). Part of the store module: shares
  * its SQLite connection through the small internal interface in store-internal.h. */
+#include "store-gc.h"
 #include "store-internal.h"
 #include "store.h"
 
@@ -27,8 +28,23 @@ void sl_store_layer_clear(struct sl_store_layer *l)
     l->tail_len = 0;
 }
 
+static int layer_put(struct sl_store *s, struct sl_store_layer *l, const struct sl_toc *toc,
+                     sl_error_t *err);
+
 int sl_store_layer_put(struct sl_store *s, struct sl_store_layer *l, const struct sl_toc *toc,
                        sl_error_t *err)
+{
+    /* expect + reference as one step against the collector (store-gc.h) */
+    sl_store_gc_lock(s, false);
+    int r = layer_put(s, l, toc, err);
+    sl_store_gc_unlock(s);
+    if (r < 0)
+        return r;
+    return sl_store_layer_refresh(s, l->digest, toc, &l->state, err);
+}
+
+static int layer_put(struct sl_store *s, struct sl_store_layer *l, const struct sl_toc *toc,
+                     sl_error_t *err)
 {
     if (!sl_digest_valid(l->digest) || !sl_digest_valid(l->toc_digest))
         return sl_error_make(err, EINVAL, "layer record: invalid digest");
@@ -52,7 +68,7 @@ int sl_store_layer_put(struct sl_store *s, struct sl_store_layer *l, const struc
             "INSERT INTO layer(digest, toc_digest, blob_size, toc_offset, tail, state, created)"
             " VALUES(?,?,?,?,?,'incomplete',?) ON CONFLICT(digest) DO UPDATE SET"
             " toc_digest = excluded.toc_digest, blob_size = excluded.blob_size,"
-            " toc_offset = excluded.toc_offset, tail = excluded.tail",
+            " toc_offset = excluded.toc_offset, tail = excluded.tail, created = excluded.created",
             "ttiibi", l->digest, l->toc_digest, (int64_t)l->blob_size, (int64_t)l->toc_offset,
             (const void *)l->tail, l->tail_len, (int64_t)time(NULL));
     for (size_t i = 0; r >= 0 && i < sl_toc_count(toc); i++) {
@@ -79,7 +95,7 @@ int sl_store_layer_put(struct sl_store *s, struct sl_store_layer *l, const struc
     sl_store_db_unlock(s);
     if (r < 0)
         return sl_error_wrap(err, r, "record layer %s", l->digest);
-    return sl_store_layer_refresh(s, l->digest, toc, &l->state, err);
+    return 0;
 }
 
 int sl_store_layer_get(struct sl_store *s, const char *digest, struct sl_store_layer *ret,

@@ -1,5 +1,6 @@
 /* store.c — content-addressed store (see store.h for layout, durability and waiting). */
 #include "store.h"
+#include "store-gc.h"
 #include "store-internal.h"
 
 #include "log.h"
@@ -59,6 +60,9 @@ struct sl_store {
     size_t n_undurable;
     int64_t undurable_since_ns;
     pthread_mutex_t flush_lock;
+    /* Garbage collection (store-gc.h): held shared while contents are loaded or expected and
+     * while a layer is recorded, exclusively while the collector removes contents. */
+    pthread_rwlock_t gc_lock;
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -520,23 +524,12 @@ static int content_load(struct sl_store *s, const char *digest, struct sl_store_
     return 0;
 }
 
-/* Finds or loads a content and takes a reference. With `size` != UINT64_MAX an unknown
- * content is expected first. Returns -ENOENT when unknown and not to be created. */
-static int content_get(struct sl_store *s, const char *digest, uint64_t size,
-                       struct sl_store_content **ret, sl_error_t *err)
+/* content_get's path for a content not in memory: load it (expecting it first when `size` is
+ * not UINT64_MAX), insert it and take a reference. Caller holds gc_lock shared. */
+static int content_get_slow(struct sl_store *s, const char *digest, uint64_t size,
+                            struct sl_store_content **ret, sl_error_t *err)
 {
-    if (!sl_digest_valid(digest))
-        return sl_error_make(err, EINVAL, "invalid content digest `%.80s`", digest);
-    pthread_mutex_lock(&s->lock);
-    struct sl_store_content *c = find_locked(s, digest);
-    if (c) {
-        c->refs++;
-        pthread_mutex_unlock(&s->lock);
-        goto found;
-    }
-    pthread_mutex_unlock(&s->lock);
-
-    struct sl_store_content *loaded = NULL;
+    struct sl_store_content *c, *loaded = NULL;
     int r = content_load(s, digest, &loaded, err);
     if (r < 0)
         return r;
@@ -566,6 +559,32 @@ static int content_get(struct sl_store *s, const char *digest, uint64_t size,
     }
     c->refs++;
     pthread_mutex_unlock(&s->lock);
+    *ret = c;
+    return 0;
+}
+
+/* Finds or loads a content and takes a reference. With `size` != UINT64_MAX an unknown
+ * content is expected first. Returns -ENOENT when unknown and not to be created. */
+static int content_get(struct sl_store *s, const char *digest, uint64_t size,
+                       struct sl_store_content **ret, sl_error_t *err)
+{
+    if (!sl_digest_valid(digest))
+        return sl_error_make(err, EINVAL, "invalid content digest `%.80s`", digest);
+    pthread_mutex_lock(&s->lock);
+    struct sl_store_content *c = find_locked(s, digest);
+    if (c) {
+        c->refs++;
+        pthread_mutex_unlock(&s->lock);
+        goto found;
+    }
+    pthread_mutex_unlock(&s->lock);
+
+    /* Loading races with the collector removing the same content: exclude it (store-gc.h). */
+    pthread_rwlock_rdlock(&s->gc_lock);
+    int r = content_get_slow(s, digest, size, &c, err);
+    pthread_rwlock_unlock(&s->gc_lock);
+    if (r < 0)
+        return r;
 found:
     if (size != UINT64_MAX && size != c->size) {
         uint64_t known = c->size;
@@ -751,6 +770,7 @@ int sl_store_open(const char *root, const struct sl_store_options *o, struct sl_
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->db_lock, NULL);
     pthread_mutex_init(&s->flush_lock, NULL);
+    pthread_rwlock_init(&s->gc_lock, NULL);
     s->n_buckets = 1024;
     s->buckets = sl_xcalloc(s->n_buckets, sizeof *s->buckets);
     int r = db_open(s, err);
@@ -799,6 +819,7 @@ void sl_store_free(struct sl_store *s)
     pthread_mutex_destroy(&s->lock);
     pthread_mutex_destroy(&s->db_lock);
     pthread_mutex_destroy(&s->flush_lock);
+    pthread_rwlock_destroy(&s->gc_lock);
     free(s->undurable);
     free(s->root);
     free(s);
@@ -1040,4 +1061,104 @@ void sl_store_get_stats(struct sl_store *s, struct sl_store_stats *ret)
     pthread_mutex_lock(&s->lock);
     *ret = s->stats;
     pthread_mutex_unlock(&s->lock);
+}
+
+/* ---------------------------------------------------------------- garbage collection */
+
+void sl_store_gc_lock(struct sl_store *s, bool exclusive)
+{
+    if (exclusive)
+        pthread_rwlock_wrlock(&s->gc_lock);
+    else
+        pthread_rwlock_rdlock(&s->gc_lock);
+}
+
+void sl_store_gc_unlock(struct sl_store *s)
+{
+    pthread_rwlock_unlock(&s->gc_lock);
+}
+
+/* Bytes a file frees when unlinked (0 when other links keep its inode). */
+static uint64_t unlink_freed(int dfd, const char *path)
+{
+    struct stat st;
+    if (fstatat(dfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return 0;
+    if (unlinkat(dfd, path, 0) < 0)
+        return 0;
+    return st.st_nlink <= 1 ? (uint64_t)st.st_blocks * 512 : 0;
+}
+
+int sl_store_content_forget(struct sl_store *s, const char *digest, uint64_t *ret_freed,
+                            sl_error_t *err)
+{
+    *ret_freed = 0;
+    if (!sl_digest_valid(digest))
+        return sl_error_make(err, EINVAL, "invalid content digest `%.80s`", digest);
+    pthread_mutex_lock(&s->lock);
+    struct sl_store_content *c = find_locked(s, digest);
+    bool busy = c && (c->refs > 0 || c->completing || c->waiters.next != &c->waiters);
+    for (size_t i = 0; !busy && i < s->n_undurable; i++)
+        busy = strcmp(s->undurable[i], digest) == 0;
+    if (busy) {
+        pthread_mutex_unlock(&s->lock);
+        return 0;
+    }
+    /* Decide in the database while no one can take a reference (the map is locked, loads wait
+     * for the collector's exclusive gc_lock). */
+    pthread_mutex_lock(&s->db_lock);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db,
+                                "SELECT (SELECT count(*) FROM content WHERE digest = ?1),"
+                                " (SELECT count(*) FROM layer_content WHERE content = ?1)",
+                                -1, &st, NULL);
+    int r = 0;
+    bool has_row = false, referenced = true;
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, digest, -1, SQLITE_STATIC);
+        if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            has_row = sqlite3_column_int64(st, 0) > 0;
+            referenced = sqlite3_column_int64(st, 1) > 0;
+        }
+        sqlite3_finalize(st);
+    }
+    if (rc != SQLITE_ROW) {
+        r = db_err(s, err, rc, "gc: select content");
+    } else if (!referenced && has_row) {
+        r = sl_store_db_exec(s, err, "BEGIN", NULL);
+        if (r >= 0)
+            r = sl_store_db_exec(s, err, "DELETE FROM chunk WHERE content = ?", "t", digest);
+        if (r >= 0)
+            r = sl_store_db_exec(s, err, "DELETE FROM content WHERE digest = ?", "t", digest);
+        if (r >= 0)
+            r = sl_store_db_exec(s, err, "COMMIT", NULL);
+        else
+            sl_store_db_exec(s, NULL, "ROLLBACK", NULL);
+    }
+    pthread_mutex_unlock(&s->db_lock);
+    if (r < 0 || referenced) {
+        pthread_mutex_unlock(&s->lock);
+        return r < 0 ? r : 0;
+    }
+    if (c) { /* unlink from its hash chain */
+        struct sl_store_content **pp = &s->buckets[bucket_of(s, digest)];
+        while (*pp != c)
+            pp = &(*pp)->hnext;
+        *pp = c->hnext;
+        s->n_contents--;
+        content_destroy(c);
+    }
+    pthread_mutex_unlock(&s->lock);
+    /* Rows first, files second: a crash in between leaves files without rows, which the next
+     * collection sweeps (sl_store_gc_sweep). */
+    char fpath[128], ppath[128];
+    final_path(digest, fpath);
+    partial_path(digest, ppath);
+    *ret_freed = unlink_freed(s->root_fd, fpath) + unlink_freed(s->root_fd, ppath);
+    return 1;
+}
+
+int sl_store_root_fd(const struct sl_store *s)
+{
+    return s->root_fd;
 }

@@ -74,14 +74,17 @@ pull_redis_ping() {
 # E2E_DIR/root, control socket PULL_EDGE_CTL, snapshotter socket E2E_DIR/snap.sock, default
 # proxy PROXY_URL, registering in the containerd of e2e_start_containerd) in network namespace
 # NETNS (empty: here). Exports PULL_EDGE_CTL and PULL_EDGE_DAEMON_PID.
+# PULL_EDGE_DAEMON_ARGS: more daemon flags (word-split), e.g. "--materialize copy".
 pull_edge_daemon_start() {
     local url=$1 ns=${2:-} nsx=()
     [ -z "$ns" ] || nsx=(nsenter "--net=/run/netns/$ns" --)
     PULL_EDGE_CTL=$E2E_DIR/ctl.sock
     mkdir -p "$E2E_DIR/root"
+    # shellcheck disable=SC2086 # PULL_EDGE_DAEMON_ARGS is word-split on purpose
     "${nsx[@]}" "$SL_BIN/starlight-daemon" --root "$E2E_DIR/root" --control-socket "$PULL_EDGE_CTL" \
         --snapshotter-socket "$E2E_DIR/snap.sock" --proxy "$url" \
         --containerd-socket "$E2E_DIR/containerd/containerd.sock" \
+        ${PULL_EDGE_DAEMON_ARGS:-} \
         >>"$E2E_DIR/logs/starlight-daemon.log" 2>&1 &
     PULL_EDGE_DAEMON_PID=$!
     e2e_track_pid starlight-daemon "$PULL_EDGE_DAEMON_PID"

@@ -89,6 +89,9 @@ cport() { E2E_NETNS=$WAN_CLOUD_NS e2e_free_port; }
 ROOT="$E2E_DIR/root"
 MNT="$ROOT/mnt"
 SN=(--snapshotter starlight)
+# copy: complete layers are materialised as exact copies (docs/operations.md), so the rootfs
+# tree hashes, link counts included, hold whether a container mounts FUSE or the trees
+PULL_EDGE_DAEMON_ARGS="--materialize copy"
 pull_edge_start "$U" "$WAN_EDGE_NS"
 CTL=$PULL_EDGE_CTL
 D=(--daemon "$CTL")

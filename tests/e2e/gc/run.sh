@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Scenario: garbage collection and materialisation on the node (issue 9 items 2 and 3), with a
+# real starlight-proxy + PostgreSQL + registry, starlight-daemon and containerd + runc, all on
+# loopback. redis 6.0 and 7.0 share contents (and layers), so:
+#  1. both pulled; once their layers are complete the daemon materialises them: a new redis 7.0
+#     container's rootfs overlay has no FUSE lowerdir (only store/materialized trees), answers
+#     PING, and its rootfs tree hash (without link counts: see docs/operations.md) equals the
+#     unconverted image's through overlayfs; the read rate of a file through FUSE and through
+#     the materialised tree is logged;
+#  2. a redis 6.0 container runs; its image is removed from containerd (images rm --sync):
+#     `ctr-starlight gc` removes nothing the container uses and the container keeps answering;
+#  3. the container is deleted and containerd collects its snapshots: `ctr-starlight gc` removes
+#     exactly redis 6.0's own layers, frees exactly the bytes of the contents (and tree copies)
+#     only they used — the store's disk use drops by at least that much — keeps the contents
+#     shared with 7.0, and redis 7.0 still runs with the same rootfs tree hash;
+#  4. a second gc frees nothing; the daemon restarts with the store consistent.
+set -euo pipefail
+. "$(dirname "$0")/../lib.sh"
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../pull/common.sh"
+
+e2e_require python3 curl skopeo psql
+[ "$(id -u)" = 0 ] || e2e_skip "needs root (containerd, FUSE, overlay mounts)"
+CS="$SL_BIN/ctr-starlight"
+PX="$SL_BIN/starlight-proxy"
+for b in "$CS" "$PX" "$SL_BIN/starlight-daemon"; do
+    [ -x "$b" ] || e2e_skip "build first: $b missing"
+done
+[ -e /dev/fuse ] || e2e_skip "no /dev/fuse"
+T() { python3 "$here/tools.py" "$@"; }
+W="$E2E_DIR/work"
+mkdir -p "$W"
+
+pull_cloud_start
+for img in redis6 redis7; do
+    e2e_push_image "$img" "$img:src"
+    "$CS" convert --insecure-source --insecure-destination --notify --proxy "$U" \
+        "$R/$img:src" "$R/$img:sl" >/dev/null 2>"$W/$img.convert.log" ||
+        { cat "$W/$img.convert.log" >&2; e2e_fail "convert --notify $img"; }
+done
+pull_edge_start "$U"
+ROOT="$E2E_DIR/root"
+STORE="$ROOT/store"
+D=(--daemon "$PULL_EDGE_CTL")
+SN=(--snapshotter starlight)
+for img in redis6 redis7; do
+    "$CS" pull "${D[@]}" --insecure "$R/$img:sl" >"$W/$img.pull" 2>&1 ||
+        { cat "$W/$img.pull" >&2; e2e_fail "pull $img"; }
+done
+mapfile -t L6 < <(pull_layers "$R" redis6)
+mapfile -t L7 < <(pull_layers "$R" redis7)
+e2e_log "0. pulled redis6 (${#L6[@]} layers) and redis7 (${#L7[@]} layers)"
+
+# ---------------------------------------------------------------- 1: materialised mounts
+materialized() { # materialized DIGEST...: every layer has its tree
+    local d
+    for d in "$@"; do [ -d "$STORE/materialized/${d#sha256:}" ] || return 1; done
+}
+e2e_wait_for "redis layers materialised" 60 materialized "${L6[@]}" "${L7[@]}"
+grep -o 'materialized layer .*' "$E2E_DIR/logs/starlight-daemon.log" | while read -r l; do e2e_log "1. $l"; done
+e2e_ctr_timeout 60 run -d "${SN[@]}" "$R/redis7:sl" "gc-r7-$$" \
+    redis-server --bind 127.0.0.1 --save '' >/dev/null || e2e_fail "ctr run redis7"
+e2e_on_exit "ctr --address '$E2E_CONTAINERD_ADDRESS' tasks kill -s SIGKILL gc-r7-$$ >/dev/null 2>&1"
+mline=$(grep " [^ ]*gc-r7-$$/rootfs overlay " /proc/mounts) || e2e_fail "no overlay mount for the redis7 container"
+lower=$(echo "$mline" | grep -o 'lowerdir=[^,]*' | cut -d= -f2)
+n_lower=$(echo "$lower" | tr ':' '\n' | grep -c .)
+n_mat=$(echo "$lower" | tr ':' '\n' | grep -c "^$STORE/materialized/") || true
+case "$lower" in *"$ROOT/mnt"*) e2e_fail "a FUSE lowerdir in a new container's mounts: $lower" ;; esac
+[ "$n_mat" = "${#L7[@]}" ] && [ "$n_lower" = "${#L7[@]}" ] ||
+    e2e_fail "expected ${#L7[@]} materialised lowerdirs, got $n_mat of $n_lower: $lower"
+pong=
+for i in $(seq 50); do
+    pong=$(e2e_ctr_timeout 10 tasks exec --exec-id "p$i" "gc-r7-$$" redis-cli ping 2>&1) || true
+    [ "$pong" = PONG ] && break
+    sleep 0.2
+done
+[ "$pong" = PONG ] || e2e_fail "redis7 on materialised layers: $pong"
+e2e_ctr tasks kill -s SIGKILL "gc-r7-$$" >/dev/null 2>&1 || true
+e2e_wait_for "redis7 to stop" 10 sh -c "! ctr --address $E2E_CONTAINERD_ADDRESS tasks ls | grep gc-r7-$$ | grep -q RUNNING"
+e2e_ctr tasks delete "gc-r7-$$" >/dev/null 2>&1 || true
+e2e_ctr containers delete "gc-r7-$$" >/dev/null 2>&1 || true
+e2e_log "1. new redis7 container: ${n_mat} lowerdirs, all materialised, none on FUSE; PING → PONG"
+# read rate of the largest file of redis 7.0's top layer: FUSE subtree vs materialised tree
+top7=${L7[-1]#sha256:}
+big=$(cd "$STORE/materialized/$top7" && find . -type f -printf '%s %p\n' | sort -n | tail -1 | cut -d' ' -f2)
+rf=$(T readrate "$ROOT/mnt/$top7/$big" 20)
+rm_=$(T readrate "$STORE/materialized/$top7/$big" 20)
+e2e_log "1. read rate of $big ($(stat -c %s "$ROOT/mnt/$top7/$big") bytes, warm, 20 reads): FUSE $rf MB/s, materialised $rm_ MB/s"
+# rootfs tree hash of a running container (host side, tools.py tree) vs overlayfs's; without
+# link counts: link mode shares inodes with the store (docs/operations.md)
+rootfs_tree() { # rootfs_tree NS IMAGE [--links] [SNAPSHOTTER-ARGS...]: tree of a new container
+    local ns=$1 img=$2 id="gc-tree-$RANDOM" mnt links='' out
+    shift 2
+    [ "${1:-}" = --links ] && { links=--links; shift; }
+    e2e_ctr_timeout 60 -n "$ns" run -d "$@" "$img" "$id" sleep 300 >/dev/null || return 1
+    mnt=$(awk -v id="/$id/rootfs" 'index($2, id) && $3 == "overlay" { print $2 }' /proc/mounts | head -1)
+    out=$(T tree "$mnt" $links) || out="tree failed"
+    e2e_ctr -n "$ns" tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true
+    for _ in $(seq 50); do
+        e2e_ctr -n "$ns" tasks delete "$id" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    e2e_ctr -n "$ns" containers delete "$id" >/dev/null 2>&1 || true
+    echo "$out"
+}
+sl7=$(SL_TREE_DUMP=$W/tree.sl rootfs_tree default "$R/redis7:sl" "${SN[@]}") || e2e_fail "tree (starlight): $sl7"
+e2e_ctr_timeout 300 -n plain images pull --plain-http "$R/redis7:src" >/dev/null 2>"$W/plain7.err" ||
+    { cat "$W/plain7.err" >&2; e2e_fail "ctr images pull redis7 (overlayfs)"; }
+ov7=$(SL_TREE_DUMP=$W/tree.ov rootfs_tree plain "$R/redis7:src") || e2e_fail "tree (overlayfs): $ov7"
+if [ "$sl7" != "$ov7" ]; then
+    diff "$W/tree.sl" "$W/tree.ov" | head -20 >&2 || true
+    e2e_fail "redis7 rootfs on materialised layers differs: '$sl7' vs overlayfs '$ov7'"
+fi
+e2e_log "1. redis7 rootfs tree (materialised) = overlayfs's ($(echo "$sl7" | tr '\n' ' '))"
+
+# ---------------------------------------------------------------- 2: running container kept
+e2e_ctr_timeout 60 run -d "${SN[@]}" "$R/redis6:sl" "gc-r6-$$" \
+    redis-server --bind 127.0.0.1 --save '' >/dev/null || e2e_fail "ctr run redis6"
+e2e_on_exit "ctr --address '$E2E_CONTAINERD_ADDRESS' tasks kill -s SIGKILL gc-r6-$$ >/dev/null 2>&1"
+e2e_ctr images rm --sync "$R/redis6:sl" >/dev/null || e2e_fail "ctr images rm redis6"
+"$CS" gc "${D[@]}" --grace 0 --json >"$W/gc1.json" || e2e_fail "gc while redis6 runs"
+python3 - "$W/gc1.json" <<'PY' || e2e_fail "gc removed something a running container uses: $(cat "$W/gc1.json")"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["layersRemoved"] == [] and r["contentsRemoved"] == 0, r
+PY
+for i in 1 2 3; do
+    pong=$(e2e_ctr_timeout 10 tasks exec --exec-id "q$i" "gc-r6-$$" redis-cli ping 2>&1) || true
+    [ "$pong" = PONG ] && break
+    sleep 0.3
+done
+[ "$pong" = PONG ] || e2e_fail "redis6 after gc: $pong"
+sum6=$(e2e_ctr_timeout 30 tasks exec --exec-id s1 "gc-r6-$$" sh -c 'cat /usr/local/bin/redis-server | sha256sum' 2>&1) ||
+    e2e_fail "read redis6's binary after gc: $sum6"
+e2e_log "2. image record of a running redis6 removed: gc removed nothing ($(cat "$W/gc1.json")); PING → PONG, binary readable"
+
+# ---------------------------------------------------------------- 3: collect redis 6.0
+e2e_ctr tasks kill -s SIGKILL "gc-r6-$$" >/dev/null 2>&1 || true
+e2e_wait_for "redis6 to stop" 10 sh -c "! ctr --address $E2E_CONTAINERD_ADDRESS tasks ls | grep gc-r6-$$ | grep -q RUNNING"
+e2e_ctr tasks delete "gc-r6-$$" >/dev/null 2>&1 || true
+e2e_ctr containers delete "gc-r6-$$" || e2e_fail "delete the redis6 container"
+# a synchronous containerd collection (what images rm --sync does), via a throwaway tag
+e2e_ctr images tag "$R/redis7:sl" "gc-trigger:$$" >/dev/null
+e2e_ctr images rm --sync "gc-trigger:$$" >/dev/null
+victims=()
+for d in "${L6[@]}"; do
+    printf '%s\n' "${L7[@]}" | grep -qx "$d" || victims+=("$d")
+done
+[ "${#victims[@]}" -gt 0 ] || e2e_fail "redis6 and redis7 share every layer?"
+read -r want n_unshared n_shared < <(T freeable "$STORE" "${victims[@]}")
+[ "$n_shared" -gt 0 ] || e2e_fail "no content shared between redis6's own layers and redis7's"
+before=$(T usage "$STORE")
+"$CS" gc "${D[@]}" --grace 0 --json >"$W/gc2.json" || e2e_fail "gc"
+after=$(T usage "$STORE")
+"$CS" gc "${D[@]}" --grace 0 >"$W/gc3.txt" || e2e_fail "second gc"
+e2e_log "3. gc: $(cat "$W/gc2.json")"
+got=$(python3 - "$W/gc2.json" "${victims[@]}" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert sorted(r["layersRemoved"]) == sorted(sys.argv[2:]), ("removed", r["layersRemoved"], sys.argv[2:])
+print(r["bytesFreed"])
+PY
+) || e2e_fail "gc did not remove exactly redis6's own layers: $(cat "$W/gc2.json")"
+[ "$got" = "$want" ] || e2e_fail "gc freed $got bytes, the contents and copies only redis6 used take $want"
+drop=$((before - after))
+[ "$drop" -ge "$want" ] || e2e_fail "the store's disk use dropped by $drop bytes, expected at least $want"
+grep -q '^gc: 0 layers removed, [0-9]* kept; 0 contents removed (0 in use); 0.0 MiB freed' "$W/gc3.txt" ||
+    e2e_fail "a second gc still found something: $(cat "$W/gc3.txt")"
+while read -r p; do [ ! -e "$p" ] || e2e_fail "unshared content kept: $p"; done <"$ROOT/gc-unshared.txt"
+while read -r p; do [ -f "$p" ] || e2e_fail "shared content removed: $p"; done <"$ROOT/gc-shared.txt"
+for d in "${victims[@]}"; do
+    [ ! -e "$STORE/materialized/${d#sha256:}" ] || e2e_fail "tree of $d kept"
+done
+sl7b=$(rootfs_tree default "$R/redis7:sl" "${SN[@]}") || e2e_fail "tree after gc: $sl7b"
+[ "$sl7b" = "$ov7" ] || e2e_fail "redis7 rootfs after gc differs: '$sl7b' vs '$ov7'"
+pull_redis_ping "$R/redis7:sl" "gc-r7b-$$" "${SN[@]}"
+e2e_log "3. freed $got bytes = $n_unshared contents only redis6 used (+ copies); store use dropped $drop bytes; $n_shared shared contents kept; redis7 PONG, tree unchanged; second gc frees 0"
+
+# ---------------------------------------------------------------- 4: restart
+pull_edge_daemon_stop
+pull_edge_daemon_start "$U"
+e2e_wait_for "containerd to reach the restarted snapshotter" 30 e2e_ctr snapshots "${SN[@]}" ls
+pull_redis_ping "$R/redis7:sl" "gc-r7c-$$" "${SN[@]}"
+"$CS" gc "${D[@]}" --grace 0 --json >"$W/gc4.json" || e2e_fail "gc after restart"
+grep -q '"layersRemoved":\[\]' "$W/gc4.json" || e2e_fail "gc after restart: $(cat "$W/gc4.json")"
+e2e_log "4. restart: redis7 PONG from the kept layers; gc finds nothing to remove"
+e2e_log "PASS"
