@@ -165,15 +165,20 @@ int sl_store_gc_contents(struct sl_store *s, struct sl_store_gc_result *ret, sl_
     char(*v)[SL_DIGEST_STR_LEN] = NULL;
     size_t n = 0;
     r = unreferenced(s, &v, &n, err);
-    for (size_t i = 0; r >= 0 && i < n; i++) {
+    enum { BATCH = 512 };
+    bool removed[BATCH];
+    for (size_t i = 0; r >= 0 && i < n; i += BATCH) {
+        size_t k = SL_MIN((size_t)BATCH, n - i);
         uint64_t freed = 0;
-        r = sl_store_content_forget(s, v[i], &freed, err);
-        if (r > 0) {
-            ret->contents_removed++;
-            ret->bytes_freed += freed;
-        } else if (r == 0) {
-            ret->contents_busy++;
+        r = sl_store_content_forget_batch(s, (const char(*)[SL_DIGEST_STR_LEN])(v + i), k, removed,
+                                          &freed, err);
+        for (size_t j = 0; r >= 0 && j < k; j++) {
+            if (removed[j])
+                ret->contents_removed++;
+            else
+                ret->contents_busy++;
         }
+        ret->bytes_freed += freed;
     }
     free(v);
     if (r < 0)

@@ -48,6 +48,12 @@ int sl_store_layer_forget(struct sl_store *s, const char *digest, sl_error_t *er
 int sl_store_content_forget(struct sl_store *s, const char *digest, uint64_t *ret_freed,
                             sl_error_t *err);
 
+/* The same for n contents in one transaction: ret_removed[i] says which went, *ret_freed sums
+ * the bytes. */
+int sl_store_content_forget_batch(struct sl_store *s, const char (*digests)[SL_DIGEST_STR_LEN],
+                                  size_t n, bool *ret_removed, uint64_t *ret_freed,
+                                  sl_error_t *err);
+
 struct sl_store_gc_result {
     uint64_t contents_removed, contents_busy, bytes_freed, files_swept;
 };

@@ -1089,73 +1089,109 @@ static uint64_t unlink_freed(int dfd, const char *path)
     return st.st_nlink <= 1 ? (uint64_t)st.st_blocks * 512 : 0;
 }
 
-int sl_store_content_forget(struct sl_store *s, const char *digest, uint64_t *ret_freed,
-                            sl_error_t *err)
+int sl_store_content_forget_batch(struct sl_store *s, const char (*digests)[SL_DIGEST_STR_LEN],
+                                  size_t n, bool *ret_removed, uint64_t *ret_freed, sl_error_t *err)
 {
+    memset(ret_removed, 0, n * sizeof *ret_removed);
     *ret_freed = 0;
-    if (!sl_digest_valid(digest))
-        return sl_error_make(err, EINVAL, "invalid content digest `%.80s`", digest);
-    pthread_mutex_lock(&s->lock);
-    struct sl_store_content *c = find_locked(s, digest);
-    bool busy = c && (c->refs > 0 || c->completing || c->waiters.next != &c->waiters);
-    for (size_t i = 0; !busy && i < s->n_undurable; i++)
-        busy = strcmp(s->undurable[i], digest) == 0;
-    if (busy) {
-        pthread_mutex_unlock(&s->lock);
-        return 0;
-    }
     /* Decide in the database while no one can take a reference (the map is locked, loads wait
-     * for the collector's exclusive gc_lock). */
+     * for the collector's exclusive gc_lock); one transaction for the batch. */
+    pthread_mutex_lock(&s->lock);
     pthread_mutex_lock(&s->db_lock);
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *sel = NULL, *del_chunk = NULL, *del_content = NULL;
     int rc = sqlite3_prepare_v2(s->db,
                                 "SELECT (SELECT count(*) FROM content WHERE digest = ?1),"
                                 " (SELECT count(*) FROM layer_content WHERE content = ?1)",
-                                -1, &st, NULL);
-    int r = 0;
-    bool has_row = false, referenced = true;
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, digest, -1, SQLITE_STATIC);
-        if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            has_row = sqlite3_column_int64(st, 0) > 0;
-            referenced = sqlite3_column_int64(st, 1) > 0;
+                                -1, &sel, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(s->db, "DELETE FROM chunk WHERE content = ?", -1, &del_chunk, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(s->db, "DELETE FROM content WHERE digest = ?", -1, &del_content,
+                                NULL);
+    int r = rc == SQLITE_OK ? sl_store_db_exec(s, err, "BEGIN", NULL)
+                            : db_err(s, err, rc, "gc: prepare");
+    for (size_t i = 0; r >= 0 && i < n; i++) {
+        const char *digest = digests[i];
+        if (!sl_digest_valid(digest))
+            continue;
+        struct sl_store_content *c = find_locked(s, digest);
+        bool busy = c && (c->refs > 0 || c->completing || c->waiters.next != &c->waiters);
+        for (size_t k = 0; !busy && k < s->n_undurable; k++)
+            busy = strcmp(s->undurable[k], digest) == 0;
+        if (busy)
+            continue;
+        sqlite3_reset(sel);
+        sqlite3_bind_text(sel, 1, digest, -1, SQLITE_STATIC);
+        if ((rc = sqlite3_step(sel)) != SQLITE_ROW) {
+            r = db_err(s, err, rc, "gc: select content");
+            break;
         }
-        sqlite3_finalize(st);
+        bool has_row = sqlite3_column_int64(sel, 0) > 0;
+        bool referenced = sqlite3_column_int64(sel, 1) > 0;
+        if (referenced)
+            continue;
+        if (has_row) {
+            sqlite3_stmt *dels[] = {del_chunk, del_content};
+            for (size_t k = 0; k < 2 && r >= 0; k++) {
+                sqlite3_reset(dels[k]);
+                sqlite3_bind_text(dels[k], 1, digest, -1, SQLITE_STATIC);
+                if ((rc = sqlite3_step(dels[k])) != SQLITE_DONE)
+                    r = db_err(s, err, rc, "gc: delete content");
+            }
+            if (r < 0)
+                break;
+        }
+        ret_removed[i] = true;
     }
-    if (rc != SQLITE_ROW) {
-        r = db_err(s, err, rc, "gc: select content");
-    } else if (!referenced && has_row) {
-        r = sl_store_db_exec(s, err, "BEGIN", NULL);
-        if (r >= 0)
-            r = sl_store_db_exec(s, err, "DELETE FROM chunk WHERE content = ?", "t", digest);
-        if (r >= 0)
-            r = sl_store_db_exec(s, err, "DELETE FROM content WHERE digest = ?", "t", digest);
-        if (r >= 0)
-            r = sl_store_db_exec(s, err, "COMMIT", NULL);
-        else
-            sl_store_db_exec(s, NULL, "ROLLBACK", NULL);
-    }
+    if (r >= 0)
+        r = sl_store_db_exec(s, err, "COMMIT", NULL);
+    else if (!sqlite3_get_autocommit(s->db))
+        sl_store_db_exec(s, NULL, "ROLLBACK", NULL);
+    sqlite3_finalize(sel);
+    sqlite3_finalize(del_chunk);
+    sqlite3_finalize(del_content);
     pthread_mutex_unlock(&s->db_lock);
-    if (r < 0 || referenced) {
+    if (r < 0) {
         pthread_mutex_unlock(&s->lock);
-        return r < 0 ? r : 0;
+        memset(ret_removed, 0, n * sizeof *ret_removed);
+        return r;
     }
-    if (c) { /* unlink from its hash chain */
-        struct sl_store_content **pp = &s->buckets[bucket_of(s, digest)];
-        while (*pp != c)
-            pp = &(*pp)->hnext;
-        *pp = c->hnext;
-        s->n_contents--;
-        content_destroy(c);
+    for (size_t i = 0; i < n; i++) {
+        struct sl_store_content *c = ret_removed[i] ? find_locked(s, digests[i]) : NULL;
+        if (c) { /* unlink from its hash chain */
+            struct sl_store_content **pp = &s->buckets[bucket_of(s, digests[i])];
+            while (*pp != c)
+                pp = &(*pp)->hnext;
+            *pp = c->hnext;
+            s->n_contents--;
+            content_destroy(c);
+        }
     }
     pthread_mutex_unlock(&s->lock);
     /* Rows first, files second: a crash in between leaves files without rows, which the next
-     * collection sweeps (sl_store_gc_sweep). */
-    char fpath[128], ppath[128];
-    final_path(digest, fpath);
-    partial_path(digest, ppath);
-    *ret_freed = unlink_freed(s->root_fd, fpath) + unlink_freed(s->root_fd, ppath);
-    return 1;
+     * collection sweeps. */
+    for (size_t i = 0; i < n; i++) {
+        if (!ret_removed[i])
+            continue;
+        char fpath[128], ppath[128];
+        final_path(digests[i], fpath);
+        partial_path(digests[i], ppath);
+        *ret_freed += unlink_freed(s->root_fd, fpath) + unlink_freed(s->root_fd, ppath);
+    }
+    return 0;
+}
+
+int sl_store_content_forget(struct sl_store *s, const char *digest, uint64_t *ret_freed,
+                            sl_error_t *err)
+{
+    char one[1][SL_DIGEST_STR_LEN];
+    if (!sl_digest_valid(digest))
+        return sl_error_make(err, EINVAL, "invalid content digest `%.80s`", digest);
+    snprintf(one[0], SL_DIGEST_STR_LEN, "%s", digest);
+    bool removed = false;
+    int r = sl_store_content_forget_batch(s, (const char(*)[SL_DIGEST_STR_LEN])one, 1, &removed,
+                                          ret_freed, err);
+    return r < 0 ? r : removed ? 1 : 0;
 }
 
 int sl_store_root_fd(const struct sl_store *s)

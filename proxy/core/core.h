@@ -45,6 +45,16 @@ void sl_core_free(struct sl_core *core);
  * 0 when both are reachable, -EAGAIN otherwise (the JSON is filled either way). */
 int sl_core_health(struct sl_core *core, json_t **ret, sl_error_t *err);
 
+/* POST /starlight/prune[?insecure=1][&min-age=S] (prune.c): asks the registry for the manifest
+ * of every image the database holds, by digest; the images it answers 404 (MANIFEST_UNKNOWN)
+ * for are deleted, then the layers no image lists any more and ingested more than `min_age_s`
+ * seconds ago (< 0: 600; a notify ingests layers before it records its image), with their
+ * files and ranks. Images whose registry cannot be asked (any other error) are kept and
+ * counted. *ret: {"imagesChecked", "imagesRemoved": ["repo@digest"…], "layersRemoved",
+ * "unchecked"}. */
+int sl_core_prune(struct sl_core *core, bool insecure, int64_t min_age_s, json_t **ret,
+                  sl_error_t *err);
+
 /* POST /starlight/notify?ref=REF[&insecure=1]: resolves REF (an index yields one image per
  * platform), reads the footer and TOC of each layer by Range, ingests each distinct layer
  * once (concurrent notifies of one image both succeed with one ingest). *ret is the 200 JSON

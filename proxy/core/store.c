@@ -1013,6 +1013,73 @@ int sl_store_add_ranks(struct sl_store *s, const int64_t *layer_ids, char *const
     return r;
 }
 
+int sl_store_image_rows(struct sl_store *s, struct sl_store_image_row **ret, size_t *ret_n,
+                        sl_error_t *err)
+{
+    *ret = NULL;
+    *ret_n = 0;
+    WITH_CONN(s, c, slot, err);
+    PGresult *res = NULL;
+    int r = q(s, c, "list images", "SELECT id, repository, digest FROM images ORDER BY id", 0, NULL,
+              NULL, NULL, &res, err);
+    if (r >= 0) {
+        size_t n = (size_t)PQntuples(res);
+        struct sl_store_image_row *v = sl_xcalloc(n + 1, sizeof(*v));
+        for (size_t i = 0; i < n; i++) {
+            v[i].id = strtoll(PQgetvalue(res, (int)i, 0), NULL, 10);
+            v[i].repository = sl_xstrdup(PQgetvalue(res, (int)i, 1));
+            v[i].digest = sl_xstrdup(PQgetvalue(res, (int)i, 2));
+        }
+        *ret = v;
+        *ret_n = n;
+    }
+    PQclear(res);
+    release(s, slot);
+    return r;
+}
+
+void sl_store_image_rows_free(struct sl_store_image_row *v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++) {
+        free(v[i].repository);
+        free(v[i].digest);
+    }
+    free(v);
+}
+
+int sl_store_prune(struct sl_store *s, const int64_t *ids, size_t n, int64_t min_age_s,
+                   size_t *ret_layers, sl_error_t *err)
+{
+    *ret_layers = 0;
+    WITH_CONN(s, c, slot, err);
+    _cleanup_free_ char *arr = id_array(ids, n);
+    char age[32];
+    snprintf(age, sizeof(age), "%" PRId64, min_age_s);
+    const char *v1[] = {arr};
+    const char *v2[] = {age};
+    PGresult *res = NULL;
+    int r = exec(s, c, "prune: begin", "BEGIN", err);
+    if (r >= 0)
+        r = q(s, c, "prune images", "DELETE FROM images WHERE id = ANY($1::bigint[])", 1, v1, NULL,
+              NULL, NULL, err);
+    /* files and ranks cascade; a layer another image lists is not touched */
+    if (r >= 0)
+        r = q(s, c, "prune layers",
+              "DELETE FROM layers l WHERE NOT EXISTS (SELECT 1 FROM image_layers il"
+              " WHERE il.layer_id = l.id) AND l.ingested_at < now() - make_interval(secs => "
+              "$1::bigint)",
+              1, v2, NULL, NULL, &res, err);
+    if (r >= 0) {
+        *ret_layers = (size_t)strtoull(PQcmdTuples(res), NULL, 10);
+        r = exec(s, c, "prune: commit", "COMMIT", err);
+    } else {
+        exec(s, c, "prune: rollback", "ROLLBACK", NULL);
+    }
+    PQclear(res);
+    release(s, slot);
+    return r;
+}
+
 void sl_store_metrics(struct sl_store *s, struct sl_buf *out)
 {
     uint64_t qn = atomic_load(&s->queries);

@@ -157,6 +157,24 @@ int sl_store_rank_fingerprint(struct sl_store *s, int64_t image_id, char **ret, 
 int sl_store_add_ranks(struct sl_store *s, const int64_t *layer_ids, char *const *paths,
                        const double *ranks, size_t n, size_t *ret_applied, sl_error_t *err);
 
+/* Pruning (proxy/core/prune.c): every image row, for re-checking with the registry. */
+struct sl_store_image_row {
+    int64_t id;
+    char *repository; /* "domain/path" */
+    char *digest;     /* manifest digest */
+};
+int sl_store_image_rows(struct sl_store *s, struct sl_store_image_row **ret, size_t *ret_n,
+                        sl_error_t *err);
+void sl_store_image_rows_free(struct sl_store_image_row *v, size_t n);
+
+/* Deletes the images `ids` (their tags and layer lists cascade) and then every layer no image
+ * lists any more that was ingested more than `min_age_s` seconds ago (a notify in progress
+ * ingests layers before it records its image), with their files and ranks; one transaction.
+ * Layers still listed by another image keep their rows and ranks. *ret_layers counts the
+ * layers deleted. */
+int sl_store_prune(struct sl_store *s, const int64_t *ids, size_t n, int64_t min_age_s,
+                   size_t *ret_layers, sl_error_t *err);
+
 /* Prometheus text of the store's counters, appended to `out`. */
 struct sl_buf;
 void sl_store_metrics(struct sl_store *s, struct sl_buf *out);

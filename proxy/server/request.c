@@ -19,6 +19,7 @@ static const struct sl_route_info routes[SL_ROUTE_COUNT] = {
     [SL_ROUTE_DELTA] = {"/starlight/delta", "delta", SL_METHOD_GET | SL_METHOD_POST, "GET, POST",
                         true},
     [SL_ROUTE_HOOK] = {"/starlight/hook/registry", "hook", SL_METHOD_POST, "POST", true},
+    [SL_ROUTE_PRUNE] = {"/starlight/prune", "prune", SL_METHOD_POST, "POST", true},
     [SL_ROUTE_UNKNOWN] = {NULL, "other", 0, "", false},
 };
 

@@ -21,6 +21,7 @@ enum sl_route {
     SL_ROUTE_REPORT,
     SL_ROUTE_DELTA,
     SL_ROUTE_HOOK,    /* POST /starlight/hook/registry (hook.h) */
+    SL_ROUTE_PRUNE,   /* POST /starlight/prune (core.h, sl_core_prune) */
     SL_ROUTE_UNKNOWN, /* no such path (404) */
     SL_ROUTE_COUNT,
 };

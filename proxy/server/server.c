@@ -10,6 +10,7 @@
 #include "server.h"
 #include "auth.h"
 #include "cleanup.h"
+#include "config.h"
 #include "json.h"
 #include "log.h"
 #include "metrics.h"
@@ -290,6 +291,31 @@ static void handle_notify(struct req *q)
     json_decref(ret);
 }
 
+static void handle_prune(struct req *q)
+{
+    static const char *const known[] = {"insecure", "min-age", NULL};
+    _cleanup_error_ sl_error_t err = NULL;
+    const char *insecure_s = NULL, *age_s = NULL;
+    int r = sl_request_args_check(&q->args, known, &err);
+    if (r >= 0)
+        r = sl_request_args_one(&q->args, "insecure", &insecure_s, &err);
+    if (r >= 0)
+        r = sl_request_args_one(&q->args, "min-age", &age_s, &err);
+    int64_t age = -1;
+    if (r >= 0 && age_s && (sl_parse_int(age_s, &age) < 0 || age < 0))
+        r = sl_error_make(&err, EINVAL, "`min-age` must be a number of seconds >= 0");
+    if (r < 0)
+        return respond_failure(q, r, err);
+    bool insecure;
+    flag_value(insecure_s, &insecure);
+    json_t *ret = NULL;
+    r = sl_core_prune(q->srv->core, insecure, age, &ret, &err);
+    if (r < 0)
+        return respond_failure(q, r, err);
+    respond_json(q, 200, ret);
+    json_decref(ret);
+}
+
 static void handle_report(struct req *q)
 {
     _cleanup_error_ sl_error_t err = NULL;
@@ -469,6 +495,9 @@ static void run_request(void *arg)
             break;
         case SL_ROUTE_HOOK:
             handle_hook(q);
+            break;
+        case SL_ROUTE_PRUNE:
+            handle_prune(q);
             break;
         default:
             respond_error(q, 404, "no such path");

@@ -13,7 +13,13 @@
 #     exactly redis 6.0's own layers, frees exactly the bytes of the contents (and tree copies)
 #     only they used — the store's disk use drops by at least that much — keeps the contents
 #     shared with 7.0, and redis 7.0 still runs with the same rootfs tree hash;
-#  4. a second gc frees nothing; the daemon restarts with the store consistent.
+#  4. a second gc frees nothing; the daemon restarts with the store consistent;
+#  5. the proxy: redis 7.0 also notified as redis7b (same manifest and layers), ranks on a
+#     layer of each image; redis6:sl and redis7b:sl deleted from the registry; POST
+#     /starlight/prune removes exactly those two image rows and redis 6.0's layers (files and
+#     ranks), keeps redis 7.0's rows, layers and ranks (shared with the pruned redis7b), and
+#     the delta for redis 7.0 is still planned. (The blob cache's bound is unit-tested:
+#     test-proxy-cache test_eviction.)
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 here=$(cd "$(dirname "$0")" && pwd)
@@ -184,4 +190,50 @@ pull_redis_ping "$R/redis7:sl" "gc-r7c-$$" "${SN[@]}"
 "$CS" gc "${D[@]}" --grace 0 --json >"$W/gc4.json" || e2e_fail "gc after restart"
 grep -q '"layersRemoved":\[\]' "$W/gc4.json" || e2e_fail "gc after restart: $(cat "$W/gc4.json")"
 e2e_log "4. restart: redis7 PONG from the kept layers; gc finds nothing to remove"
+
+# ---------------------------------------------------------------- 5: proxy prune
+skopeo copy -q --src-tls-verify=false --dest-tls-verify=false \
+    "docker://$R/redis7:sl" "docker://$R/redis7b:sl" || e2e_fail "copy redis7:sl to redis7b:sl"
+"$CS" notify --proxy "$U" --insecure "$R/redis7b:sl" >/dev/null 2>"$W/notify7b.err" ||
+    { cat "$W/notify7b.err" >&2; e2e_fail "notify redis7b"; }
+PSQL=(psql -X -q -t -A "$E2E_PG_CONNINFO")
+in_list() { printf "'%s'," "$@" | sed 's/,$//'; }
+"${PSQL[@]}" -c "INSERT INTO ranks (layer_id, path, rank_sum, n)
+    SELECT l.id, (SELECT f.path FROM files f WHERE f.layer_id = l.id AND f.digest IS NOT NULL
+                  ORDER BY f.idx LIMIT 1), 1, 1
+    FROM layers l WHERE l.digest IN ($(in_list "${L6[-1]}" "${L7[-1]}"))" >/dev/null ||
+    e2e_fail "insert ranks"
+mdigest() { # mdigest REPO: the manifest digest of REPO:sl
+    curl -fsS -I -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+        -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+        "http://$R/v2/$1/manifests/sl" | tr -d '\r' | awk -F': ' 'tolower($1) == "docker-content-digest" { print $2 }'
+}
+d6=$(mdigest redis6)
+d7=$(mdigest redis7b)
+[ -n "$d6" ] && [ -n "$d7" ] || e2e_fail "manifest digests: '$d6' '$d7'"
+curl -fsS -X DELETE "http://$R/v2/redis6/manifests/$d6" >/dev/null || e2e_fail "delete redis6@$d6"
+curl -fsS -X DELETE "http://$R/v2/redis7b/manifests/$d7" >/dev/null || e2e_fail "delete redis7b@$d7"
+curl -fsS -X POST "$U/starlight/prune?insecure=1&min-age=0" >"$W/prune.json" || e2e_fail "POST /starlight/prune"
+e2e_log "5. prune: $(cat "$W/prune.json")"
+python3 - "$W/prune.json" "$R/redis6@$d6" "$R/redis7b@$d7" "${#L6[@]}" <<'PY' || e2e_fail "prune answer: $(cat "$W/prune.json")"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert sorted(r["imagesRemoved"]) == sorted(sys.argv[2:4]), r
+assert r["layersRemoved"] == int(sys.argv[4]) and r["unchecked"] == 0, r
+PY
+q() { "${PSQL[@]}" -c "$1"; }
+[ "$(q "SELECT count(*) FROM images WHERE repository LIKE '%/redis6' OR repository LIKE '%/redis7b'")" = 0 ] ||
+    e2e_fail "pruned image rows left"
+[ "$(q "SELECT count(*) FROM images WHERE repository LIKE '%/redis7'")" = 1 ] || e2e_fail "redis7's row pruned"
+[ "$(q "SELECT count(*) FROM layers WHERE digest IN ($(in_list "${L6[@]}"))")" = 0 ] ||
+    e2e_fail "redis6's layers left"
+[ "$(q "SELECT count(*) FROM layers WHERE digest IN ($(in_list "${L7[@]}"))")" = "${#L7[@]}" ] ||
+    e2e_fail "redis7's layers pruned"
+[ "$(q "SELECT count(*) FROM ranks r JOIN layers l ON l.id = r.layer_id WHERE l.digest = '${L7[-1]}'")" = 1 ] ||
+    e2e_fail "the rank of redis7's (shared) layer was lost"
+[ "$(q "SELECT count(*) FROM files f JOIN layers l ON l.id = f.layer_id WHERE l.digest IN ($(in_list "${L6[@]}"))")" = 0 ] ||
+    e2e_fail "files of pruned layers left"
+plan=$(pull_plan_bytes "$U" "$R" "linux/$(uname -m | sed 's/x86_64/amd64/; s/aarch64/arm64/')" redis7 redis7) ||
+    e2e_fail "delta for redis7 after prune"
+e2e_log "5. prune: redis6 and redis7b rows and redis6's ${#L6[@]} layers (files, ranks) gone; redis7 kept with its ranks; delta redis7 still planned (from itself: $plan bytes)"
 e2e_log "PASS"

@@ -122,6 +122,15 @@ int sl_core_notify(struct sl_core *core, const char *ref, bool insecure, json_t 
     return 0;
 }
 
+int sl_core_prune(struct sl_core *core, bool insecure, int64_t min_age_s, json_t **ret,
+                  sl_error_t *err)
+{
+    (void)core, (void)err, (void)min_age_s;
+    *ret = json_pack("{s:i,s:[],s:i,s:i,s:b}", "imagesChecked", 0, "imagesRemoved", "layersRemoved",
+                     0, "unchecked", 0, "insecure", insecure);
+    return 0;
+}
+
 int sl_core_report(struct sl_core *core, const char *body, size_t len, json_t **ret,
                    sl_error_t *err)
 {

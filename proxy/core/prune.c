@@ -1,0 +1,79 @@
+/* prune.c — rows of images deleted from the registry (core.h, sl_core_prune). The database
+ * work is in store.c (the only file that speaks libpq); this file asks the registry. */
+#include "core-int.h"
+
+#include "cleanup.h"
+#include "log.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* Default minimum age of a layer without image before it is deleted: a notify ingests its layers
+ * first and records the image after. */
+#define PRUNE_LAYER_MIN_AGE_S 600
+
+/* 1 when the registry says the manifest is gone (404), 0 when it is there, < 0 when it could
+ * not be asked. */
+static int manifest_gone(struct sl_core *core, const struct sl_store_image_row *row,
+                         bool insecure, sl_error_t *err)
+{
+    _cleanup_free_ char *ref_s = sl_xasprintf("%s@%s", row->repository, row->digest);
+    struct sl_image_ref ref = {0};
+    bool ins = false;
+    int r = sl_core_parse_ref(core, ref_s, insecure, &ref, &ins, err);
+    struct sl_registry *reg = NULL;
+    if (r >= 0)
+        r = sl_core_registry(core, ref.domain, ins, &reg, err);
+    struct sl_registry_manifest m = {0};
+    if (r >= 0)
+        r = sl_registry_get_manifest(reg, ref.path, row->digest, &m, err);
+    sl_registry_manifest_free(&m);
+    sl_image_ref_free(&ref);
+    if (r == -ENOENT)
+        return 1;
+    return r < 0 ? r : 0;
+}
+
+int sl_core_prune(struct sl_core *core, bool insecure, int64_t min_age_s, json_t **ret,
+                  sl_error_t *err)
+{
+    if (min_age_s < 0)
+        min_age_s = PRUNE_LAYER_MIN_AGE_S;
+    struct sl_store_image_row *rows = NULL;
+    size_t n = 0;
+    int r = sl_store_image_rows(core->store, &rows, &n, err);
+    if (r < 0)
+        return sl_error_wrap(err, r, "prune");
+    int64_t *gone = sl_xcalloc(n + 1, sizeof(*gone));
+    size_t n_gone = 0, unchecked = 0;
+    json_t *removed = json_array();
+    for (size_t i = 0; i < n; i++) {
+        _cleanup_error_ sl_error_t e = NULL;
+        int g = manifest_gone(core, &rows[i], insecure, &e);
+        if (g < 0) {
+            unchecked++;
+            log_warn("prune: %s@%s kept: %s", rows[i].repository, rows[i].digest,
+                     sl_error_msg(e, g));
+        } else if (g > 0) {
+            gone[n_gone++] = rows[i].id;
+            json_array_append_new(removed,
+                                  json_sprintf("%s@%s", rows[i].repository, rows[i].digest));
+        }
+    }
+    size_t layers = 0;
+    r = sl_store_prune(core->store, gone, n_gone, min_age_s, &layers, err);
+    if (r < 0) {
+        json_decref(removed);
+        free(gone);
+        sl_store_image_rows_free(rows, n);
+        return sl_error_wrap(err, r, "prune");
+    }
+    log_info("prune: %zu images checked, %zu removed (gone from the registry), %zu layers "
+             "removed, %zu not checked",
+             n, n_gone, layers, unchecked);
+    *ret = json_pack("{s:I,s:o,s:I,s:I}", "imagesChecked", (json_int_t)n, "imagesRemoved", removed,
+                     "layersRemoved", (json_int_t)layers, "unchecked", (json_int_t)unchecked);
+    free(gone);
+    sl_store_image_rows_free(rows, n);
+    return 0;
+}
