@@ -67,6 +67,12 @@ static void collect_snapshotter(void *ud, struct sl_metrics *m)
                   NULL, (double)sl_grpc_server_calls(ud));
 }
 
+/* Traces are recorded from FUSE accesses: while the optimizer is on, new mounts stay on FUSE. */
+static bool optimizer_on(void *ud)
+{
+    return sl_trace_enabled(ud);
+}
+
 int main(int argc, char **argv)
 {
     struct sl_daemon_config cfg = {0};
@@ -206,7 +212,11 @@ int main(int argc, char **argv)
 
     /* Complete layers become plain directories for new mounts (FUSE leaves the data path). */
     _cleanup_free_ char *mat_dir = sl_xasprintf("%s/materialized", store_dir);
-    struct sl_mat_options mo = {.store = store, .fs = fs, .dir = mat_dir};
+    struct sl_mat_options mo = {.store = store,
+                                .fs = fs,
+                                .dir = mat_dir,
+                                .keep_fuse = trace ? optimizer_on : NULL,
+                                .keep_fuse_ud = trace};
     sl_mat_parse_mode(cfg.materialize, &mo.mode);
     struct sl_mat *mat = NULL;
     r = sl_mat_new(&mo, &mat, &err);

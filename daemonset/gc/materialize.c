@@ -514,7 +514,8 @@ int sl_mat_layer(struct sl_mat *m, const char *layer_digest, sl_error_t *err)
 int sl_mat_lowerdir(void *ud, const char *layer_digest, char **ret_path, sl_error_t *err)
 {
     struct sl_mat *m = ud;
-    if (m->o.mode != SL_MAT_OFF && sl_digest_valid(layer_digest)) {
+    bool fuse = m->o.keep_fuse && m->o.keep_fuse(m->o.keep_fuse_ud);
+    if (m->o.mode != SL_MAT_OFF && !fuse && sl_digest_valid(layer_digest)) {
         pthread_mutex_lock(&m->lock);
         bool built = in_list(m->built, m->n_built, layer_digest);
         if (!built && !in_list(m->failed, m->n_failed, layer_digest)) {

@@ -53,6 +53,10 @@ struct sl_mat_options {
     enum sl_mat_mode mode;
     double scan_interval; /* seconds between scans for complete layers; 0 = 2 s */
     bool no_sync;         /* skip the syncfs before publishing a tree (tests) */
+    /* While this returns true, new mounts get the FUSE subtree even of materialised layers:
+     * startup traces are recorded from FUSE accesses (the optimizer). NULL: never. */
+    bool (*keep_fuse)(void *ud);
+    void *keep_fuse_ud;
 };
 
 struct sl_mat;

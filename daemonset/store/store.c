@@ -770,7 +770,13 @@ int sl_store_open(const char *root, const struct sl_store_options *o, struct sl_
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->db_lock, NULL);
     pthread_mutex_init(&s->flush_lock, NULL);
-    pthread_rwlock_init(&s->gc_lock, NULL);
+    /* readers first: sl_store_layer_put holds it shared and takes it shared again (expect),
+     * which a waiting writer must not block */
+    pthread_rwlockattr_t ra;
+    pthread_rwlockattr_init(&ra);
+    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_READER_NP);
+    pthread_rwlock_init(&s->gc_lock, &ra);
+    pthread_rwlockattr_destroy(&ra);
     s->n_buckets = 1024;
     s->buckets = sl_xcalloc(s->n_buckets, sizeof *s->buckets);
     int r = db_open(s, err);

@@ -14,8 +14,8 @@
 
 /* 1 when the registry says the manifest is gone (404), 0 when it is there, < 0 when it could
  * not be asked. */
-static int manifest_gone(struct sl_core *core, const struct sl_store_image_row *row,
-                         bool insecure, sl_error_t *err)
+static int manifest_gone(struct sl_core *core, const struct sl_store_image_row *row, bool insecure,
+                         sl_error_t *err)
 {
     _cleanup_free_ char *ref_s = sl_xasprintf("%s@%s", row->repository, row->digest);
     struct sl_image_ref ref = {0};

@@ -78,6 +78,13 @@ struct world {
     char store_dir[128], mat_dir[160];
 };
 
+static bool g_tracing;
+static bool tracing(void *ud)
+{
+    (void)ud;
+    return g_tracing;
+}
+
 static void world_open(struct world *w, enum sl_mat_mode mode)
 {
     snprintf(w->store_dir, sizeof w->store_dir, "%s/store", g_root);
@@ -85,8 +92,12 @@ static void world_open(struct world *w, enum sl_mat_mode mode)
     struct sl_store_options so = {.no_sync = true};
     sl_error_t err = NULL;
     assert_int_equal(sl_store_open(w->store_dir, &so, &w->store, &err), 0);
-    struct sl_mat_options mo = {
-        .store = w->store, .dir = w->mat_dir, .mode = mode, .scan_interval = 3600, .no_sync = true};
+    struct sl_mat_options mo = {.store = w->store,
+                                .dir = w->mat_dir,
+                                .mode = mode,
+                                .scan_interval = 3600,
+                                .no_sync = true,
+                                .keep_fuse = tracing};
     assert_int_equal(sl_mat_new(&mo, &w->mat, &err), 0);
 }
 
@@ -238,6 +249,15 @@ static void test_materialize_link(void **state)
     assert_int_equal(sl_mat_lowerdir(w.mat, w.a, &dir, &err), 0);
     assert_non_null(strstr(dir, w.a + 7));
     free(dir);
+    /* while traces are recorded, new mounts stay on FUSE (here: no fs, -ENOENT) */
+    world_close(&w);
+    g_tracing = true;
+    world_open(&w, SL_MAT_LINK);
+    dir = NULL;
+    assert_true(sl_mat_has(w.mat, w.a)); /* adopted at start */
+    assert_int_equal(sl_mat_lowerdir(w.mat, w.a, &dir, &err), -ENOENT);
+    assert_null(dir);
+    g_tracing = false;
     world_close(&w);
 }
 
