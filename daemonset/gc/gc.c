@@ -93,6 +93,13 @@ static int snapshot_refs(struct sl_gc *gc, char ***ret, size_t *ret_n, sl_error_
 }
 
 /* The whole of /proc/self/mountinfo (reference 2), or NULL. */
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static char *read_mountinfo(void)
 {
     FILE *f = fopen("/proc/self/mountinfo", "re");
@@ -127,6 +134,7 @@ int sl_gc_run(struct sl_gc *gc, int64_t grace_s, struct sl_gc_report *rep, sl_er
     size_t n_infos = 0;
     char **aside = NULL;
     size_t n_aside = 0;
+    double t_start = mono_s(), t_layers = t_start, t_contents = t_start;
     _cleanup_free_ char *mounts = read_mountinfo();
     int r = snapshot_refs(gc, &refs, &n_refs, err);
     if (r >= 0 && !mounts)
@@ -161,8 +169,10 @@ int sl_gc_run(struct sl_gc *gc, int64_t grace_s, struct sl_gc_report *rep, sl_er
             }
         }
         struct sl_store_gc_result cr = {0};
+        t_layers = mono_s();
         if (r >= 0)
             r = sl_store_gc_contents(gc->o.store, &cr, err);
+        t_contents = mono_s();
         sl_store_gc_unlock(gc->o.store);
         rep->contents_removed = cr.contents_removed;
         rep->contents_busy = cr.contents_busy;
@@ -195,11 +205,11 @@ int sl_gc_run(struct sl_gc *gc, int64_t grace_s, struct sl_gc_report *rep, sl_er
         sl_metric_add(gc->m_contents, NULL, (double)rep->contents_removed);
     }
     log_info("gc: %zu layers removed, %llu kept; %llu contents removed (%llu busy), %llu stray "
-             "files; %llu bytes freed in %.3f s",
+             "files; %llu bytes freed in %.3f s (layers %.3f s, contents %.3f s, trees %.3f s)",
              rep->n_removed, (unsigned long long)rep->layers_kept,
              (unsigned long long)rep->contents_removed, (unsigned long long)rep->contents_busy,
              (unsigned long long)rep->files_swept, (unsigned long long)rep->bytes_freed,
-             rep->seconds);
+             rep->seconds, t_layers - t_start, t_contents - t_layers, mono_s() - t_contents);
     return 0;
 }
 
