@@ -180,6 +180,7 @@ done
 sl7b=$(rootfs_tree default "$R/redis7:sl" "${SN[@]}") || e2e_fail "tree after gc: $sl7b"
 [ "$sl7b" = "$ov7" ] || e2e_fail "redis7 rootfs after gc differs: '$sl7b' vs '$ov7'"
 pull_redis_ping "$R/redis7:sl" "gc-r7b-$$" "${SN[@]}"
+e2e_log "3. daemon: $(grep -o 'gc: [0-9]* layers removed.*' "$E2E_DIR/logs/starlight-daemon.log" | sed -n 2p)"
 e2e_log "3. freed $got bytes = $n_unshared contents only redis6 used (+ copies); store use dropped $drop bytes; $n_shared shared contents kept; redis7 PONG, tree unchanged; second gc frees 0"
 
 # ---------------------------------------------------------------- 4: restart
