@@ -316,6 +316,8 @@ fport=$(cport)
 "${WAN_CLOUD[@]}" python3 "$here/tools.py" relay "$CIP:$fport" "$CIP:$pport" 0 1 \
     >>"$E2E_DIR/logs/flip.log" 2>&1 &
 e2e_track_pid flip $!
+# the relay must listen before the pull (a loaded machine starts python slowly)
+e2e_wait_for "the flipping relay" 20 "${WAN_CLOUD[@]}" bash -c "exec 3<>/dev/tcp/$CIP/$fport"
 start_daemon "$ROOT2" "$CTL2" "$E2E_DIR/snap2.sock" --proxy "http://$CIP:$fport"
 D2PID=$DPID
 # The relay flips a byte of the first answer only (a Range answer does not start with a
