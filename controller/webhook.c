@@ -14,7 +14,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define HEADER_DATA_MAX 8192
 #define WRITE_MAX       32768
@@ -52,6 +54,10 @@ struct sl_webhook {
     struct lws_context *ctx;
     struct lws_vhost *vh_hook, *vh_metrics;
     atomic_bool stop;
+    /* certificate rotation: a thread stats the files, the loop reloads */
+    pthread_t certwatch;
+    bool certwatch_started;
+    atomic_bool certs_changed;
 
     pthread_mutex_t lock; /* queue, ready list, loop_gone */
     pthread_cond_t cond;
@@ -61,7 +67,7 @@ struct sl_webhook {
     pthread_t *threads;
     int n_threads;
 
-    struct sl_metric *m_reviews, *m_seconds;
+    struct sl_metric *m_reviews, *m_seconds, *m_reloads;
 };
 
 static double now_s(void)
@@ -406,8 +412,85 @@ static void on_closed(struct pss *pss)
     req_unref(q);
 }
 
+#define CERT_POLL_S 5
+
+static void cert_stamp(const char *path, char *buf, size_t len)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        snprintf(buf, len, "-");
+    else
+        snprintf(buf, len, "%lu:%lld:%lld.%09ld", (unsigned long)st.st_ino, (long long)st.st_size,
+                 (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+}
+
+/* Watches --tls-cert/--tls-key (a mounted Secret changes in place when cert-manager rotates
+ * it: the files are replaced through a symlink swap, so inode and mtime change). */
+static void *certwatch_main(void *arg)
+{
+    struct sl_webhook *w = arg;
+    char c0[96], k0[96], c1[96], k1[96];
+    cert_stamp(w->tls_cert, c0, sizeof(c0));
+    cert_stamp(w->tls_key, k0, sizeof(k0));
+    while (!atomic_load(&w->stop)) {
+        for (int i = 0; i < CERT_POLL_S * 10 && !atomic_load(&w->stop); i++)
+            usleep(100000);
+        cert_stamp(w->tls_cert, c1, sizeof(c1));
+        cert_stamp(w->tls_key, k1, sizeof(k1));
+        if (strcmp(c0, c1) != 0 || strcmp(k0, k1) != 0) {
+            memcpy(c0, c1, sizeof(c0));
+            memcpy(k0, k1, sizeof(k0));
+            atomic_store(&w->certs_changed, true);
+            lws_cancel_service(w->ctx);
+        }
+    }
+    return NULL;
+}
+
+static char *slurp(const char *path, size_t *ret_len)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return NULL;
+    struct sl_buf b;
+    sl_buf_init(&b, 1u << 20);
+    char tmp[4096];
+    size_t n;
+    bool ok = true;
+    while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0)
+        ok = ok && sl_buf_append(&b, tmp, n) >= 0;
+    fclose(f);
+    if (!ok || b.len == 0) {
+        sl_buf_free(&b);
+        return NULL;
+    }
+    (void)sl_buf_append(&b, "", 1);
+    *ret_len = b.len - 1;
+    return (char *)b.data;
+}
+
+/* Loop thread: loads the rotated certificate into the webhook vhost (new connections use it). */
+static void reload_certs(struct sl_webhook *w)
+{
+    size_t cl = 0, kl = 0;
+    _cleanup_free_ char *cert = slurp(w->tls_cert, &cl);
+    _cleanup_free_ char *key = slurp(w->tls_key, &kl);
+    if (!cert || !key) {
+        log_warn("webhook: %s or %s unreadable after a change; keeping the current certificate",
+                 w->tls_cert, w->tls_key);
+        return;
+    }
+    if (lws_tls_cert_updated(w->ctx, w->tls_cert, w->tls_key, cert, cl, key, kl) != 0)
+        log_warn("webhook: reloading the certificate failed; keeping the current one");
+    else
+        log_info("webhook: certificate reloaded from %s", w->tls_cert);
+    sl_metric_add(w->m_reloads, NULL, 1);
+}
+
 static void on_wait_cancelled(struct sl_webhook *w)
 {
+    if (atomic_exchange(&w->certs_changed, false))
+        reload_certs(w);
     pthread_mutex_lock(&w->lock);
     struct req *list = w->ready;
     w->ready = NULL;
@@ -513,6 +596,9 @@ int sl_webhook_new(const struct sl_webhook_config *cfg, struct sl_webhook **ret,
         w->m_seconds =
             sl_metrics_histogram(cfg->metrics, "starlight_webhook_review_seconds",
                                  "Time to answer an AdmissionReview", secs, SL_ELEMENTSOF(secs));
+        w->m_reloads = sl_metrics_counter(cfg->metrics, "starlight_webhook_cert_reloads_total",
+                                          "Serving certificate reloads after the files changed");
+        sl_metric_add(w->m_reloads, NULL, 0);
         sl_metric_add(w->m_reviews, "result=\"patched\"", 0);
         sl_metric_add(w->m_reviews, "result=\"bad-request\"", 0);
     }
@@ -556,6 +642,8 @@ int sl_webhook_new(const struct sl_webhook_config *cfg, struct sl_webhook **ret,
             sl_webhook_free(w);
             return sl_error_make(err, EAGAIN, "webhook: cannot start worker threads");
         }
+    if (pthread_create(&w->certwatch, NULL, certwatch_main, w) == 0)
+        w->certwatch_started = true;
     *ret = w;
     return 0;
 }
@@ -589,6 +677,9 @@ void sl_webhook_free(struct sl_webhook *w)
 {
     if (!w)
         return;
+    atomic_store(&w->stop, true);
+    if (w->certwatch_started)
+        pthread_join(w->certwatch, NULL);
     pthread_mutex_lock(&w->lock);
     w->workers_stop = true;
     pthread_cond_broadcast(&w->cond);

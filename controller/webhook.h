@@ -9,7 +9,9 @@
  * One event-loop thread (the caller of sl_webhook_run) owns every lws object; admission
  * decisions (which may ask the proxy, blocking) run on a small pool of worker threads that
  * hand the answer back through a ready list and lws_cancel_service(). A malformed review gets
- * HTTP 400 with {"error": "..."} and a log line; bodies over SL_REVIEW_MAX get 413.
+ * HTTP 400 with {"error": "..."} and a log line; bodies over SL_REVIEW_MAX get 413. The
+ * certificate files are checked every 5 s; when they change (a rotated Secret) the new pair is
+ * loaded for new connections.
  *
  * Thread-safety: sl_webhook_stop may be called from any thread or a signal handler. */
 #ifndef SL_CONTROLLER_WEBHOOK_H

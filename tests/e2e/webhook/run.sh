@@ -8,7 +8,8 @@
 #     Pod changes nothing; a Pod of plain images only, a Pod not opted in and an UPDATE are
 #     allowed without a patch; opt-in by --opt-in-namespaces and /mutate-namespace, opt-out by
 #     annotation; a malformed review gets 400 with a message and a log line; a dead proxy
-#     lets the Pod through unchanged with a warning; /metrics and /healthz answer;
+#     lets the Pod through unchanged with a warning; /metrics and /healthz answer; a rotated
+#     certificate (files replaced in place) is served without a restart;
 #  2. starlight-init run as kubelet would, with the injected args (the socket is the test
 #     daemon's): exit 0 once the image's startup set is local (untraced: the whole image),
 #     the image is registered in containerd namespace k8s.io and a container of it starts
@@ -149,6 +150,26 @@ grep -q '^starlight_webhook_proxy_questions_total{answer="other"} 1$' "$W/metric
 [ "$(curl -fsS --cacert "$W/ca.crt" --resolve "starlight-controller.e2e.svc:$WP:127.0.0.1" \
     "https://starlight-controller.e2e.svc:$WP/healthz")" = ok ] || e2e_fail "healthz over TLS"
 e2e_log "1d. /metrics: $(grep -c '^starlight_webhook' "$W/metrics") series; /healthz ok"
+
+# certificate rotation (a Secret updated in place): new connections get the new certificate
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=e2e-ca2 -keyout "$W/ca2.key" \
+    -out "$W/ca2.crt" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj /CN=starlight-controller.e2e.svc \
+    -keyout "$W/tls2.key" -out "$W/tls2.csr" 2>/dev/null
+openssl x509 -req -in "$W/tls2.csr" -CA "$W/ca2.crt" -CAkey "$W/ca2.key" -CAcreateserial \
+    -days 1 -extfile "$W/san.ext" -out "$W/tls2.crt" 2>/dev/null
+mv "$W/tls2.key" "$W/tls.key"
+mv "$W/tls2.crt" "$W/tls.crt"
+rotated() {
+    curl -fsS --cacert "$W/ca2.crt" --resolve "starlight-controller.e2e.svc:$WP:127.0.0.1" \
+        "https://starlight-controller.e2e.svc:$WP/healthz" >/dev/null 2>&1
+}
+e2e_wait_for "the rotated certificate" 15 rotated
+curl -fsS --cacert "$W/ca.crt" --resolve "starlight-controller.e2e.svc:$WP:127.0.0.1" \
+    "https://starlight-controller.e2e.svc:$WP/healthz" >/dev/null 2>&1 &&
+    e2e_fail "the old certificate is still served"
+cp "$W/ca2.crt" "$W/ca.crt" # admit() trusts the new CA from here on
+e2e_log "1e. certificate rotated in place: served to new connections without a restart"
 
 # ---------------------------------------------------------------- 2: starlight-init
 pull_edge_start "$U"
