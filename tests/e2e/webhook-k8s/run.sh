@@ -6,7 +6,9 @@
 #     of kubectl's Pod) and is created with starlight-init first; once bound to the node
 #     (nodeName patched) the daemon starts the prefetch; starlight-init, run with the injected
 #     args, returns once the startup set is local; the app container then starts in
-#     containerd namespace k8s.io with the starlight snapshotter;
+#     containerd namespace k8s.io with the starlight snapshotter; a Deployment whose image
+#     changes makes the node running its old pod fetch the new image (controller → Node
+#     starlight-c.dev/prewarm → node daemon → starlight-c.dev/prewarmed);
 #  2. `kubectl starlight trace IMAGE --node N --wait` runs a trace Job end to end: the Job's
 #     Pod (created and run as the Job controller and kubelet would) is traced by the node
 #     daemon, which reports to the proxy; the controller writes Reported with the accesses on
@@ -42,6 +44,11 @@ e2e_push_image features features:src
     "$R/features:src" "$R/features:sl" >/dev/null 2>"$W/convert.log" ||
     { cat "$W/convert.log" >&2; e2e_fail "convert --notify features"; }
 IMG="$R/features:sl"
+e2e_push_image busybox busybox:src
+"$CS" convert --insecure-source --insecure-destination --notify --proxy "$U" \
+    "$R/busybox:src" "$R/busybox:sl" >/dev/null 2>"$W/convert.log" ||
+    { cat "$W/convert.log" >&2; e2e_fail "convert --notify busybox"; }
+NEW="$R/busybox:sl"
 
 k8s_apiserver_start --token daemon-token=node --token ctl-token=controller
 k8s_kubeconfig "$W/daemon.kubeconfig" daemon-token
@@ -111,6 +118,28 @@ grep -q "^$IMG startup " "$W/init1" || e2e_fail "starlight-init: no startup line
 out=$(e2e_ctr_timeout 60 -n k8s.io run --rm --snapshotter starlight "$IMG" web-app \
     cat /data/owned.txt 2>&1) || e2e_fail "app container: $out"
 e2e_log "1. kubectl Pod → webhook → bound → daemon prefetch; starlight-init: $(grep startup "$W/init1" | cut -d' ' -f2-); app ran in k8s.io"
+
+# ---------------------------------------------------------------- 1b: update pre-warming
+K create -f - >/dev/null <<Y
+{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"upd","namespace":"default"},
+ "spec":{"replicas":1,"selector":{"matchLabels":{"app":"upd"}},
+  "template":{"metadata":{"labels":{"app":"upd"},"annotations":{"starlight-c.dev/provision":"true"}},
+   "spec":{"containers":[{"name":"app","image":"$IMG"}]}}}}
+Y
+K create -f - >/dev/null <<Y
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"upd-1","namespace":"default",
+  "labels":{"app":"upd","starlight-c.dev/provision":"true"}},
+ "spec":{"nodeName":"$NODE","containers":[{"name":"app","image":"$IMG"}]}}
+Y
+K set image deployment/upd "app=$NEW" >/dev/null
+prewarmed() {
+    K get node "$NODE" -o jsonpath='{.metadata.annotations.starlight-c\.dev/prewarmed}' 2>/dev/null |
+        grep -qF "$NEW"
+}
+e2e_wait_for "the node to pre-warm $NEW" 30 prewarmed
+grep -q "pull $NEW" "$DLOG" || e2e_fail "the daemon did not pull $NEW"
+e2e_ctr -n k8s.io images ls -q | grep -qx "$NEW" || e2e_fail "$NEW not in k8s.io after pre-warming"
+e2e_log "1b. Deployment upd: $IMG -> $NEW: controller wrote the Node's prewarm, the daemon fetched it ($(K get node "$NODE" -o jsonpath='{.metadata.annotations.starlight-c\.dev/prewarmed}'))"
 
 # ---------------------------------------------------------------- 2: kubectl starlight trace
 export PATH="$SL_BIN:$PATH"
