@@ -295,7 +295,9 @@ static int make_regular(struct build *b, int dfd, const struct sl_toc_entry *e)
     }
     char cpath[512];
     sl_store_content_path(b->m->o.store, e->digest, cpath, sizeof cpath);
-    if (b->m->o.mode == SL_MAT_LINK) {
+    /* A file with TOC hardlinks gets an inode of its own, so the group's link count is exact
+     * (applications and tests check it); the others may share the store's. */
+    if (b->m->o.mode == SL_MAT_LINK && e->num_link <= 1) {
         /* The store's inode is linked when it carries this path's metadata. An inode no tree
          * links yet (nlink 1: the store's own name) is free: it takes this path's metadata.
          * Only this worker links (under `work`), so the count cannot grow meanwhile. */

@@ -14,11 +14,13 @@
  * its inode carries the path's metadata (mode, owner, mtime, xattrs: per inode, not per path).
  * An inode no tree links yet (link count 1, the store's own name) takes the metadata of the
  * first path that needs it; later paths with the same metadata link it, paths with other
- * metadata get a copy. Nothing is recorded: the inode's own metadata and link count say
+ * metadata get a copy, and so does a file with TOC hardlinks (the group then shares that copy,
+ * so its link count is exact). Nothing is recorded: the inode's own metadata and link count say
  * whether it can be linked or claimed. So a layer costs no data blocks for contents used with
  * one metadata, one copy per path with other metadata, plus directory entries and inodes. The
- * visible difference to an unpacked layer: st_nlink of linked files counts every link (the
- * store's included) and two equal files of one layer share an inode. SL_MAT_COPY copies every
+ * visible difference to an unpacked layer: st_nlink of a linked file (one without TOC
+ * hardlinks) counts every link, the store's included, and two equal such files of one layer
+ * share an inode. SL_MAT_COPY copies every
  * regular file (exact link counts; the layer's content bytes twice on disk); SL_MAT_OFF keeps
  * FUSE in the data path.
  *

@@ -192,21 +192,22 @@ static void test_materialize_link(void **state)
     assert_true(sl_mat_has(w.mat, w.a));
     char p[512], q[512], c[512];
     struct stat st, st2, stc;
-    /* shared.txt is the store's inode (given its metadata), hard is the same inode */
+    /* shared.txt has a TOC hardlink (etc/hard): a copy of its own, link count exactly 2 */
     tree_path(&w, w.a, "etc/shared.txt", p, sizeof p);
     content_of(&w, w.a, "etc/shared.txt", c, sizeof c);
     assert_int_equal(stat(p, &st), 0);
-    assert_int_equal(stat(c, &stc), 0);
-    assert_int_equal(st.st_ino, stc.st_ino);
     assert_int_equal(st.st_mode & 07777, 0644);
     assert_int_equal(st.st_mtime, 2000);
+    assert_int_equal(st.st_nlink, 2);
     tree_path(&w, w.a, "etc/hard", q, sizeof q);
     assert_int_equal(stat(q, &st2), 0);
     assert_int_equal(st2.st_ino, st.st_ino);
-    /* other mode: its own copy with its own metadata */
+    /* shared-exec: same content, the store's inode was unclaimed: it takes 0755 and is linked */
     tree_path(&w, w.a, "etc/shared-exec", q, sizeof q);
     assert_int_equal(stat(q, &st2), 0);
+    assert_int_equal(stat(c, &stc), 0);
     assert_int_not_equal(st2.st_ino, st.st_ino);
+    assert_int_equal(st2.st_ino, stc.st_ino);
     assert_int_equal(st2.st_mode & 07777, 0755);
     int fd = open(q, O_RDONLY);
     char buf[64] = {0};
@@ -239,10 +240,18 @@ static void test_materialize_link(void **state)
     tree_path(&w, w.a, "fifo", q, sizeof q);
     assert_int_equal(lstat(q, &st2), 0);
     assert_true(S_ISFIFO(st2.st_mode));
-    /* layer B: shared.txt has the same metadata, so the same inode again */
+    /* layer B: shared.txt wants 0644, the store's inode is claimed (0755, linked): a copy;
+     * onlyB.txt is unclaimed: linked */
     assert_int_equal(sl_mat_layer(w.mat, w.b, &err), 0);
     tree_path(&w, w.b, "etc/shared.txt", q, sizeof q);
     assert_int_equal(stat(q, &st2), 0);
+    assert_int_not_equal(st2.st_ino, stc.st_ino);
+    assert_int_equal(st2.st_mode & 07777, 0644);
+    assert_int_equal(st2.st_nlink, 1);
+    tree_path(&w, w.b, "onlyB.txt", q, sizeof q);
+    content_of(&w, w.b, "onlyB.txt", c, sizeof c);
+    assert_int_equal(stat(q, &st2), 0);
+    assert_int_equal(stat(c, &stc), 0);
     assert_int_equal(st2.st_ino, stc.st_ino);
     /* the hook answers the tree */
     char *dir = NULL;
