@@ -1175,51 +1175,6 @@ int sl_core_read_segment(struct sl_core *core, const struct sl_delta *d, size_t 
     return 0;
 }
 
-/* Forwards the segment bytes of a contiguous blob read [seg[first].blob_offset + skip, ...)
- * and drops the gaps between segments. */
-struct gap_sink {
-    const struct sl_delta_segment *segs;
-    size_t k;      /* segment being read */
-    uint64_t pos;  /* blob offset of the next byte delivered */
-    uint64_t left; /* segment bytes still to forward */
-    sl_http_sink_fn sink;
-    void *ud;
-};
-
-static int gap_sink_write(void *ud, const void *data, size_t len)
-{
-    struct gap_sink *g = ud;
-    const uint8_t *p = data;
-    while (len > 0) {
-        if (g->left == 0)
-            return -EIO; /* more than asked for */
-        const struct sl_delta_segment *s = &g->segs[g->k];
-        uint64_t end = s->blob_offset + s->length;
-        if (g->pos >= end) {
-            g->k++;
-            continue;
-        }
-        if (g->pos < s->blob_offset) { /* a gap */
-            uint64_t n = SL_MIN((uint64_t)len, s->blob_offset - g->pos);
-            p += n;
-            len -= (size_t)n;
-            g->pos += n;
-            continue;
-        }
-        size_t n = (size_t)SL_MIN(SL_MIN((uint64_t)len, end - g->pos), g->left);
-        int r = g->sink(g->ud, p, n);
-        if (r < 0)
-            return r;
-        p += n;
-        len -= n;
-        g->pos += n;
-        g->left -= n;
-        if (r == SL_HTTP_SINK_STOP)
-            return r;
-    }
-    return 0;
-}
-
 /* Index of the segment holding response position pos (>= head_len). */
 static size_t find_segment(const struct sl_delta *d, uint64_t pos)
 {
@@ -1247,27 +1202,15 @@ int sl_core_read_payload(struct sl_core *core, const struct sl_delta *d, uint64_
     const struct delta_priv *p = d->priv;
     size_t i = find_segment(d, pos);
     while (len > 0) {
-        /* one run: segments i..j of one blob, ascending, gaps <= READ_GAP_MAX */
-        const struct sl_delta_segment *s = &d->segments[i];
-        uint64_t skip = pos - s->response_offset;
-        uint64_t want = SL_MIN(len, s->length - skip);
-        uint64_t blob_end = s->blob_offset + skip + want;
-        size_t j = i;
-        while (want < len && j + 1 < d->n_segments) {
-            const struct sl_delta_segment *a = &d->segments[j], *b = &d->segments[j + 1];
-            if (b->layer != a->layer || b->blob_offset < a->blob_offset + a->length ||
-                b->blob_offset - (a->blob_offset + a->length) > READ_GAP_MAX)
-                break;
-            uint64_t n = SL_MIN(len - want, b->length);
-            want += n;
-            blob_end = b->blob_offset + n;
-            j++;
-        }
-        const struct sl_delta_layer *l = &d->layers[s->layer];
-        uint64_t start = s->blob_offset + skip;
-        struct gap_sink g = {d->segments + i, 0, start, want, sink, ud};
+        /* one read: segments i..j of one blob, ascending, gaps <= READ_GAP_MAX */
+        uint64_t start, blob_end, want;
+        size_t j = sl_plan_read_run(d->segments, d->n_segments, i, pos, len, READ_GAP_MAX, &start,
+                                    &blob_end, &want);
+        const struct sl_delta_layer *l = &d->layers[d->segments[i].layer];
+        struct sl_plan_gap_filter g;
+        sl_plan_gap_filter_init(&g, d->segments + i, start, want, sink, ud);
         int r = sl_core_fetch(core, p->reg, p->repo, l->digest, l->size, start, blob_end - start,
-                              gap_sink_write, &g, err);
+                              sl_plan_gap_filter_write, &g, err);
         if (r < 0)
             return sl_error_wrap(err, r, "read layer %s", l->digest);
         if (g.left != 0)

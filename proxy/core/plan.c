@@ -240,3 +240,68 @@ void sl_plan_segments(const struct sl_delta_content *contents, size_t n_contents
     *ret = segs;
     *ret_n = n;
 }
+
+size_t sl_plan_read_run(const struct sl_delta_segment *segs, size_t n_segments, size_t first,
+                        uint64_t pos, uint64_t len, uint64_t gap_max, uint64_t *ret_blob_off,
+                        uint64_t *ret_blob_end, uint64_t *ret_want)
+{
+    const struct sl_delta_segment *s = &segs[first];
+    uint64_t skip = pos - s->response_offset;
+    uint64_t want = SL_MIN(len, s->length - skip);
+    uint64_t blob_end = s->blob_offset + skip + want;
+    size_t j = first;
+    while (want < len && j + 1 < n_segments) {
+        const struct sl_delta_segment *a = &segs[j], *b = &segs[j + 1];
+        if (b->layer != a->layer || b->blob_offset < a->blob_offset + a->length ||
+            b->blob_offset - (a->blob_offset + a->length) > gap_max)
+            break;
+        uint64_t n = SL_MIN(len - want, b->length);
+        want += n;
+        blob_end = b->blob_offset + n;
+        j++;
+    }
+    *ret_blob_off = s->blob_offset + skip;
+    *ret_blob_end = blob_end;
+    *ret_want = want;
+    return j;
+}
+
+void sl_plan_gap_filter_init(struct sl_plan_gap_filter *g, const struct sl_delta_segment *first,
+                             uint64_t blob_off, uint64_t want, sl_http_sink_fn sink, void *ud)
+{
+    *g = (struct sl_plan_gap_filter){first, 0, blob_off, want, sink, ud};
+}
+
+int sl_plan_gap_filter_write(void *ud, const void *data, size_t len)
+{
+    struct sl_plan_gap_filter *g = ud;
+    const uint8_t *p = data;
+    while (len > 0) {
+        if (g->left == 0)
+            return -EIO; /* more than the read covers */
+        const struct sl_delta_segment *s = &g->segs[g->k];
+        uint64_t end = s->blob_offset + s->length;
+        if (g->pos >= end) {
+            g->k++;
+            continue;
+        }
+        if (g->pos < s->blob_offset) { /* a gap */
+            uint64_t n = SL_MIN((uint64_t)len, s->blob_offset - g->pos);
+            p += n;
+            len -= (size_t)n;
+            g->pos += n;
+            continue;
+        }
+        size_t n = (size_t)SL_MIN(SL_MIN((uint64_t)len, end - g->pos), g->left);
+        int r = g->sink(g->ud, p, n);
+        if (r < 0)
+            return r;
+        p += n;
+        len -= n;
+        g->pos += n;
+        g->left -= n;
+        if (r == SL_HTTP_SINK_STOP)
+            return r;
+    }
+    return 0;
+}

@@ -68,4 +68,30 @@ void sl_plan_segments(const struct sl_delta_content *contents, size_t n_contents
                       const uint32_t *layer_map, uint64_t head_len, struct sl_delta_segment **ret,
                       size_t *ret_n);
 
+/* Payload reads (sl_core_read_payload). One read covers response bytes [pos, pos + len) of
+ * the body (pos inside segment `first`, head_len <= pos) as far as consecutive segments of
+ * one blob follow each other in ascending blob order with gaps of at most `gap_max` bytes.
+ * Returns the last segment of the read; *ret_blob_off / *ret_blob_end are the blob range to
+ * read (gaps included) and *ret_want the response bytes it yields (<= len, > 0). */
+size_t sl_plan_read_run(const struct sl_delta_segment *segs, size_t n_segments, size_t first,
+                        uint64_t pos, uint64_t len, uint64_t gap_max, uint64_t *ret_blob_off,
+                        uint64_t *ret_blob_end, uint64_t *ret_want);
+
+/* Turns the contiguous blob bytes of such a read back into response bytes: feed it every
+ * piece in order; it forwards the bytes inside the segments to `sink` and drops the gaps.
+ * Initialise with sl_plan_gap_filter_init; `left` reaches 0 when the read is complete. */
+struct sl_plan_gap_filter {
+    const struct sl_delta_segment *segs; /* the read's first segment */
+    size_t k;                            /* segment being read, relative to segs */
+    uint64_t pos;                        /* blob offset of the next byte fed */
+    uint64_t left;                       /* segment bytes still to forward */
+    sl_http_sink_fn sink;
+    void *ud;
+};
+void sl_plan_gap_filter_init(struct sl_plan_gap_filter *g, const struct sl_delta_segment *first,
+                             uint64_t blob_off, uint64_t want, sl_http_sink_fn sink, void *ud);
+/* An sl_http_sink_fn (ud = the filter). -EIO when fed more than the read covers; the sink's
+ * negative return or SL_HTTP_SINK_STOP are passed on. */
+int sl_plan_gap_filter_write(void *ud, const void *data, size_t len);
+
 #endif

@@ -143,6 +143,86 @@ static void test_plan_coalesce(void **state)
     sl_plan_result_free(&r);
 }
 
+/* Payload reads: runs of close segments of one blob, gap bytes dropped. */
+static uint8_t blob_byte(uint32_t layer, uint64_t off)
+{
+    return (uint8_t)(off * 7 + layer * 13);
+}
+
+struct collect {
+    uint8_t buf[64];
+    size_t n;
+};
+
+static int collect_sink(void *ud, const void *data, size_t len)
+{
+    struct collect *c = ud;
+    assert_true(c->n + len <= sizeof(c->buf));
+    memcpy(c->buf + c->n, data, len);
+    c->n += len;
+    return 0;
+}
+
+static void test_plan_read_runs(void **state)
+{
+    (void)state;
+    /* response offsets from 1000; gaps 10 (read through), 75 (> gap_max 50: a new read), a
+     * layer change, a step back in the same blob */
+    const struct sl_delta_segment segs[] = {
+        {0, 100, 10, 1000}, {0, 120, 5, 1010}, {0, 200, 7, 1015}, {1, 0, 4, 1022}, {0, 50, 3, 1026},
+    };
+    const size_t n = SL_ELEMENTSOF(segs);
+    uint8_t expect[29];
+    for (size_t i = 0; i < n; i++)
+        for (uint64_t k = 0; k < segs[i].length; k++)
+            expect[segs[i].response_offset - 1000 + k] =
+                blob_byte(segs[i].layer, segs[i].blob_offset + k);
+
+    uint64_t off, end, want;
+    assert_int_equal(sl_plan_read_run(segs, n, 0, 1000, 29, 50, &off, &end, &want), 1);
+    assert_int_equal(off, 100);
+    assert_int_equal(end, 125);
+    assert_int_equal(want, 15);
+    assert_int_equal(sl_plan_read_run(segs, n, 0, 1003, 9, 50, &off, &end, &want), 1);
+    assert_int_equal(off, 103); /* from the middle of the first, into the second */
+    assert_int_equal(end, 122);
+    assert_int_equal(want, 9);
+    assert_int_equal(sl_plan_read_run(segs, n, 0, 1000, 29, 100, &off, &end, &want), 2);
+    assert_int_equal(end, 207);
+
+    /* every start and length, pieces of 1..5 bytes: the response bytes, nothing else */
+    for (uint64_t pos = 1000; pos < 1029; pos++) {
+        for (uint64_t len = 1; pos + len <= 1029; len++) {
+            struct collect c = {.n = 0};
+            uint64_t p = pos, left = len;
+            size_t i = 0;
+            while (i + 1 < n && segs[i + 1].response_offset <= p)
+                i++;
+            while (left > 0) {
+                size_t j = sl_plan_read_run(segs, n, i, p, left, 50, &off, &end, &want);
+                assert_true(want > 0 && want <= left);
+                struct sl_plan_gap_filter g;
+                sl_plan_gap_filter_init(&g, segs + i, off, want, collect_sink, &c);
+                uint8_t piece[8];
+                for (uint64_t b = off, step = 1; b < end; b += step, step = step % 5 + 1) {
+                    size_t m = (size_t)SL_MIN(step, end - b);
+                    for (size_t k = 0; k < m; k++)
+                        piece[k] = blob_byte(segs[i].layer, b + k);
+                    assert_int_equal(sl_plan_gap_filter_write(&g, piece, m), 0);
+                }
+                assert_int_equal(g.left, 0);
+                uint8_t extra = 0;
+                assert_int_equal(sl_plan_gap_filter_write(&g, &extra, 1), -EIO);
+                p += want;
+                left -= want;
+                i = j + 1;
+            }
+            assert_int_equal(c.n, len);
+            assert_memory_equal(c.buf, expect + (pos - 1000), len);
+        }
+    }
+}
+
 static void test_plan_rejects(void **state)
 {
     (void)state;
@@ -278,9 +358,10 @@ static void test_request_json(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_plan_order),    cmocka_unit_test(test_plan_coalesce),
-        cmocka_unit_test(test_plan_rejects),  cmocka_unit_test(test_trace_merge),
-        cmocka_unit_test(test_trace_hostile), cmocka_unit_test(test_request_json),
+        cmocka_unit_test(test_plan_order),     cmocka_unit_test(test_plan_coalesce),
+        cmocka_unit_test(test_plan_read_runs), cmocka_unit_test(test_plan_rejects),
+        cmocka_unit_test(test_trace_merge),    cmocka_unit_test(test_trace_hostile),
+        cmocka_unit_test(test_request_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
