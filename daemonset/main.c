@@ -337,8 +337,10 @@ int main(int argc, char **argv)
     }
 
     int sig = 0;
-    sigwait(&set, &sig);
-    bool give = sig == HANDOFF_SIGNAL && handoff;
+    do /* a stray HANDOFF_SIGNAL without a successor waiting changes nothing */
+        sigwait(&set, &sig);
+    while (sig == HANDOFF_SIGNAL && !(handoff && sl_handoff_asked(handoff)));
+    bool give = sig == HANDOFF_SIGNAL;
     log_info("%s: stopping%s", strsignal(sig),
              give ? " (a successor takes the FUSE connection)" : "");
     sl_nodewatch_stop(nodewatch);

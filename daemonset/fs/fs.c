@@ -1018,8 +1018,10 @@ int sl_fs_new(struct sl_store *store, const struct sl_fs_options *o, struct sl_f
 }
 
 /* Workers block in read(2) on /dev/fuse; to stop them, sl_fs sets `stopping` and sends this
- * signal (its handler does nothing, without SA_RESTART) to those still in read. A worker never
- * drops a request it has read: it answers it (or parks it) before looking at `stopping`. */
+ * signal (its handler does nothing, without SA_RESTART) to those still in read, again every
+ * 10 ms (a signal that came just before the read is lost). A worker unblocks the signal only
+ * around its read and never drops a request it has read: it answers it (or parks it) before
+ * looking at `stopping`. */
 #define SL_FS_WAKE_SIGNAL (SIGRTMIN + 3)
 
 static void wake_handler(int sig)
@@ -1048,13 +1050,16 @@ static void *worker_main(void *ud)
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SL_FS_WAKE_SIGNAL);
-    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
     struct fuse_buf buf = {0};
     for (;;) {
         atomic_store(&w->in_read, true);
         if (atomic_load(&fs->stopping))
             break;
+        /* the wake signal may interrupt the read only: never a reply being written */
+        pthread_sigmask(SIG_UNBLOCK, &set, NULL);
         int r = fuse_session_receive_buf(fs->se, &buf);
+        pthread_sigmask(SIG_BLOCK, &set, NULL);
         atomic_store(&w->in_read, false);
         if (r == -EINTR || r == -EAGAIN)
             continue;

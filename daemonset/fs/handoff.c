@@ -221,6 +221,14 @@ int sl_handoff_give(struct sl_handoff *ho, const struct sl_fs_handoff *h, int ti
     return 0;
 }
 
+bool sl_handoff_asked(struct sl_handoff *ho)
+{
+    pthread_mutex_lock(&ho->lock);
+    bool asked = ho->peer >= 0;
+    pthread_mutex_unlock(&ho->lock);
+    return asked;
+}
+
 void sl_handoff_free(struct sl_handoff *ho)
 {
     if (!ho)

@@ -20,6 +20,8 @@
 #include "error.h"
 #include "fs.h"
 
+#include <stdbool.h>
+
 struct sl_handoff;
 
 /* Called on the accept thread once a successor asked to take over; must be quick (e.g. raise
@@ -33,6 +35,8 @@ int sl_handoff_listen(const char *path, sl_handoff_request_fn on_request, void *
  * successor that asked, then waits up to timeout_ms for its acknowledgement. */
 int sl_handoff_give(struct sl_handoff *ho, const struct sl_fs_handoff *h, int timeout_ms,
                     sl_error_t *err);
+/* True once a successor has asked (and sl_handoff_give can send to it). */
+bool sl_handoff_asked(struct sl_handoff *ho);
 /* Stops listening and closes a pending successor's connection. NULL is fine. */
 void sl_handoff_free(struct sl_handoff *ho);
 SL_DEFINE_CLEANUP(struct sl_handoff, sl_handoff_free)

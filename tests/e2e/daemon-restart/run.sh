@@ -8,6 +8,7 @@
 #     file's page cache is dropped every 0.1 s (posix_fadvise DONTNEED through a descriptor
 #     opened once on the FUSE file), so the reads reach FUSE; this script also keeps the FUSE
 #     file open (fd 9);
+#     a SIGUSR2 (the handoff signal) with no successor asking changes nothing;
 #  2. three times, while the slow loop holds the file open: a new daemon is started on the
 #     same root while the old one runs; it takes the FUSE connection over (handoff socket), the
 #     old one exits 0, fd 9 (opened before any restart) still reads the right bytes (the same
@@ -58,7 +59,7 @@ name="sl-reader-$$"
 reader='slow() {
   j=0; sbad=0
   while [ ! -e /tmp/stop ]; do
-    h=$(dd if=/data/big.bin bs=65536 2>/tmp/dd.log | { echo $j >/tmp/slow.open; sleep 2; sha256sum; })
+    h=$(dd if=/data/big.bin bs=65536 2>/tmp/dd.log | { echo $j >/tmp/slow.o; mv /tmp/slow.o /tmp/slow.open; sleep 2; sha256sum; })
     [ "${h%% *}" = "$WANT" ] || { sbad=$((sbad+1)); echo "slow: sha256 ${h%% *} at $j" >>/tmp/errors; }
     j=$((j+1)); echo "$j $sbad" >/tmp/slow.new; mv /tmp/slow.new /tmp/slow
   done
@@ -119,7 +120,12 @@ print(h.hexdigest())' 2>&1
 }
 [ "$(held_sha)" = "$want" ] || e2e_fail "big.bin through fd 9: $(held_sha)"
 wait_iterations 3
-e2e_log "1. the reader loops ($(count) reads of big.bin, $(bad) bad)"
+# the handoff signal without a successor asking changes nothing
+kill -USR2 "$PULL_EDGE_DAEMON_PID"
+wait_iterations 2
+kill -0 "$PULL_EDGE_DAEMON_PID" || e2e_fail "a stray SIGUSR2 stopped the daemon"
+[ "$(held_sha)" = "$want" ] || e2e_fail "big.bin through fd 9 after a stray SIGUSR2"
+e2e_log "1. the reader loops ($(count) reads of big.bin, $(bad) bad); a stray SIGUSR2 changed nothing"
 
 # ---------------------------------------------------------------- 2: three restarts
 for k in 1 2 3; do

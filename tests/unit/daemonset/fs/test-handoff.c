@@ -95,11 +95,13 @@ static void test_round_trip(void **state)
     assert_int_equal(stat(sock_path, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
 
+    assert_false(sl_handoff_asked(ho));
     struct taker t = {0};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, take_main, &t), 0);
     char b;
     assert_int_equal(read(asked[0], &b, 1), 1); /* the successor asked */
+    assert_true(sl_handoff_asked(ho));
     /* a second successor is refused */
     struct taker t2 = {0};
     take_main(&t2);
