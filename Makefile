@@ -6,7 +6,7 @@ BUILD_ASAN ?= build-asan
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all deps build build-asan test unit unit-asan format check-format e2e demo bench bench-full clean \
+.PHONY: all deps build build-asan test unit unit-asan format check-format e2e demo bench bench-full fuzz clean \
 	manifests images
 
 all: build
@@ -59,6 +59,11 @@ images: build
 
 demo: deps build
 	bash scripts/demo.sh $(BUILD)
+
+# libFuzzer over every parser (clang, ASan+UBSan, build-fuzz/), FUZZ_SECONDS (default 60) each;
+# FUZZ_TARGETS=NAME... limits the set. `make test` only replays the seed corpora.
+fuzz: deps
+	JOBS=$(JOBS) bash scripts/fuzz.sh
 
 bench: deps build
 	bash bench/run.sh $(BUILD) short

@@ -262,6 +262,14 @@ int sl_toml_parse(const char *text, size_t len, unsigned flags, struct sl_toml_d
     size_t lineno = 1, p = 0;
     int r = 0;
 
+    /* TOML allows no NUL byte; lines are kept as C strings, so one would cut them short. */
+    const char *nul = memchr(text, '\0', len);
+    if (nul) {
+        for (const char *q = text; q < nul; q++)
+            lineno += *q == '\n';
+        return sl_error_make(err, EINVAL, "line %zu: NUL byte", lineno);
+    }
+
     while (p < len) {
         size_t st = p, i = p;
         const char *eol = memchr(text + p, '\n', len - p);

@@ -202,10 +202,17 @@ static const struct sl_opt *find_opt(const struct sl_cmd *cmd, const char *name)
     return NULL;
 }
 
+/* Deepest nesting of mappings accepted: option names have a few dotted parts, and a deeper
+ * (or self-referencing, through a YAML alias) document must fail instead of recursing. */
+#define SL_CONFIG_MAX_DEPTH 16
+
 static int yaml_apply_node(const struct sl_cmd *cmd, void *cfg, yaml_document_t *doc,
-                           yaml_node_t *map, const char *prefix, const char *source,
+                           yaml_node_t *map, const char *prefix, const char *source, int depth,
                            sl_error_t *err)
 {
+    if (depth > SL_CONFIG_MAX_DEPTH)
+        return sl_error_make(err, EINVAL, "%s: mappings nested deeper than %d levels (`%s`)",
+                             source, SL_CONFIG_MAX_DEPTH, prefix ? prefix : "");
     for (yaml_node_pair_t *pr = map->data.mapping.pairs.start; pr < map->data.mapping.pairs.top;
          pr++) {
         yaml_node_t *k = yaml_document_get_node(doc, pr->key);
@@ -217,7 +224,7 @@ static int yaml_apply_node(const struct sl_cmd *cmd, void *cfg, yaml_document_t 
                                        : sl_xstrdup((char *)k->data.scalar.value);
         const struct sl_opt *o = find_opt(cmd, key);
         if (!o && v->type == YAML_MAPPING_NODE) {
-            int r = yaml_apply_node(cmd, cfg, doc, v, key, source, err);
+            int r = yaml_apply_node(cmd, cfg, doc, v, key, source, depth + 1, err);
             if (r < 0)
                 return r;
             continue;
@@ -266,7 +273,7 @@ int sl_config_apply_yaml(const struct sl_cmd *cmd, void *cfg, const char *text, 
     int r = 0;
     yaml_node_t *root = yaml_document_get_root_node(&doc);
     if (root && root->type == YAML_MAPPING_NODE)
-        r = yaml_apply_node(cmd, cfg, &doc, root, NULL, source, err);
+        r = yaml_apply_node(cmd, cfg, &doc, root, NULL, source, 0, err);
     else if (root && !(root->type == YAML_SCALAR_NODE && root->data.scalar.length == 0))
         r = sl_error_make(err, EINVAL, "%s: the top level must be a mapping of keys", source);
     yaml_document_delete(&doc);

@@ -1129,6 +1129,20 @@ static int convert_entry(struct writer *w, struct archive *a, struct archive_ent
         archive_read_data_skip(a);
         return 0;
     }
+    /* Every parent must be a directory (or absent): an entry written through an earlier
+     * symlink or file (`esc` -> /etc, then `esc/passwd`) is refused here, as the reader would. */
+    for (char *slash = strchr(norm, '/'); slash; slash = strchr(slash + 1, '/')) {
+        *slash = '\0';
+        bool file = sl_strmap_get(&w->names, norm) == (void *)1;
+        if (file)
+            r = sl_error_make(err, EINVAL,
+                              "entry `%s`: parent `%s` is not a directory (an earlier symlink, "
+                              "file or link)",
+                              name, norm);
+        *slash = '/';
+        if (file)
+            return r;
+    }
 
     struct hdr h = {.name = name};
     const char *hardlink = entry_str(archive_entry_hardlink_utf8(e), archive_entry_hardlink(e));

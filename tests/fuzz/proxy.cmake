@@ -7,3 +7,7 @@ if(TARGET sl_proxy_core)
     ${CMAKE_SOURCE_DIR}/proxy/server/hook.c)
   target_include_directories(fuzz-proxy-request PRIVATE ${CMAKE_SOURCE_DIR}/proxy/server)
 endif()
+# The trace document of POST /starlight/report (parse, validate, rank).
+if(TARGET sl_proxy_core)
+  sl_add_fuzzer(fuzz-trace-report proxy/fuzz-trace-report.c LIBS sl_proxy_core)
+endif()
