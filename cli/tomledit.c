@@ -116,6 +116,8 @@ static int parse_string(const char *s, size_t len, size_t *i, char **ret)
             break;
         if (c == q) {
             *ret = sl_buf_steal(&b, NULL);
+            if (!*ret) /* "" or '': an empty buffer steals as NULL */
+                *ret = sl_xstrdup("");
             *i = p + 1;
             return 0;
         }
@@ -356,6 +358,9 @@ int sl_toml_parse(const char *text, size_t len, unsigned flags, struct sl_toml_d
             struct line out = k == 0 ? ln : (struct line){.kind = L_CONT, .comment = -1};
             out.text = sl_xstrndup(text + p, le - p);
             out.len = le - p;
+            /* a value spanning lines has its comment on a later physical line, not this one */
+            if (out.comment >= (long)out.len)
+                out.comment = -1;
             out.nl = e != NULL;
             doc_push(doc, &out);
             p = e ? le + 1 : len;
@@ -426,6 +431,7 @@ static char *decode_value(const char *s, size_t len)
         char *out = NULL;
         if (parse_string(s, len, &i, &out) == 0 && i == len)
             return out;
+        free(out); /* a string followed by more text: returned as written */
     }
     return sl_xstrndup(s, len);
 }
