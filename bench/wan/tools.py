@@ -5,6 +5,8 @@
                                     of its last traced content: prelude + header + the traced
                                     contents (docs/protocol.md section 3). Fails when nothing
                                     is traced or the traced contents are not first.
+  tools.py headline CSV RTT         the README's compact table: each app's deploy and update
+                                    medians at RTT, Starlight-C traced against the others.
   tools.py report CSV OUT_DIR       medians per RTT, app, system and phase -> OUT_DIR/wan.md
                                     (markdown: medians and ratios, goals at 150 ms) and
                                     OUT_DIR/wan-deploy.png, wan-update.png (gnuplot, time
@@ -227,9 +229,34 @@ def gnuplot_has(term):
         return False
 
 
+def headline(path, rtt):
+    ms = load(path)[0]
+    med = medians(ms)
+    apps = []
+    for k in med:
+        if k[0] == rtt and k[1] not in apps:
+            apps.append(k[1])
+    print("| app | phase | containerd s | eStargz s | Starlight-C s | bound s | vs containerd "
+          "| vs eStargz |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for app in apps:
+        for phase in ("deploy", "update"):
+            g = {s: med.get((rtt, app, s, phase)) for s in SYSTEMS}
+            sl = g["starlight-traced"]
+
+            def c(s):
+                return "%.1f" % (g[s] / 1000) if g[s] is not None else "–"
+
+            print("| %s | %s | %s | %s | **%s** | %s | %s | %s |" % (
+                app, phase, c("containerd"), c("estargz"), c("starlight-traced"), c("bound"),
+                ratio(g["containerd"], sl), ratio(g["estargz"], sl)))
+
+
 def main():
     if len(sys.argv) == 3 and sys.argv[1] == "traced-prefix":
         traced_prefix(sys.argv[2])
+    elif len(sys.argv) == 4 and sys.argv[1] == "headline":
+        headline(sys.argv[2], int(sys.argv[3]))
     elif len(sys.argv) == 4 and sys.argv[1] == "report":
         report(sys.argv[2], sys.argv[3])
     else:
