@@ -37,10 +37,18 @@ struct sl_core {
     uint64_t plan_tick;
     unsigned plans_running; /* at most PLAN_CONCURRENCY */
 
+    /* plans computed ahead of the first request (core.c, "prewarm"); under plan_mu */
+    pthread_cond_t prewarm_cv;
+    pthread_t prewarm_thread;
+    bool prewarm_started, prewarm_stop;
+    struct prewarm_job *prewarm_queue;
+    size_t prewarm_queued;
+
     /* counters for /metrics */
     _Atomic uint64_t notifies, notify_errors, notify_ns, layers_ingested, layers_reused;
     _Atomic uint64_t reports, report_errors, report_accesses, report_ranked;
     _Atomic uint64_t plans, plan_errors, plan_ns, planned_bytes, saved_bytes, plans_shared;
+    _Atomic uint64_t plans_prewarmed, prewarm_errors, prewarm_ns;
     _Atomic uint64_t fetches, fetch_errors, fetch_bytes, fetch_ns;
 };
 
@@ -64,5 +72,10 @@ int sl_core_fetch(struct sl_core *core, struct sl_registry *reg, const char *rep
                   sl_http_sink_fn sink, void *ud, sl_error_t *err);
 
 uint64_t sl_core_now_ns(void);
+
+/* Queues, for a background thread, the plan of a fresh pull of `to` for `platform` (no held
+ * images or layers) into the shared-plan cache, so the first real request finds it. Bounded:
+ * a full queue drops the job. Never blocks on the database. */
+void sl_core_prewarm(struct sl_core *core, const char *to, const char *platform, bool insecure);
 
 #endif

@@ -35,6 +35,8 @@
 /* sl_core_read_payload reads through a gap of at most this many bytes between two segments
  * of one blob (and drops it) rather than splitting the read. */
 #define READ_GAP_MAX (64u * 1024)
+/* Prewarm jobs waiting at most (core.c, "prewarm"); more are dropped. */
+#define PREWARM_QUEUE 16
 
 uint64_t sl_core_now_ns(void)
 {
@@ -65,6 +67,7 @@ int sl_core_new(const struct sl_core_config *cfg, struct sl_core **ret, sl_error
     pthread_mutex_init(&core->reg_mu, NULL);
     pthread_mutex_init(&core->plan_mu, NULL);
     pthread_cond_init(&core->plan_cv, NULL);
+    pthread_cond_init(&core->prewarm_cv, NULL);
     int r = sl_store_new(cfg->postgres, cfg->db_connections > 0 ? cfg->db_connections : 1,
                          &core->store, err);
 #ifdef SL_HAVE_BLOBCACHE
@@ -85,12 +88,16 @@ int sl_core_new(const struct sl_core_config *cfg, struct sl_core **ret, sl_error
 }
 
 static void plan_cache_clear(struct sl_core *core);
+static void prewarm_cached(struct sl_core *core);
+static void prewarm_stop(struct sl_core *core);
 
 void sl_core_free(struct sl_core *core)
 {
     if (!core)
         return;
+    prewarm_stop(core);
     plan_cache_clear(core);
+    pthread_cond_destroy(&core->prewarm_cv);
     pthread_cond_destroy(&core->plan_cv);
     pthread_mutex_destroy(&core->plan_mu);
 #ifdef SL_HAVE_BLOBCACHE
@@ -289,6 +296,13 @@ void sl_core_metrics(struct sl_core *core, char **out)
             "Delta requests answered with an existing identical plan (database unchanged).",
             core->plans_shared);
     seconds(&b, "starlight_delta_plan_seconds_total", "Time spent planning deltas.", core->plan_ns);
+    counter(&b, "starlight_delta_plans_prewarmed_total",
+            "Fresh-pull plans computed in the background after a notify or report.",
+            core->plans_prewarmed);
+    counter(&b, "starlight_delta_prewarm_errors_total", "Background plans that failed.",
+            core->prewarm_errors);
+    seconds(&b, "starlight_delta_prewarm_seconds_total", "Time spent on background plans.",
+            core->prewarm_ns);
     counter(&b, "starlight_delta_planned_bytes_total", "Payload bytes of planned deltas.",
             core->planned_bytes);
     counter(&b, "starlight_delta_saved_bytes_total",
@@ -442,6 +456,7 @@ int sl_core_report(struct sl_core *core, const char *body, size_t len, json_t **
         atomic_fetch_add(&core->report_errors, 1);
         return sl_error_wrap(err, r, "report");
     }
+    prewarm_cached(core);
     return 0;
 }
 
@@ -896,6 +911,8 @@ out:
 struct plan_entry {
     struct plan_entry *next;
     char *key, *fp;
+    char *fresh_to, *fresh_platform; /* a fresh pull (nothing held): its request, for prewarm */
+    bool fresh_insecure;
     bool building;      /* a thread is planning it; d == NULL */
     struct sl_delta *d; /* the cache's reference */
     size_t bytes;
@@ -907,6 +924,8 @@ static void plan_entry_free(struct plan_entry *e)
     sl_delta_free(e->d);
     free(e->key);
     free(e->fp);
+    free(e->fresh_to);
+    free(e->fresh_platform);
     free(e);
 }
 
@@ -1112,6 +1131,11 @@ static int plan_shared(struct sl_core *core, const struct sl_delta_request *req,
     e->key = TAKE_PTR(key);
     e->fp = TAKE_PTR(fp);
     e->building = true;
+    if (!req->n_from && !req->n_held_layers && !req->n_held_contents) {
+        e->fresh_to = sl_xstrdup(req->to);
+        e->fresh_platform = sl_xstrdup(req->platform);
+        e->fresh_insecure = req->insecure;
+    }
     e->next = core->plan_cache;
     core->plan_cache = e;
     pthread_mutex_unlock(&core->plan_mu);
@@ -1134,6 +1158,134 @@ static int plan_shared(struct sl_core *core, const struct sl_delta_request *req,
     pthread_cond_broadcast(&core->plan_cv);
     pthread_mutex_unlock(&core->plan_mu);
     return r;
+}
+
+/* ---------------------------------------------------------------- prewarm
+ *
+ * The first request for an image would pay its plan (100-600 ms for a redis-sized image), which
+ * dominates a single transfer. So after a notify (per platform) and after a report (for every
+ * cached fresh-pull plan, whose ranks may have moved), one background thread plans the fresh
+ * pull through plan_shared: the result lands in the shared-plan cache under the key and
+ * fingerprint a real request computes, so that request reuses it (or waits for it when it
+ * arrives mid-plan) after the usual fingerprint check. One job at a time, PLAN_CONCURRENCY and
+ * the cache bounds apply as for requests; a full queue drops jobs. */
+struct prewarm_job {
+    struct prewarm_job *next;
+    char *to, *platform;
+    bool insecure;
+};
+
+static void prewarm_job_free(struct prewarm_job *j)
+{
+    free(j->to);
+    free(j->platform);
+    free(j);
+}
+
+static void *prewarm_main(void *arg)
+{
+    struct sl_core *core = arg;
+    pthread_mutex_lock(&core->plan_mu);
+    for (;;) {
+        while (!core->prewarm_stop && !core->prewarm_queue)
+            pthread_cond_wait(&core->prewarm_cv, &core->plan_mu);
+        if (core->prewarm_stop)
+            break;
+        struct prewarm_job *j = core->prewarm_queue;
+        core->prewarm_queue = j->next;
+        core->prewarm_queued--;
+        pthread_mutex_unlock(&core->plan_mu);
+
+        struct sl_delta_request req = {
+            .to = j->to, .platform = j->platform, .insecure = j->insecure};
+        struct sl_delta *d = NULL;
+        bool shared = false;
+        _cleanup_error_ sl_error_t err = NULL;
+        uint64_t t0 = sl_core_now_ns();
+        int r = plan_shared(core, &req, &d, &shared, &err);
+        atomic_fetch_add(&core->prewarm_ns, sl_core_now_ns() - t0);
+        if (r < 0) {
+            atomic_fetch_add(&core->prewarm_errors, 1);
+            log_warn("prewarm %s (%s): %s", j->to, j->platform, sl_error_msg(err, r));
+        } else {
+            if (!shared)
+                atomic_fetch_add(&core->plans_prewarmed, 1);
+            log_debug("prewarm %s (%s): %s in %.1f ms", j->to, j->platform,
+                      shared ? "plan unchanged" : "planned", (double)(sl_core_now_ns() - t0) / 1e6);
+            sl_delta_free(d); /* the cache keeps its own reference */
+        }
+        prewarm_job_free(j);
+        pthread_mutex_lock(&core->plan_mu);
+    }
+    pthread_mutex_unlock(&core->plan_mu);
+    return NULL;
+}
+
+/* Queues a job. plan_mu held. */
+static void prewarm_queue_locked(struct sl_core *core, const char *to, const char *platform,
+                                 bool insecure)
+{
+    if (core->prewarm_stop)
+        return;
+    struct prewarm_job **pp = &core->prewarm_queue;
+    for (; *pp; pp = &(*pp)->next)
+        if (strcmp((*pp)->to, to) == 0 && strcmp((*pp)->platform, platform) == 0 &&
+            (*pp)->insecure == insecure)
+            return; /* already queued */
+    if (core->prewarm_queued >= PREWARM_QUEUE) {
+        log_debug("prewarm %s (%s): queue full, dropped", to, platform);
+        return;
+    }
+    if (!core->prewarm_started) {
+        if (pthread_create(&core->prewarm_thread, NULL, prewarm_main, core) != 0) {
+            log_warn("prewarm: cannot start its thread; plans are made on request");
+            return;
+        }
+        core->prewarm_started = true;
+    }
+    struct prewarm_job *j = sl_xcalloc(1, sizeof(*j));
+    j->to = sl_xstrdup(to);
+    j->platform = sl_xstrdup(platform);
+    j->insecure = insecure;
+    *pp = j;
+    core->prewarm_queued++;
+    pthread_cond_signal(&core->prewarm_cv);
+}
+
+void sl_core_prewarm(struct sl_core *core, const char *to, const char *platform, bool insecure)
+{
+    if (!to || !platform)
+        return;
+    pthread_mutex_lock(&core->plan_mu);
+    prewarm_queue_locked(core, to, platform, insecure);
+    pthread_mutex_unlock(&core->plan_mu);
+}
+
+/* After a report: plan again every cached fresh pull (its ranks may have changed). */
+static void prewarm_cached(struct sl_core *core)
+{
+    pthread_mutex_lock(&core->plan_mu);
+    for (struct plan_entry *e = core->plan_cache; e; e = e->next)
+        if (e->fresh_to && !e->building)
+            prewarm_queue_locked(core, e->fresh_to, e->fresh_platform, e->fresh_insecure);
+    pthread_mutex_unlock(&core->plan_mu);
+}
+
+static void prewarm_stop(struct sl_core *core)
+{
+    pthread_mutex_lock(&core->plan_mu);
+    core->prewarm_stop = true;
+    pthread_cond_broadcast(&core->prewarm_cv);
+    bool started = core->prewarm_started;
+    while (core->prewarm_queue) {
+        struct prewarm_job *j = core->prewarm_queue;
+        core->prewarm_queue = j->next;
+        prewarm_job_free(j);
+    }
+    core->prewarm_queued = 0;
+    pthread_mutex_unlock(&core->plan_mu);
+    if (started)
+        pthread_join(core->prewarm_thread, NULL);
 }
 
 int sl_core_delta_plan(struct sl_core *core, const struct sl_delta_request *req,

@@ -337,6 +337,16 @@ int sl_core_notify(struct sl_core *core, const char *ref, bool insecure, json_t 
     if (!ref || !*ref)
         return sl_error_make(err, EINVAL, "notify: parameter `ref` is required");
     int r = notify(core, ref, insecure, ret, err);
+    if (r >= 0) { /* the plan most workers ask for first: a fresh pull, per platform */
+        json_t *img;
+        size_t i;
+        json_array_foreach(json_object_get(*ret, "images"), i, img)
+        {
+            const char *platform = json_string_value(json_object_get(img, "platform"));
+            if (platform)
+                sl_core_prewarm(core, ref, platform, insecure);
+        }
+    }
     atomic_fetch_add(&core->notifies, 1);
     atomic_fetch_add(&core->notify_ns, sl_core_now_ns() - t0);
     if (r < 0)

@@ -124,6 +124,13 @@ done
 e2e_log "   /health-check 200: $(tr -d '\n' <"$W/health.json")"
 
 # ---------------------------------------------------------------- 2: deltas
+metric() { curl -fsS "$U/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+# a notify plans the fresh pull of each platform in the background (prewarm): once done, the
+# first real request reuses that plan instead of planning
+prewarmed_at_least() { [ "$(metric starlight_delta_plans_prewarmed_total)" -ge "$1" ]; }
+e2e_wait_for "prewarmed plans of ${#images[@]} images" 60 prewarmed_at_least "${#images[@]}"
+[ "$(metric starlight_delta_prewarm_errors_total)" = 0 ] || e2e_fail "prewarm errors: see the proxy log"
+plans0=$(metric starlight_delta_plans_total)
 q_delta() { echo "$U/starlight/delta?to=$R/$1:sl&platform=$P&insecure=1${2:+&from=$R/$2:sl}"; }
 fresh() {
     local img=$1 t code
@@ -137,6 +144,9 @@ fresh() {
     e2e_log "2. fresh $img: $(wc -l <"$W/$img.got") contents, $(stat -c %s "$W/$img.delta") bytes, chunks verified $(jq_ 'd["chunksVerified"]' "$W/$img.check.json"), first byte/total ${t#* } s"
 }
 for img in "${images[@]}"; do fresh "$img"; done
+[ "$(metric starlight_delta_plans_total)" = "$plans0" ] ||
+    e2e_fail "fresh deltas planned again ($plans0 -> $(metric starlight_delta_plans_total)) instead of reusing the prewarmed plans"
+e2e_log "2. the ${#images[@]} fresh deltas reused the plans prewarmed after notify"
 etag=$(grep -i '^etag:' "$W/busybox.delta.h" | cut -d' ' -f2- | tr -d '\r')
 [ -n "$etag" ] || e2e_fail "delta without ETag"
 grep -qi '^content-type: application/vnd.starlight.delta.v1' "$W/busybox.delta.h" ||
@@ -229,6 +239,7 @@ e2e_log "4. Range bytes=$mid- of $total: 206 = tail; If-Range ETag 206, other ET
 # ---------------------------------------------------------------- 5: ranks
 bbd=$(jq_ 'd["images"][0]["digest"]' "$W/bb.notify.json")
 ex trace "$W/trace.json" "$bbd" etc/group bin/busybox etc/passwd
+prewarmed0=$(metric starlight_delta_plans_prewarmed_total)
 [ "$(get "$U/starlight/report" "$W/report.json" -X POST -H 'Content-Type: application/json' \
     --data-binary @"$W/trace.json")" = 200 ] || e2e_fail "report: $(cat "$W/report.json")"
 [ "$(jq_ 'd["ranked"]' "$W/report.json")" = 3 ] || e2e_fail "report ranked: $(cat "$W/report.json")"
@@ -240,7 +251,11 @@ ranked() {
     "$CT" check "$W/$1.delta" >"$W/$1.check.json" || e2e_fail "check $1"
     python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["contents"]; print(" ".join(x["digest"] for x in c[:3]), sum(x["traced"] for x in c))' "$W/$1.check.json"
 }
+# the report moved busybox's ranks: its cached fresh-pull plan is made again in the background
+e2e_wait_for "prewarm after the report" 60 prewarmed_at_least "$((prewarmed0 + 1))"
+plans1=$(metric starlight_delta_plans_total)
 [ "$(ranked ranked1)" = "$want 3" ] || e2e_fail "after a report, traced contents do not lead in trace order"
+[ "$(metric starlight_delta_plans_total)" = "$plans1" ] || e2e_fail "the delta after the report was not prewarmed"
 [ "$(get "$U/starlight/notify?ref=$R/features:sl&insecure=1" "$W/fe.notify.json" -X POST)" = 200 ] ||
     e2e_fail "re-notify features"
 "$CS" notify --insecure --proxy "$U" "$R/busybox:sl" 2>/dev/null || e2e_fail "re-notify busybox"
@@ -249,7 +264,6 @@ cmp -s "$W/ranked1.delta" "$W/ranked2.delta" || e2e_fail "same ranks, different 
 e2e_log "5. ranks: traced contents lead in trace order; kept after re-notifying the shared layer"
 
 # ---------------------------------------------------------------- 6: client leaves mid-stream
-metric() { curl -fsS "$U/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
 aborted0=$(metric starlight_proxy_delta_streams_aborted_total)
 curl -sS -o /dev/null --limit-rate 200k --max-time 1 "$bigq" 2>/dev/null && e2e_fail "slow client finished in 1 s?"
 curl -sS "$bigq" 2>/dev/null | head -c 100000 >/dev/null || true
