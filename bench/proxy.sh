@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Proxy benchmark (issue 3), on loopback, in one run:
 #   - time to the first payload byte of a fresh redis7 delta against the plan time (goal: at
-#     most one registry round trip + 20 ms after the plan), cold and warm blob cache;
+#     most one registry round trip + 20 ms after the plan): cold (fresh process, planned on
+#     request), prewarmed (fresh process, re-notified: the plan is made in the background after
+#     the notify, the blob cache is still empty) and warm;
 #   - aggregate throughput of 1, 10 and 50 concurrent delta streams (cold and warm cache)
 #     against the registry's own blob throughput at the same concurrency (curl of the layer
 #     blobs; goal >= 0.9x);
@@ -68,6 +70,14 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/${1:-$PROXY_PID}/stat"; } # utime
 TCK=$(getconf CLK_TCK)
 metric() { curl -fsS "$U/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
 now() { date +%s.%N; }
+prewarm() { # re-notify on a fresh process and wait for the background plan; prints its ms
+    local n0
+    n0=$(metric starlight_delta_plans_prewarmed_total)
+    curl -fsS -X POST -o /dev/null "$U/starlight/notify?ref=$R/redis7:sl&insecure=1" || e2e_fail "notify"
+    e2e_wait_for "prewarmed plan" 60 test_prewarmed "$n0"
+    python3 -c "print('%.2f' % (float('$(metric starlight_delta_prewarm_seconds_total)') * 1000))"
+}
+test_prewarmed() { [ "$(metric starlight_delta_plans_prewarmed_total)" -gt "$1" ]; }
 
 proxy_start
 curl -fsS -X POST -o /dev/null "$U/starlight/notify?ref=$R/redis7:sl&insecure=1" || e2e_fail "notify"
@@ -108,8 +118,13 @@ rtt_ms() { # one small Range read of a layer blob from the registry, like a cach
 }
 declare -A T
 for ((run = 1; run <= runs; run++)); do
-    for cache in cold warm; do
-        if [ "$cache" = cold ]; then proxy_start; fi
+    for cache in cold prewarmed warm; do
+        if [ "$cache" != warm ]; then proxy_start; fi
+        if [ "$cache" = prewarmed ]; then
+            pw=$(prewarm)
+            row prewarm_plan_ms 1 "$cache" "$run" "$pw" ms
+            e2e_log "prewarm run $run: background plan $pw ms"
+        fi
         p0=$(metric starlight_delta_plan_seconds_total)
         read -r hdr first < <(python3 "$W/ttfb.py" "$DELTA")
         p1=$(metric starlight_delta_plan_seconds_total)
@@ -144,9 +159,10 @@ for ((run = 1; run <= runs; run++)); do
         s=$(streams "$c" curl -fsS -o /dev/null "${blob_urls[@]}")
         row registry_MBps "$c" - "$run" "$(mbps "$c" "$blob_bytes" "$s")" MB/s
         row registry_cpu_pct "$c" - "$run" "$(python3 -c "print('%.0f' % (($(cpu_ticks "$E2E_REGISTRY_PID") - $r0) / $TCK / $s * 100))")" %
-        for cache in cold warm; do
+        for cache in cold prewarmed warm; do
             proxy_start
-            [ "$cache" = cold ] || curl -fsS -o /dev/null "$DELTA" # warm the cache
+            [ "$cache" != prewarmed ] || prewarm >/dev/null
+            [ "$cache" != warm ] || curl -fsS -o /dev/null "$DELTA" # warm the cache
             c0=$(cpu_ticks)
             s=$(streams "$c" curl -fsS -o /dev/null "$DELTA")
             row proxy_MBps "$c" "$cache" "$run" "$(mbps "$c" "$delta_bytes" "$s")" MB/s
@@ -168,15 +184,16 @@ def med(metric, conc, cache):
     return statistics.median(v) if v else float("nan")
 print("| cache | plan ms | response headers ms | first payload byte ms | after the plan ms | registry 1 MiB read ms | goal: after plan <= RTT + 20 ms |")
 print("|---|---:|---:|---:|---:|---:|---|")
-for cache in ("cold", "warm"):
+for cache in ("cold", "prewarmed", "warm"):
     plan, hdr, first, after, rtt = (med(m, 1, cache) for m in ("plan_ms", "headers_ms", "first_payload_ms", "after_plan_ms", "registry_rtt_ms"))
     print("| %s | %.1f | %.1f | %.1f | %.1f | %.1f | %s |" % (cache, plan, hdr, first, after, rtt, "met" if after <= rtt + 20 else "MISSED"))
+print("prewarm (background plan after the notify): %.1f ms" % med("prewarm_plan_ms", 1, "prewarmed"))
 print()
-print("| streams | registry MB/s (CPU %) | proxy cold MB/s (CPU %) | ratio | proxy warm MB/s (CPU %) | ratio | proxy VmHWM MB (cold / warm) |")
-print("|---:|---:|---:|---:|---:|---:|---|")
+print("| streams | registry MB/s (CPU %) | proxy cold MB/s (CPU %) | ratio | proxy prewarmed MB/s (CPU %) | ratio | proxy warm MB/s (CPU %) | ratio | proxy VmHWM MB (cold / prewarmed / warm) |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 for c in sys.argv[2].split():
-    reg, cold, warm = med("registry_MBps", c, "-"), med("proxy_MBps", c, "cold"), med("proxy_MBps", c, "warm")
-    rc, cc, wc = med("registry_cpu_pct", c, "-"), med("proxy_cpu_pct", c, "cold"), med("proxy_cpu_pct", c, "warm")
-    rss = "%.1f / %.1f" % (med("rss_hwm_mb", c, "cold"), med("rss_hwm_mb", c, "warm")) if int(c) >= 50 else ""
-    print("| %s | %.0f (%.0f) | %.0f (%.0f) | %.2f× | %.0f (%.0f) | %.2f× | %s |" % (c, reg, rc, cold, cc, cold / reg, warm, wc, warm / reg, rss))
+    reg, cold, pre, warm = med("registry_MBps", c, "-"), med("proxy_MBps", c, "cold"), med("proxy_MBps", c, "prewarmed"), med("proxy_MBps", c, "warm")
+    rc, cc, pc, wc = med("registry_cpu_pct", c, "-"), med("proxy_cpu_pct", c, "cold"), med("proxy_cpu_pct", c, "prewarmed"), med("proxy_cpu_pct", c, "warm")
+    rss = "%.1f / %.1f / %.1f" % (med("rss_hwm_mb", c, "cold"), med("rss_hwm_mb", c, "prewarmed"), med("rss_hwm_mb", c, "warm")) if int(c) >= 50 else ""
+    print("| %s | %.0f (%.0f) | %.0f (%.0f) | %.2f× | %.0f (%.0f) | %.2f× | %.0f (%.0f) | %.2f× | %s |" % (c, reg, rc, cold, cc, cold / reg, pre, pc, pre / reg, warm, wc, warm / reg, rss))
 EOF
