@@ -682,7 +682,8 @@ int sl_http_parse_retry_after(const char *v, int64_t *ret_ms)
     if (t == (time_t)-1)
         return -EINVAL;
     time_t now = time(NULL);
-    *ret_ms = t > now ? (int64_t)(t - now) * 1000 : 0;
+    int64_t d = t > now ? (int64_t)(t - now) : 0; /* a date far ahead must not overflow */
+    *ret_ms = d > INT64_MAX / 1000 ? INT64_MAX : d * 1000;
     return 0;
 }
 
