@@ -11,7 +11,9 @@
 #     (devices inert: the FUSE mount is nodev; 100 000 entries listed; 4 KiB names read);
 #  4. a fake proxy serves the good image's delta with hostile headers (overlapping contents,
 #     a 6000-byte name, a path climbing out of the layer, a content 1 TiB larger than its
-#     chunks): each refused with an error;
+#     chunks) and hostile TOC tails that the rewritten manifest vouches for (traversal,
+#     symlink escape, hardlink to /etc/passwd, overlapping or out-of-range chunks), so only
+#     the daemon's TOC reader stands in the way: each refused with an error;
 #  5. after all that the daemon still pulls and reads the good image right and busybox pulls
 #     and runs (`ctr run --snapshotter starlight`); a sentinel
 #     directory outside every store is unchanged and no planted file exists anywhere named.
@@ -151,17 +153,25 @@ done
 # ---------------------------------------------------------------- 4: hostile headers
 curl -fsS -o "$W/good.delta" "$U/starlight/delta?to=$R/h/good:sl&platform=$P&insecure=1" ||
     e2e_fail "GET the good delta"
-for mode in overlap name-long path-escape content-size; do
+declare -A HDR=([overlap]='payloadOffset' [name-long]='at most 4096 bytes'
+    [path-escape]='is not a normalised relative path' [content-size]='chunks cover')
+for n in traversal symlink-escape hardlink-passwd overlap-files out-of-range; do
+    HDR["toc=$W/toc/toc-$n.blob"]=${TOC[$n]}
+done
+for mode in "${!HDR[@]}"; do
+    tag=${mode##*/} # overlap, ..., toc-traversal.blob
     fport=$(e2e_free_port)
     python3 "$here/hostile-proxy.py" "127.0.0.1:$fport" "$W/good.delta" "$mode" \
         >>"$E2E_DIR/logs/hostile-proxy.log" 2>&1 &
     fpid=$!
-    e2e_track_pid "hostile-proxy-$mode" "$fpid"
-    e2e_wait_for "the hostile proxy ($mode)" 10 curl -fsS -o /dev/null "http://127.0.0.1:$fport/health-check"
-    if "$CS" pull --daemon "$CTL" --proxy "http://127.0.0.1:$fport" "$R/h/good:sl" >"$W/h.$mode" 2>&1; then
-        e2e_fail "hostile header ($mode) accepted"
+    e2e_track_pid "hostile-proxy-$tag" "$fpid"
+    e2e_wait_for "the hostile proxy ($tag)" 10 curl -fsS -o /dev/null "http://127.0.0.1:$fport/health-check"
+    if "$CS" pull --daemon "$CTL" --proxy "http://127.0.0.1:$fport" "$R/h/good:sl" >"$W/h.$tag" 2>&1; then
+        e2e_fail "hostile header ($tag) accepted"
     fi
-    e2e_log "4. $mode: $(tail -n1 "$W/h.$mode" | sed 's/.*good:sl[^:]*: //' | cut -c1-170)"
+    grep -qF -- "${HDR[$mode]}" "$W/h.$tag" ||
+        { cat "$W/h.$tag" >&2; e2e_fail "hostile header ($tag): the error does not say '${HDR[$mode]}'"; }
+    e2e_log "4. $tag: $(tail -n1 "$W/h.$tag" | sed 's/.*good:sl[^:]*: //' | cut -c1-170)"
     kill "$fpid"
 done
 
