@@ -60,9 +60,11 @@ struct reader {
 struct fetch {
     struct fetch *qnext;
     struct blob *blob;
-    struct reader *owner;
+    struct reader *owner; /* NULL: a prefetch, which owns repo_own and a blob reference */
     struct sl_registry *reg;
     const char *repo;
+    char *repo_own;
+    struct sl_blobcache *cache;
     uint64_t first, n; /* blocks [first, first+n) */
     enum fetch_state state;
     int r;
@@ -237,6 +239,7 @@ static void fetch_put(struct fetch *f)
 {
     if (--f->refs == 0) {
         free(f->msg);
+        free(f->repo_own);
         free(f);
     }
 }
@@ -256,8 +259,14 @@ static void fetch_finish(struct fetch *f, int r, const char *msg)
     if (r < 0 && msg)
         f->msg = sl_xstrdup(msg);
     f->state = F_DONE;
-    f->owner->outstanding--;
     pthread_cond_broadcast(&b->cond);
+    if (f->owner) {
+        f->owner->outstanding--;
+    } else { /* a prefetch: drop its blob reference */
+        struct sl_blobcache *c = f->cache;
+        b->refs--;
+        blob_maybe_drop(c, b);
+    }
     fetch_put(f);
 }
 
@@ -274,9 +283,14 @@ static void start_runs(struct sl_blobcache *c, struct blob *b, struct reader *rd
         }
         struct fetch *f = sl_xcalloc(1, sizeof(*f));
         f->blob = b;
+        f->cache = c;
         f->owner = rd;
         f->reg = reg;
         f->repo = repo;
+        if (!rd) {
+            f->repo = f->repo_own = sl_xstrdup(repo);
+            b->refs++;
+        }
         f->first = i;
         f->refs = 1; /* the queue's, then the fetch thread's */
         while (i < to && f->n < c->max_run && b->blocks[i].state == B_ABSENT) {
@@ -285,7 +299,8 @@ static void start_runs(struct sl_blobcache *c, struct blob *b, struct reader *rd
             f->n++;
             i++;
         }
-        rd->outstanding++;
+        if (rd)
+            rd->outstanding++;
         if (c->qtail)
             c->qtail->qnext = f;
         else
@@ -691,6 +706,34 @@ out:
     blob_maybe_drop(c, b);
     pthread_mutex_unlock(&c->lock);
     return r;
+}
+
+int sl_blobcache_prefetch(struct sl_blobcache *c, struct sl_registry *reg, const char *repo,
+                          const char *digest, uint64_t blob_size, uint64_t off, uint64_t len,
+                          sl_error_t *err)
+{
+    if (!digest || !sl_digest_valid(digest))
+        return sl_error_make(err, EINVAL, "blob cache: bad digest `%.80s`", digest ? digest : "");
+    if (off > blob_size || len > blob_size - off)
+        return sl_error_make(err, ERANGE,
+                             "blob %s: range %" PRIu64 "+%" PRIu64 " is past its end (%" PRIu64
+                             " bytes)",
+                             digest, off, len, blob_size);
+    if (len == 0)
+        return 0;
+    struct blob *b = NULL;
+    pthread_mutex_lock(&c->lock);
+    int r = blob_get(c, digest, blob_size, &b, err);
+    if (r >= 0) {
+        uint64_t from = off >> c->shift;
+        uint64_t to = SL_MIN(((off + len - 1) >> c->shift) + 1, from + c->window);
+        if (!c->stopping)
+            start_runs(c, b, NULL, reg, repo, from, to);
+        b->refs--;
+        blob_maybe_drop(c, b);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return r < 0 ? r : 0;
 }
 
 void sl_blobcache_get_stats(struct sl_blobcache *c, struct sl_blobcache_stats *ret)

@@ -82,6 +82,15 @@ int sl_blobcache_read(struct sl_blobcache *c, struct sl_registry *reg, const cha
                       const char *digest, uint64_t blob_size, uint64_t off, uint64_t len,
                       sl_http_sink_fn sink, void *ud, sl_error_t *err);
 
+/* Starts, in the background, fetches of the absent blocks of [off, off+len) of a blob (at
+ * most `window` blocks) and returns at once: a later read finds them present or fetching.
+ * Unlike a read's, these fetches outlive the call: `repo` is copied, and `reg` must outlive
+ * the cache. Errors of the fetches surface in the reads that wait for them. Errors: -ERANGE,
+ * -EINVAL as for sl_blobcache_read. */
+int sl_blobcache_prefetch(struct sl_blobcache *c, struct sl_registry *reg, const char *repo,
+                          const char *digest, uint64_t blob_size, uint64_t off, uint64_t len,
+                          sl_error_t *err);
+
 /* Counters since creation, for /metrics. hits/misses count blocks (a block is a hit when it
  * was on disk as the reader reached it, a miss when it had to be fetched or waited for). */
 struct sl_blobcache_stats {

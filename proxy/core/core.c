@@ -35,6 +35,10 @@
 /* sl_core_read_payload reads through a gap of at most this many bytes between two segments
  * of one blob (and drops it) rather than splitting the read. */
 #define READ_GAP_MAX (64u * 1024)
+/* sl_core_read_payload prefetches this many payload bytes past its read into the blob cache,
+ * asking for segments of one blob at most PREFETCH_GAP apart as one range. */
+#define PREFETCH_AHEAD (24u << 20)
+#define PREFETCH_GAP   (1u << 20)
 /* Prewarm jobs waiting at most (core.c, "prewarm"); more are dropped. */
 #define PREWARM_QUEUE 16
 
@@ -1341,6 +1345,41 @@ static size_t find_segment(const struct sl_delta *d, uint64_t pos)
     return lo;
 }
 
+/* Starts background cache fetches for the payload after segment i (up to PREFETCH_AHEAD bytes
+ * of it), so a single stream on an empty cache does not wait one registry round trip per
+ * block: its reads end at its window, and a read fetches only its own blocks. Segments of one
+ * blob lying close together are asked for as one range. */
+static void prefetch_ahead(struct sl_core *core, const struct sl_delta *d, size_t i)
+{
+#ifdef SL_HAVE_BLOBCACHE
+    if (!core->cache)
+        return;
+    const struct delta_priv *p = d->priv;
+    uint64_t budget = PREFETCH_AHEAD;
+    while (i < d->n_segments && budget > 0) {
+        const struct sl_delta_segment *s = &d->segments[i];
+        uint64_t start = s->blob_offset, end = s->blob_offset + s->length;
+        budget -= SL_MIN(budget, s->length);
+        for (i++; i < d->n_segments && budget > 0; i++) {
+            const struct sl_delta_segment *n = &d->segments[i];
+            if (n->layer != s->layer || n->blob_offset < end || n->blob_offset - end > PREFETCH_GAP)
+                break;
+            end = n->blob_offset + n->length;
+            budget -= SL_MIN(budget, n->length);
+        }
+        const struct sl_delta_layer *l = &d->layers[s->layer];
+        _cleanup_error_ sl_error_t err = NULL;
+        if (sl_blobcache_prefetch(core->cache, p->reg, p->repo, l->digest, l->size, start,
+                                  end - start, &err) < 0)
+            return; /* the read itself reports it */
+    }
+#else
+    (void)core;
+    (void)d;
+    (void)i;
+#endif
+}
+
 int sl_core_read_payload(struct sl_core *core, const struct sl_delta *d, uint64_t pos, uint64_t len,
                          sl_http_sink_fn sink, void *ud, sl_error_t *err)
 {
@@ -1368,6 +1407,8 @@ int sl_core_read_payload(struct sl_core *core, const struct sl_delta *d, uint64_
         if (g.left != 0)
             return sl_error_make(err, EIO, "read layer %s: %" PRIu64 " bytes missing", l->digest,
                                  g.left);
+        /* after the read, so its own blocks are asked for first (first byte) */
+        prefetch_ahead(core, d, j + 1);
         pos += want;
         len -= want;
         i = j + 1;
