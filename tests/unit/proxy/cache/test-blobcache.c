@@ -402,6 +402,49 @@ static void test_eviction(void **state)
     sl_blobcache_free(c);
 }
 
+/* Prefetch: fetches in the background, returns at once; a later read of those blocks is all
+ * hits and asks the registry for nothing; a cache freed while prefetches run is clean. */
+static void test_prefetch(void **state)
+{
+    (void)state;
+    set_mode("normal", 0);
+    struct sl_blobcache *c = cache_open(64 * BS, 8, 4);
+    _cleanup_registry_ struct sl_registry *reg = reg_open("SL_TEST_PROXY", 0);
+    sl_error_t err = NULL;
+    const uint64_t off = 2 * BS + 5, len = 6 * BS - 10; /* blocks 2..7 */
+    assert_int_equal(sl_blobcache_prefetch(c, reg, REPO, digest, BLOB_SIZE, BLOB_SIZE - 1, 2, &err),
+                     -ERANGE);
+    sl_error_free(&err);
+    int r = sl_blobcache_prefetch(c, reg, REPO, digest, BLOB_SIZE, off, len, &err);
+    if (r < 0)
+        fail_msg("prefetch: %s", sl_error_msg(err, r));
+    struct sl_blobcache_stats st;
+    for (int i = 0; i < 500; i++) {
+        sl_blobcache_get_stats(c, &st);
+        if (st.bytes_fetched >= 6 * BS)
+            break;
+        usleep(10000);
+    }
+    assert_int_equal(st.bytes_fetched, 6 * BS);
+    free(ctl("reset"));
+    READ_OK(c, reg, off, len);
+    int times[NBLOCKS];
+    block_fetch_counts(times);
+    for (int i = 0; i < NBLOCKS; i++)
+        assert_int_equal(times[i], 0);
+    sl_blobcache_get_stats(c, &st);
+    assert_int_equal(st.hits, 6);
+    assert_int_equal(st.misses, 0);
+
+    /* freed with slow prefetches queued and running: they finish or end, nothing leaks */
+    set_mode("normal", 50);
+    r = sl_blobcache_prefetch(c, reg, REPO, digest, BLOB_SIZE, 20 * BS, 8 * BS, &err);
+    if (r < 0)
+        fail_msg("prefetch: %s", sl_error_msg(err, r));
+    sl_blobcache_free(c);
+    set_mode("normal", 0);
+}
+
 /* Faults: every waiter of a failed fetch gets its error; nothing partial is cached. */
 static void test_faults(void **state)
 {
@@ -485,9 +528,8 @@ int main(int argc, char **argv)
         return 1;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ranges),
-        cmocka_unit_test(test_concurrent),
-        cmocka_unit_test(test_eviction),
+        cmocka_unit_test(test_ranges),   cmocka_unit_test(test_concurrent),
+        cmocka_unit_test(test_eviction), cmocka_unit_test(test_prefetch),
         cmocka_unit_test(test_faults),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
