@@ -2,11 +2,13 @@
 #include "tracejobs.h"
 #include "cleanup.h"
 #include "json.h"
+#include "k8s.h"
 #include "log.h"
 #include "reflector.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -85,15 +87,17 @@ int sl_tracejobs_outcome(const json_t *events, const json_t *pod_uids, long *ret
         if (!mine || !reason)
             continue;
         if (strcmp(reason, "StarlightTraceReported") == 0) {
+            /* the numbers: the Event's trace-report annotation (JSON), never the message */
             long acc = 0;
-            const char *p = msg ? strstr(msg, " accesses") : NULL;
-            if (p) { /* the number right before " accesses" */
-                const char *q = p;
-                while (q > msg && q[-1] >= '0' && q[-1] <= '9')
-                    q--;
-                if (q < p)
-                    acc = strtol(q, NULL, 10); /* clamps at LONG_MAX */
-            }
+            const char *rep = json_string_value(
+                json_object_get(json_object_get(json_object_get(ev, "metadata"), "annotations"),
+                                SL_K8S_TRACE_REPORT_ANNOTATION));
+            json_t *doc = rep ? json_loads(rep, 0, NULL) : NULL;
+            json_t *a = json_object_get(doc, "accesses");
+            if (json_is_integer(a) && json_integer_value(a) >= 0 &&
+                json_integer_value(a) <= LONG_MAX)
+                acc = (long)json_integer_value(a);
+            json_decref(doc);
             *ret_accesses = acc;
             *ret_message = msg;
             return 1; /* a report wins over an earlier failure */

@@ -478,13 +478,16 @@ static void reload_certs(struct sl_webhook *w)
     if (!cert || !key) {
         log_warn("webhook: %s or %s unreadable after a change; keeping the current certificate",
                  w->tls_cert, w->tls_key);
+        sl_metric_add(w->m_reloads, "result=\"failure\"", 1);
         return;
     }
-    if (lws_tls_cert_updated(w->ctx, w->tls_cert, w->tls_key, cert, cl, key, kl) != 0)
+    if (lws_tls_cert_updated(w->ctx, w->tls_cert, w->tls_key, cert, cl, key, kl) != 0) {
         log_warn("webhook: reloading the certificate failed; keeping the current one");
-    else
+        sl_metric_add(w->m_reloads, "result=\"failure\"", 1);
+    } else {
         log_info("webhook: certificate reloaded from %s", w->tls_cert);
-    sl_metric_add(w->m_reloads, NULL, 1);
+        sl_metric_add(w->m_reloads, "result=\"success\"", 1);
+    }
 }
 
 static void on_wait_cancelled(struct sl_webhook *w)
@@ -597,8 +600,10 @@ int sl_webhook_new(const struct sl_webhook_config *cfg, struct sl_webhook **ret,
             sl_metrics_histogram(cfg->metrics, "starlight_webhook_review_seconds",
                                  "Time to answer an AdmissionReview", secs, SL_ELEMENTSOF(secs));
         w->m_reloads = sl_metrics_counter(cfg->metrics, "starlight_webhook_cert_reloads_total",
-                                          "Serving certificate reloads after the files changed");
-        sl_metric_add(w->m_reloads, NULL, 0);
+                                          "Serving certificate reloads after the files changed, "
+                                          "by result (success, failure: the old one is kept)");
+        sl_metric_add(w->m_reloads, "result=\"success\"", 0);
+        sl_metric_add(w->m_reloads, "result=\"failure\"", 0);
         sl_metric_add(w->m_reviews, "result=\"patched\"", 0);
         sl_metric_add(w->m_reviews, "result=\"bad-request\"", 0);
     }

@@ -353,11 +353,14 @@ int main(int argc, char **argv)
     sl_mat_free(mat);
     sl_snap_close(snap);
     struct sl_fs_handoff out = {.fd = -1};
+    _cleanup_free_ char *abandoned = NULL; /* the mount to undo when the give fails */
     if (give) {
         r = sl_fs_detach(fs, &out, &err);
         if (r < 0) {
             sl_log_error_err(&err, r, "detach the fs (it is unmounted instead)");
             sl_error_free(&err);
+        } else {
+            abandoned = sl_xstrdup(sl_fs_mountpoint(fs));
         }
     }
     sl_fs_free(fs); /* unmounts unless detached */
@@ -368,7 +371,10 @@ int main(int argc, char **argv)
         r = sl_handoff_give(handoff, &out, HANDOFF_ACK_MS, &err);
         close(out.fd);
         if (r < 0) {
-            sl_log_error_err(&err, r, "hand the FUSE connection over (it is lost)");
+            sl_log_error_err(&err, r, "hand the FUSE connection over (the successor is gone)");
+            sl_error_free(&err);
+            if (abandoned)
+                sl_fs_unmount_abandoned(abandoned); /* no server would ever answer it */
             rc = 1;
         } else {
             log_info("FUSE connection handed over");

@@ -20,6 +20,7 @@ for p in "${pkgs[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "estargz-build: installing ${missing[*]}" >&2
+    apt-get update -qq >&2 || { echo "estargz-build: apt-get update failed" >&2; exit 1; }
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         "${missing[@]}" >&2 || { echo "estargz-build: apt-get install failed" >&2; exit 1; }
 fi

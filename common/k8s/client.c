@@ -593,6 +593,18 @@ const char *sl_k8s_annotation(const json_t *obj, const char *key)
     return meta_map(obj, "annotations", key);
 }
 
+size_t sl_k8s_utf8_cut(const char *s, size_t n)
+{
+    size_t j = n;
+    while (j > 0 && n - j < 3 && ((unsigned char)s[j - 1] & 0xC0) == 0x80)
+        j--; /* back over continuation bytes to the lead byte */
+    if (j == 0)
+        return n;
+    unsigned char lead = (unsigned char)s[j - 1];
+    size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+    return n - (j - 1) < need ? j - 1 : n;
+}
+
 void sl_k8s_time(long long t_us, bool micro, char *buf, size_t len)
 {
     if (t_us == 0) {
@@ -660,8 +672,10 @@ int sl_k8s_event_record(struct sl_k8s_client *c, const struct sl_k8s_event *ev, 
         return sl_error_make(err, EINVAL, "event: namespace, name, kind and reason are required");
     char now[40];
     sl_k8s_time(0, false, now, sizeof(now));
-    char msg[1025];
-    snprintf(msg, sizeof(msg), "%s", ev->message ? ev->message : "");
+    char msg[1025]; /* at most 1024 bytes, cut at a UTF-8 character boundary */
+    const char *text = ev->message ? ev->message : "";
+    size_t mlen = sl_k8s_utf8_cut(text, strnlen(text, sizeof(msg) - 1));
+    snprintf(msg, sizeof(msg), "%.*s", (int)mlen, text);
     _cleanup_free_ char *key = sl_xasprintf("%s/%s|%s|%s|%s", ev->ns, ev->uid ? ev->uid : ev->name,
                                             ev->reason, ev->type ? ev->type : "Normal", msg);
     /* a repeat: bump the count of the Event we made */
@@ -695,6 +709,9 @@ int sl_k8s_event_record(struct sl_k8s_client *c, const struct sl_k8s_event *ev, 
     char *name = sl_xasprintf("%s.%016" PRIx64, ev->name, sl_k8s_rand());
     json_object_set_new(md, "name", json_string(name));
     json_object_set_new(md, "namespace", json_string(ev->ns));
+    if (ev->annotation_key && ev->annotation_value)
+        json_object_set_new(md, "annotations",
+                            json_pack("{s:s}", ev->annotation_key, ev->annotation_value));
     json_object_set_new(o, "apiVersion", json_string("v1"));
     json_object_set_new(o, "kind", json_string("Event"));
     json_object_set_new(o, "metadata", md);

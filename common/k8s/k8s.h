@@ -159,6 +159,10 @@ const char *sl_k8s_annotation(const json_t *obj, const char *key);
 /* Formats `t_us` (µs since the epoch; 0 = now) as RFC 3339: MicroTime
  * "2006-01-02T15:04:05.000000Z" when `micro`, else "2006-01-02T15:04:05Z". buf ≥ 32 bytes. */
 void sl_k8s_time(long long t_us, bool micro, char *buf, size_t len);
+/* The length ≤ n at which s[0..n) can be cut without splitting a UTF-8 sequence: n, or the
+ * start of a multibyte character that s[0..n) holds only in part. Reads s[0..n) only. Used to
+ * bound Event messages (Kubernetes rejects invalid UTF-8; jansson too). */
+size_t sl_k8s_utf8_cut(const char *s, size_t n);
 /* Parses RFC 3339 (with or without fraction, Z or ±hh:mm) into µs since the epoch; -EINVAL. */
 int sl_k8s_time_parse(const char *s, long long *ret_us);
 
@@ -172,7 +176,13 @@ struct sl_k8s_event {
     const char *type;                                 /* "Normal" (default) or "Warning" */
     const char *component; /* source.component, e.g. "starlight-daemon" */
     const char *host;      /* source.host (node name) or NULL */
+    /* one metadata.annotations entry of the Event (machine-readable detail), or NULL */
+    const char *annotation_key, *annotation_value;
 };
+
+/* On the node daemon's StarlightTraceReported Events: {"traces":N,"podTraces":N,"accesses":N,
+ * "groups":N} (docs/kubernetes.md §1); the controller's trace Jobs read it. */
+#define SL_K8S_TRACE_REPORT_ANNOTATION "starlight-c.dev/trace-report"
 
 /* Records an Event. The client remembers the last 128 events it created (by object uid/name,
  * reason, message): a repeat PATCHes count+1 and lastTimestamp (merge patch) instead of creating

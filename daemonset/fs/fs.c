@@ -1298,6 +1298,15 @@ int sl_fs_detach(struct sl_fs *fs, struct sl_fs_handoff *ret, sl_error_t *err)
     return 0;
 }
 
+void sl_fs_unmount_abandoned(const char *mountpoint)
+{
+    if (umount2(mountpoint, MNT_DETACH) < 0)
+        log_error("fs: unmount the abandoned mount %s: %s (unmount it by hand)", mountpoint,
+                  strerror(errno));
+    else
+        log_warn("fs: unmounted %s: no successor took it (mounted layers are gone)", mountpoint);
+}
+
 void sl_fs_free(struct sl_fs *fs)
 {
     if (!fs)

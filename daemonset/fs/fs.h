@@ -98,6 +98,9 @@ int sl_fs_adopt(struct sl_fs *fs, const char *mountpoint, struct sl_fs_handoff *
  * with EIO (wait for them first: sl_fs_wait_unparked); *ret gets a copy of the connection
  * (caller closes ret->fd) for sl_fs_adopt in a successor. sl_fs_free then leaves the mount. */
 int sl_fs_detach(struct sl_fs *fs, struct sl_fs_handoff *ret, sl_error_t *err);
+/* After a failed handoff (the successor died before taking the connection): lazily unmounts
+ * the detached mount at `mountpoint`, which no server answers any more. Logs the outcome. */
+void sl_fs_unmount_abandoned(const char *mountpoint);
 /* Waits up to timeout_ms until no read is parked; true when none is. */
 bool sl_fs_wait_unparked(struct sl_fs *fs, int timeout_ms);
 /* Unmounts (lazily: overlays may still hold layer dirs; not after sl_fs_detach), stops the

@@ -283,21 +283,24 @@ int sl_handoff_take(const char *path, int timeout_ms, struct sl_fs_handoff *ret,
         char buf[CMSG_SPACE(sizeof(int) * 4)];
         struct cmsghdr align;
     } ctl;
+    memset(&ctl, 0, sizeof ctl);
     struct msghdr m = {
         .msg_iov = iov, .msg_iovlen = 2, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
     ssize_t k;
     do
         k = recvmsg(c, &m, MSG_CMSG_CLOEXEC);
     while (k < 0 && errno == EINTR);
-    /* every descriptor received is ours to close, whatever else is wrong */
+    int recv_errno = errno;
+    /* every descriptor received is ours to close, whatever else is wrong (nothing was received
+     * when recvmsg failed: the control buffer is then not walked) */
     int fds[4], nfds = 0;
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm))
+    for (struct cmsghdr *cm = k < 0 ? NULL : CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm))
         if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
             for (size_t i = 0; i < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int) && nfds < 4; i++)
                 memcpy(&fds[nfds++], CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
     const char *bad = NULL;
     if (k < 0)
-        bad = strerror(errno);
+        bad = strerror(recv_errno);
     else if ((size_t)k < sizeof hdr || memcmp(hdr.magic, GIVE_MAGIC, sizeof hdr.magic) != 0)
         bad = "not a handoff message";
     else if (hdr.version != VERSION)

@@ -36,6 +36,7 @@ struct job {
 struct evq {
     struct evq *next;
     char *ns, *name, *uid, *reason, *type, *msg;
+    char *ann; /* SL_K8S_TRACE_REPORT_ANNOTATION's value, or NULL */
 };
 
 static void evq_free(struct evq *e)
@@ -46,6 +47,7 @@ static void evq_free(struct evq *e)
     free(e->reason);
     free(e->type);
     free(e->msg);
+    free(e->ann);
     free(e);
 }
 
@@ -88,18 +90,22 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void event(struct sl_nodewatch *w, const char *ns, const char *name, const char *uid,
-                  const char *reason, const char *type, const char *fmt, ...)
-    __attribute__((format(printf, 7, 8)));
+static void event_ann(struct sl_nodewatch *w, const char *ns, const char *name, const char *uid,
+                      const char *reason, const char *type, const char *ann, const char *fmt, ...)
+    __attribute__((format(printf, 8, 9)));
+#define event(w, ns, name, uid, reason, type, ...)                                                 \
+    event_ann(w, ns, name, uid, reason, type, NULL, __VA_ARGS__)
 
-static void event(struct sl_nodewatch *w, const char *ns, const char *name, const char *uid,
-                  const char *reason, const char *type, const char *fmt, ...)
+static void event_ann(struct sl_nodewatch *w, const char *ns, const char *name, const char *uid,
+                      const char *reason, const char *type, const char *ann, const char *fmt, ...)
 {
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    if (n >= (int)sizeof(msg)) /* truncated: never in the middle of a UTF-8 character */
+        msg[sl_k8s_utf8_cut(msg, strlen(msg))] = '\0';
     /* queued: the timer thread sends it, so no reflector callback waits on the API server */
     struct evq *e = sl_xcalloc(1, sizeof(*e));
     e->ns = sl_xstrdup(ns ? ns : "default");
@@ -108,6 +114,7 @@ static void event(struct sl_nodewatch *w, const char *ns, const char *name, cons
     e->reason = sl_xstrdup(reason);
     e->type = sl_xstrdup(type);
     e->msg = sl_xstrdup(msg);
+    e->ann = ann ? sl_xstrdup(ann) : NULL;
     pthread_mutex_lock(&w->lock);
     if (w->n_events < 1024) {
         e->next = w->events;
@@ -146,6 +153,8 @@ static void events_flush(struct sl_nodewatch *w)
                                   .message = e->msg,
                                   .type = e->type,
                                   .component = "starlight-daemon",
+                                  .annotation_key = e->ann ? SL_K8S_TRACE_REPORT_ANNOTATION : NULL,
+                                  .annotation_value = e->ann,
                                   .host = w->node};
         sl_error_t err = NULL;
         int r = sl_k8s_event_record(w->client, &ev, &err);
@@ -181,8 +190,9 @@ static bool enqueue_locked(struct sl_nodewatch *w, enum reason reason, const cha
     j->proxy = proxy ? sl_xstrdup(proxy) : NULL;
     j->from = from ? sl_xstrdup(from) : NULL;
     if (pod) {
-        j->pod_ns = sl_xstrdup(sl_k8s_meta_str(pod, "namespace"));
-        j->pod_name = sl_xstrdup(sl_k8s_meta_str(pod, "name"));
+        const char *ns = sl_k8s_meta_str(pod, "namespace"), *name = sl_k8s_meta_str(pod, "name");
+        j->pod_ns = sl_xstrdup(ns ? ns : "default"); /* pod_seen requires both */
+        j->pod_name = sl_xstrdup(name ? name : "");
         const char *uid = sl_k8s_meta_str(pod, "uid");
         j->pod_uid = uid ? sl_xstrdup(uid) : NULL;
     }
@@ -472,11 +482,16 @@ static void trace_close(struct sl_nodewatch *w, json_t *pods, const char *proxy)
         if (r < 0)
             event(w, ns, name, uid, "StarlightTraceFailed", "Warning",
                   "trace report failed: %s (traces kept on the node)", sl_error_msg(e, r));
-        else
-            event(w, ns, name, uid, "StarlightTraceReported", "Normal",
-                  "reported %d traces (%d of this pod's containers), %d accesses, %d groups to "
-                  "%s",
-                  res.traces, mine, res.accesses, res.groups, url);
+        else {
+            char ann[160];
+            snprintf(ann, sizeof(ann),
+                     "{\"traces\":%d,\"podTraces\":%d,\"accesses\":%d,\"groups\":%d}", res.traces,
+                     mine, res.accesses, res.groups);
+            event_ann(w, ns, name, uid, "StarlightTraceReported", "Normal", ann,
+                      "reported %d traces (%d of this pod's containers), %d accesses, %d groups "
+                      "to %s",
+                      res.traces, mine, res.accesses, res.groups, url);
+        }
     }
     if (r < 0)
         log_warn("trace report: %s", sl_error_msg(e, r));
@@ -538,11 +553,18 @@ static void *timer_main(void *p)
 
 static void pod_seen(struct sl_nodewatch *w, const json_t *pod)
 {
-    const char *uid = sl_k8s_meta_str(pod, "uid"), *name = sl_k8s_meta_str(pod, "name");
+    const char *uid = sl_k8s_meta_str(pod, "uid"), *name = sl_k8s_meta_str(pod, "name"),
+               *ns = sl_k8s_meta_str(pod, "namespace");
     const json_t *spec = json_object_get(pod, "spec");
     const char *node = json_string_value(json_object_get(spec, "nodeName"));
     const char *opt = sl_k8s_label(pod, PREFIX "provision");
     sl_metric_add(w->mx.events, "resource=\"pods\"", 1);
+    if (!uid || !*uid || !name || !*name || !ns || !*ns) {
+        log_warn("node watcher: ignoring a Pod without metadata.uid, .name or .namespace "
+                 "(name '%s', namespace '%s')",
+                 name ? name : "", ns ? ns : "");
+        return;
+    }
     /* the selectors are filters the server applies; check them anyway */
     if (!uid || !name || !node || strcmp(node, w->node) != 0 || !opt || strcmp(opt, "true") != 0)
         return;

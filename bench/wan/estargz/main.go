@@ -1,4 +1,4 @@
-// containerd-stargz-grpc for the WAN benchmark (bench/wan/estargz.sh builds it offline from
+// containerd-stargz-grpc for the WAN benchmark (bench/wan/estargz-build.sh builds it offline from
 // Debian's Go sources, GOPATH mode): stargz-snapshotter's snapshotter service
 // (service.NewStargzSnapshotterService) served as a containerd proxy snapshotter on a unix
 // socket. Plain-HTTP registries are named with -insecure HOST:PORT (repeatable). SIGTERM or

@@ -60,7 +60,7 @@ e2e_log "helm $("$HELM" version --template '{{.Version}}')"
 for b in starlight-controller starlight-init; do
     [ -x "$SL_BIN/$b" ] || e2e_fail "$b is not built in $SL_BIN (the chart runs it)"
 done
-CTRL=() with_ctrl=1
+CTRL=()
 
 # ---- 1. lint
 variants=(default)
@@ -124,12 +124,10 @@ cat "$W/check.out" >&2
 # Facts check.py cannot see per variant.
 grep -q 'kind: Ingress' "$W/render/ingress.yaml" || e2e_fail "ingress: no Ingress"
 grep -q 'secretName: starlight-tls' "$W/render/ingress.yaml" || e2e_fail "ingress: no TLS"
-if [ "$with_ctrl" = 1 ]; then
-    grep -q 'kind: Certificate' "$W/render/cert-manager.yaml" || e2e_fail "cert-manager: no Certificate"
-    grep -q "cert-manager.io/inject-ca-from: $NS/" "$W/render/cert-manager.yaml" ||
-        e2e_fail "cert-manager: no CA injection annotation"
-    ! grep -q 'caBundle' "$W/render/cert-manager.yaml" || e2e_fail "cert-manager: caBundle set by helm"
-fi
+grep -q 'kind: Certificate' "$W/render/cert-manager.yaml" || e2e_fail "cert-manager: no Certificate"
+grep -q "cert-manager.io/inject-ca-from: $NS/" "$W/render/cert-manager.yaml" ||
+    e2e_fail "cert-manager: no CA injection annotation"
+! grep -q 'caBundle' "$W/render/cert-manager.yaml" || e2e_fail "cert-manager: caBundle set by helm"
 ! grep -q 'kind: StatefulSet' "$W/render/external-db.yaml" || e2e_fail "external-db: PostgreSQL deployed"
 grep -q "host=db.example.internal port=5433 user=sl dbname=sl sslmode=require password='it\\\\\\\\'s secret'" \
     "$W/render/external-db.yaml" || e2e_fail "external-db: conninfo: $(grep conninfo "$W/render/external-db.yaml")"
@@ -337,7 +335,7 @@ for pat in "kubectl label node NODE starlight-c.dev/node=true" "ctr-starlight co
     "starlight-c.dev/trace" "ctr-starlight report" "helm test $REL"; do
     grep -qF -- "$pat" "$W/notes.txt" || e2e_fail "NOTES.txt lacks '$pat': $(cat "$W/notes.txt")"
 done
-[ "$with_ctrl" = 0 ] || python3 - "$W/render/default.yaml" "$W/certs" <<'PY' || e2e_fail "webhook certificates"
+python3 - "$W/render/default.yaml" "$W/certs" <<'PY' || e2e_fail "webhook certificates"
 import base64, os, sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 os.makedirs(sys.argv[2], exist_ok=True)
@@ -348,10 +346,10 @@ for k in ("ca.crt", "tls.crt", "tls.key"):
 for w in mwc["webhooks"]:
     assert w["clientConfig"]["caBundle"] == sec["data"]["ca.crt"], "caBundle is not the Secret's CA"
 PY
-[ "$with_ctrl" = 0 ] || openssl verify -CAfile "$W/certs/ca.crt" "$W/certs/tls.crt" >/dev/null || e2e_fail "tls.crt not signed by ca.crt"
-[ "$with_ctrl" = 0 ] || openssl x509 -in "$W/certs/tls.crt" -noout -ext subjectAltName |
+openssl verify -CAfile "$W/certs/ca.crt" "$W/certs/tls.crt" >/dev/null || e2e_fail "tls.crt not signed by ca.crt"
+openssl x509 -in "$W/certs/tls.crt" -noout -ext subjectAltName |
     grep -q "DNS:$REL-starlight-webhook.$NS.svc" || e2e_fail "certificate lacks the service DNS name"
-[ "$with_ctrl" = 0 ] || [ "$(openssl x509 -in "$W/certs/tls.crt" -noout -modulus)" = "$(openssl rsa -in "$W/certs/tls.key" -noout -modulus 2>/dev/null)" ] ||
+[ "$(openssl x509 -in "$W/certs/tls.crt" -noout -modulus)" = "$(openssl rsa -in "$W/certs/tls.key" -noout -modulus 2>/dev/null)" ] ||
     e2e_fail "tls.key does not match tls.crt"
 e2e_log "4. NOTES.txt renders; webhook CA signs the serving certificate for the service name"
 
@@ -369,74 +367,68 @@ api() { # api METHOD PATH [JSON]
         ${3:+-d "$3"} "$K8S_URL$2"
 }
 api POST /api/v1/namespaces "{\"metadata\":{\"name\":\"$NS\"}}" >/dev/null
-if [ "$with_ctrl" = 1 ]; then
-    api POST "/api/v1/namespaces/$NS/secrets" "{\"metadata\":{\"name\":\"$REL-starlight-webhook-tls\"},
-        \"type\":\"kubernetes.io/tls\",\"data\":{\"ca.crt\":\"T0xELUNB\",\"tls.crt\":\"T0xELUNSVA==\",\"tls.key\":\"T0xELUtFWQ==\"}}" >/dev/null
-fi
+api POST "/api/v1/namespaces/$NS/secrets" "{\"metadata\":{\"name\":\"$REL-starlight-webhook-tls\"},
+    \"type\":\"kubernetes.io/tls\",\"data\":{\"ca.crt\":\"T0xELUNB\",\"tls.crt\":\"T0xELUNSVA==\",\"tls.key\":\"T0xELUtFWQ==\"}}" >/dev/null
 api POST "/api/v1/namespaces/$NS/secrets" "{\"metadata\":{\"name\":\"$REL-starlight-postgresql\"},
     \"data\":{\"password\":\"b2xkLXBhc3N3b3Jk\"}}" >/dev/null
 "$HELM" template "$REL" "$CHART" -n "$NS" --dry-run=server --kubeconfig "$K8S_KUBECONFIG" "${CTRL[@]}" \
     >"$W/render/upgrade.yaml" 2>"$W/upgrade.err" || e2e_fail "helm template --dry-run=server: $(cat "$W/upgrade.err")"
-python3 - "$W/render/upgrade.yaml" "$W/render/default.yaml" "$with_ctrl" <<'PY' || e2e_fail "lookup reuse"
+python3 - "$W/render/upgrade.yaml" "$W/render/default.yaml" <<'PY' || e2e_fail "lookup reuse"
 import sys, yaml
 new = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 fresh = [d for d in yaml.safe_load_all(open(sys.argv[2])) if d]
 def one(docs, kind, suffix):
     return [d for d in docs if d["kind"] == kind and d["metadata"]["name"].endswith(suffix)][0]
 assert one(new, "Secret", "-postgresql")["data"]["password"] == "b2xkLXBhc3N3b3Jk", "password not kept"
-if sys.argv[3] == "1":
-    sec = one(new, "Secret", "-webhook-tls")["data"]
-    assert sec == {"ca.crt": "T0xELUNB", "tls.crt": "T0xELUNSVA==", "tls.key": "T0xELUtFWQ=="}, sec
-    for w in one(new, "MutatingWebhookConfiguration", "-webhook")["webhooks"]:
-        assert w["clientConfig"]["caBundle"] == "T0xELUNB", "caBundle is not the kept CA"
-    a = one(new, "Deployment", "-controller")["spec"]["template"]["metadata"]["annotations"]["checksum/tls"]
-    b = one(fresh, "Deployment", "-controller")["spec"]["template"]["metadata"]["annotations"]["checksum/tls"]
-    assert a != b, "checksum/tls does not follow the certificate"
+sec = one(new, "Secret", "-webhook-tls")["data"]
+assert sec == {"ca.crt": "T0xELUNB", "tls.crt": "T0xELUNSVA==", "tls.key": "T0xELUtFWQ=="}, sec
+for w in one(new, "MutatingWebhookConfiguration", "-webhook")["webhooks"]:
+    assert w["clientConfig"]["caBundle"] == "T0xELUNB", "caBundle is not the kept CA"
+a = one(new, "Deployment", "-controller")["spec"]["template"]["metadata"]["annotations"]["checksum/tls"]
+b = one(fresh, "Deployment", "-controller")["spec"]["template"]["metadata"]["annotations"]["checksum/tls"]
+assert a != b, "checksum/tls does not follow the certificate"
 PY
 e2e_log "4b. helm template --dry-run=server: the existing webhook certificate and DB password are kept"
 
-# The components' own API calls (when their binaries talk to Kubernetes), as the users "node"
+# The components' own API calls, as the users "node"
 # and "controller", become RBAC cases for check.py.
 api POST /api/v1/nodes '{"metadata":{"name":"node1","labels":{"starlight-c.dev/node":"true"}}}' >/dev/null
 ran=()
-if grep -q -- '--kubeconfig' <("$SL_BIN/starlight-daemon" --help); then
-    K="$W/k8s-node"
-    mkdir -p "$K/root" "$K/run"
-    NODE_NAME=node1 "$SL_BIN/starlight-daemon" "${dargs[@]}" --kubeconfig "$(kc node node-token)" \
-        --root "$K/root" --snapshotter-socket "$K/run/snap.sock" --control-socket "$K/run/ctl.sock" \
-        --containerd-socket "$K/containerd.sock" --metrics-listen "127.0.0.1:$(e2e_free_port)" \
-        >>"$E2E_DIR/logs/daemon-k8s.log" 2>&1 &
+K="$W/k8s-node"
+mkdir -p "$K/root" "$K/run"
+NODE_NAME=node1 "$SL_BIN/starlight-daemon" "${dargs[@]}" --kubeconfig "$(kc node node-token)" \
+    --root "$K/root" --snapshotter-socket "$K/run/snap.sock" --control-socket "$K/run/ctl.sock" \
+    --containerd-socket "$K/containerd.sock" --metrics-listen "127.0.0.1:$(e2e_free_port)" \
+    >>"$E2E_DIR/logs/daemon-k8s.log" 2>&1 &
+kpid=$!
+e2e_track_pid daemon-k8s $kpid
+e2e_wait_for "the daemon's API calls" 60 grep -q '"user": "node"' "$K8S_LOG"
+sleep 2
+kill "$kpid"
+ran+=(node)
+# The controller with the Deployment's args (listen addresses and TLS files local).
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=$REL-starlight-webhook.$NS.svc" \
+    -keyout "$W/wh.key" -out "$W/wh.crt" >/dev/null 2>&1
+mapfile -t cargs < <(yq "$W/render/default.yaml" Deployment -controller 'd["spec"]["template"]["spec"]["containers"][0]["args"]')
+wport=$(e2e_free_port) cport=$(e2e_free_port)
+start_controller() { # start_controller LOG [ARGS...]: env POD_NAME/POD_NAMESPACE as the pod has
+    local log=$1
+    shift
+    POD_NAME=controller-0 POD_NAMESPACE=$NS "$SL_BIN/starlight-controller" "${cargs[@]}" \
+        --webhook-listen "127.0.0.1:$wport" --metrics-listen "127.0.0.1:$cport" \
+        --tls-cert "$W/wh.crt" --tls-key "$W/wh.key" "$@" >>"$E2E_DIR/logs/$log.log" 2>&1 &
     kpid=$!
-    e2e_track_pid daemon-k8s $kpid
-    e2e_wait_for "the daemon's API calls" 60 grep -q '"user": "node"' "$K8S_LOG"
-    sleep 2
-    kill "$kpid"
-    ran+=(node)
-fi
-if [ "$with_ctrl" = 1 ]; then
-    # The controller with the Deployment's args (listen addresses and TLS files local).
-    openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=$REL-starlight-webhook.$NS.svc" \
-        -keyout "$W/wh.key" -out "$W/wh.crt" >/dev/null 2>&1
-    mapfile -t cargs < <(yq "$W/render/default.yaml" Deployment -controller 'd["spec"]["template"]["spec"]["containers"][0]["args"]')
-    wport=$(e2e_free_port) cport=$(e2e_free_port)
-    start_controller() { # start_controller LOG [ARGS...]: env POD_NAME/POD_NAMESPACE as the pod has
-        local log=$1
-        shift
-        POD_NAME=controller-0 POD_NAMESPACE=$NS "$SL_BIN/starlight-controller" "${cargs[@]}" \
-            --webhook-listen "127.0.0.1:$wport" --metrics-listen "127.0.0.1:$cport" \
-            --tls-cert "$W/wh.crt" --tls-key "$W/wh.key" "$@" >>"$E2E_DIR/logs/$log.log" 2>&1 &
-        kpid=$!
-        e2e_track_pid "$log" $kpid
-    }
-    # (--proxy= : no proxy runs here to say the example image is a Starlight one.)
-    start_controller controller-k8s --kubeconfig "$(kc controller controller-token)" --proxy=
-    e2e_wait_for "the controller's /readyz" 60 curl -fsS "http://127.0.0.1:$cport/readyz"
-    e2e_wait_for "the controller's API calls" 60 grep -q '"user": "controller"' "$K8S_LOG"
-    for path in $(yq "$W/render/default.yaml" MutatingWebhookConfiguration -webhook \
-        '[w["clientConfig"]["service"]["path"] for w in d["webhooks"]]'); do
-      for example in example-pod example-deployment; do
-        # The review of the example Pod (or of a pod of the example Deployment).
-        review=$(python3 - "$E2E_SRC/manifests/$example.yaml" <<'PY'
+    e2e_track_pid "$log" $kpid
+}
+# (--proxy= : no proxy runs here to say the example image is a Starlight one.)
+start_controller controller-k8s --kubeconfig "$(kc controller controller-token)" --proxy=
+e2e_wait_for "the controller's /readyz" 60 curl -fsS "http://127.0.0.1:$cport/readyz"
+e2e_wait_for "the controller's API calls" 60 grep -q '"user": "controller"' "$K8S_LOG"
+for path in $(yq "$W/render/default.yaml" MutatingWebhookConfiguration -webhook \
+    '[w["clientConfig"]["service"]["path"] for w in d["webhooks"]]'); do
+  for example in example-pod example-deployment; do
+    # The review of the example Pod (or of a pod of the example Deployment).
+    review=$(python3 - "$E2E_SRC/manifests/$example.yaml" <<'PY'
 import json, sys, yaml
 obj = yaml.safe_load(open(sys.argv[1]))
 if obj["kind"] == "Deployment":
@@ -451,11 +443,11 @@ print(json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"
     "namespace": pod["metadata"]["namespace"], "operation": "CREATE", "object": pod}}))
 PY
 )
-        curl -fsS --cacert "$W/wh.crt" --resolve "$REL-starlight-webhook.$NS.svc:$wport:127.0.0.1" \
-            -H 'Content-Type: application/json' -d "$review" \
-            "https://$REL-starlight-webhook.$NS.svc:$wport$path" >"$W/review.out" ||
-            e2e_fail "webhook $path ($example): no answer"
-        python3 - "$W/review.out" "$VERSION" <<'PY' || e2e_fail "webhook $path: $(cat "$W/review.out")"
+    curl -fsS --cacert "$W/wh.crt" --resolve "$REL-starlight-webhook.$NS.svc:$wport:127.0.0.1" \
+        -H 'Content-Type: application/json' -d "$review" \
+        "https://$REL-starlight-webhook.$NS.svc:$wport$path" >"$W/review.out" ||
+        e2e_fail "webhook $path ($example): no answer"
+    python3 - "$W/review.out" "$VERSION" <<'PY' || e2e_fail "webhook $path: $(cat "$W/review.out")"
 import base64, json, sys
 r = json.load(open(sys.argv[1]))["response"]
 assert r["uid"] == "u1" and r["allowed"] is True, r
@@ -465,14 +457,13 @@ init = init[0][0] if isinstance(init[0], list) else init[0]
 assert init["name"] == "starlight-init", init
 assert init["image"] == "starlight-c/starlight-init:" + sys.argv[2], init["image"]
 PY
-      done
-    done
-    sleep 2
-    kill -0 "$kpid" 2>/dev/null || e2e_fail "the controller stopped: $(tail -n 5 "$E2E_DIR/logs/controller-k8s.log")"
-    kill "$kpid"
-    ran+=(controller)
-    e2e_log "4b. the controller runs the chart's args; both webhook paths inject starlight-c/starlight-init:$VERSION into the example Pod and Deployment"
-fi
+  done
+done
+sleep 2
+kill -0 "$kpid" 2>/dev/null || e2e_fail "the controller stopped: $(tail -n 5 "$E2E_DIR/logs/controller-k8s.log")"
+kill "$kpid"
+ran+=(controller)
+e2e_log "4b. the controller runs the chart's args; both webhook paths inject starlight-c/starlight-init:$VERSION into the example Pod and Deployment"
 python3 - "$K8S_LOG" >"$W/recorded-calls.txt" <<'PY'
 import json, sys
 for line in open(sys.argv[1]):
@@ -481,19 +472,15 @@ for line in open(sys.argv[1]):
         q = "?" + e["query"] if e["query"] else ""
         print(f'{e["user"]} {e["method"]} {e["path"]}{q}')
 PY
-if [ "${#ran[@]}" -gt 0 ]; then
-    for c in "${ran[@]}"; do
-        grep -q "^$c " "$W/recorded-calls.txt" || e2e_fail "$c made no API call"
-    done
-    calls+=(--calls "$W/recorded-calls.txt")
-    checker "default=$W/render/default.yaml" >"$W/check-recorded.out" 2>&1 || {
-        cat "$W/check-recorded.out" >&2
-        e2e_fail "the chart's RBAC does not allow the calls the components made"
-    }
-    e2e_log "4b. RBAC allows the $(wc -l <"$W/recorded-calls.txt") API calls ${ran[*]} made against the test API server"
-else
-    e2e_log "4b. no component binary talks to Kubernetes yet: RBAC checked against api-calls.txt only"
-fi
+for c in "${ran[@]}"; do
+    grep -q "^$c " "$W/recorded-calls.txt" || e2e_fail "$c made no API call"
+done
+calls+=(--calls "$W/recorded-calls.txt")
+checker "default=$W/render/default.yaml" >"$W/check-recorded.out" 2>&1 || {
+    cat "$W/check-recorded.out" >&2
+    e2e_fail "the chart's RBAC does not allow the calls the components made"
+}
+e2e_log "4b. RBAC allows the $(wc -l <"$W/recorded-calls.txt") API calls ${ran[*]} made against the test API server"
 
 # ---- 5. manifests/ is up to date
 bash "$E2E_SRC/scripts/render-manifests.sh" --check --helm "$HELM" >"$W/manifests.out" 2>&1 ||
@@ -518,7 +505,7 @@ declare -A IMG=([proxy]="starlight-proxy" [daemon]="starlight-daemon ctr-starlig
     [controller]="starlight-controller" [init]="starlight-init ctr-starlight")
 n=0
 comps=(proxy daemon)
-[ "$with_ctrl" = 0 ] || comps+=(controller init)
+comps+=(controller init)
 for c in "${comps[@]}"; do
     ref="$E2E_REGISTRY/starlight-c/starlight-$c:$VERSION"
     # The chart's default image for this component is the same repository:tag.
@@ -538,7 +525,7 @@ for c in "${comps[@]}"; do
         n=$((n + 1))
     done
 done
-[ "$with_ctrl" = 0 ] || grep -q "starlight-c/starlight-init:$VERSION" "$W/render/default.yaml" ||
+grep -q "starlight-c/starlight-init:$VERSION" "$W/render/default.yaml" ||
     e2e_fail "the controller's --init-image is not starlight-c/starlight-init:$VERSION"
 # images/Dockerfile (Docker cannot run here): each target copies the binaries build.sh puts in
 # that image, and its runtime stage installs the package of every library they link directly.

@@ -5,7 +5,8 @@
 #     unbound; once bound to the node (spec.nodeName patched) the daemon pulls its app and init
 #     images (not starlight-init's) into containerd namespace k8s.io: `ctr -n k8s.io images ls`
 #     lists them, /v1/status has their layers complete, the Pod gets StarlightPrefetched Events;
-#     a bound Pod without the label is ignored;
+#     a bound Pod without the label is ignored; a watch event whose Pod has no
+#     metadata.namespace (hostile API data) is ignored with a log line, the daemon serves on;
 #  2. a Pod annotated starlight-c.dev/trace=true opens a trace window: a container whose cgroup
 #     carries the Pod's uid (as kubelet names them) reads files; after trace-duration the trace
 #     is reported to the proxy and the Pod gets a StarlightTraceReported Event naming it;
@@ -111,6 +112,21 @@ ev_reasons() { k8s_kubectl get events -o jsonpath='{range .items[*]}{.involvedOb
 e2e_wait_for "StarlightPrefetched events" 15 sh -c "[ \$(kubectl --kubeconfig '$K8S_KUBECONFIG' get events -o jsonpath='{range .items[*]}{.involvedObject.name}/{.reason}{\"\\n\"}{end}' | grep -c '^web/StarlightPrefetched\$') = 2 ]"
 ev_reasons | k8s_grep -x web/StarlightPrefetching || e2e_fail "no StarlightPrefetching event: $(ev_reasons | tr '\n' ' ')"
 e2e_log "1. bound pod: both images in k8s.io ${dt} ms after the bind: $(k8s_images | tr '\n' ' ')"
+
+# a Pod without metadata.namespace in a watch event: ignored with a log line, no crash
+curl -sf -X POST -H 'Content-Type: application/json' \
+  "$K8S_URL/_test/raw-event?resource=pods" -d "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",
+  \"metadata\":{\"name\":\"nons\",\"uid\":\"0000-nons\",
+  \"labels\":{\"starlight-c.dev/provision\":\"true\"}},
+  \"spec\":{\"nodeName\":\"$NODE\",\"containers\":[{\"name\":\"a\",\"image\":\"$R/nons:sl\"}]}}" \
+  >/dev/null || e2e_fail "raw-event hook failed"
+e2e_wait_for "the no-namespace Pod to be ignored" 15 grep -q \
+  "ignoring a Pod without metadata.uid, .name or .namespace (name 'nons'" "$DLOG"
+kill -0 "$DPID" 2>/dev/null || e2e_fail "the daemon died on a Pod without a namespace"
+curl -fsS --unix-socket "$CTL" http://localhost/v1/version >/dev/null ||
+  e2e_fail "the daemon stopped serving after a Pod without a namespace"
+grep -q "pull $R/nons:sl" "$DLOG" && e2e_fail "a Pod without a namespace was pulled"
+e2e_log "1b. a watched Pod without metadata.namespace is ignored with a log line"
 
 # ---------------------------------------------------------------- 2: trace window
 k8s_kubectl apply -f - >/dev/null <<Y

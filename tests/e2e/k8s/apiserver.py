@@ -21,6 +21,9 @@ Test hooks under /_test/ (POST unless noted):
   bookmark-interval?ms=N       bookmark period for allowWatchBookmarks watches (default 1000)
   token?value=T[&user=U]       accept bearer token T (for user U); tokens seen before keep working
                                unless &only=1
+  raw-event?resource=R[&gv=v1][&type=ADDED]   body: an object delivered as is to the open and
+                               next watches of R in any namespace (never stored, not validated:
+                               for objects a real API server would not hold, e.g. no namespace)
   GET log                      the request log as a JSON list (also appended to --log-file as
                                JSON lines): method, path, query, user, status, contentType
   reset-log                    empty the in-memory request log
@@ -464,10 +467,11 @@ class Handler(BaseHTTPRequestHandler):
         user = "test-hook"
         try:
             if self._path.startswith("/_test/"):
-                # drain the body
+                # read the body (raw-event uses it; the other hooks ignore it)
                 n = int(self.headers.get("Content-Length") or 0)
-                if n:
-                    self.rfile.read(n)
+                if n > 1 << 20:
+                    raise ApiError(413, "RequestEntityTooLarge", "body too large")
+                self._test_body = self.rfile.read(n) if n else b""
                 return self._test_hook()
             user = self._user()
             self._user_name = user
@@ -506,6 +510,19 @@ class Handler(BaseHTTPRequestHandler):
         srv, st, q = self.server, self.server.store, self.q
         name = self._path[len("/_test/"):]
         with st.lock:
+            if name == "raw-event":
+                try:
+                    obj = json.loads(self._test_body)
+                except ValueError as e:
+                    raise ApiError(400, "BadRequest", "raw-event: invalid JSON body: %s" % e)
+                if not isinstance(obj, dict) or "resource" not in q:
+                    raise ApiError(400, "BadRequest", "raw-event: an object body and resource=")
+                st.rv += 1
+                obj.setdefault("metadata", {})["resourceVersion"] = str(st.rv)
+                st.history.append((st.rv, q.get("type", "ADDED"), q.get("gv", "v1"),
+                                   q["resource"], "", obj, None))
+                st.lock.notify_all()
+                return self._send_json(200, {"rv": st.rv})
             if name == "compact":
                 st.compacted = st.rv
                 return self._send_json(200, {"compacted": st.compacted})

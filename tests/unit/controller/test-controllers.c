@@ -6,6 +6,7 @@
 #include "test.h"
 
 #include "cleanup.h"
+#include "k8s.h"
 #include "prewarm.h"
 #include "tracejobs.h"
 
@@ -133,15 +134,33 @@ static void test_trace_jobs(void **state)
     json_decref(job);
 
     json_t *uids = json_pack("[s]", "u1");
+    /* the numbers come from the trace-report annotation; the message is text for people */
     json_t *events = json_pack(
-        "[{s:{s:s},s:s,s:s},{s:{s:s},s:s,s:s},{s:{s:s},s:s,s:s}]", "involvedObject", "uid", "u2",
-        "reason", "StarlightTraceReported", "message", "reported 1 traces, 99 accesses",
-        "involvedObject", "uid", "u1", "reason", "StarlightTraceFailed", "message", "proxy down",
-        "involvedObject", "uid", "u1", "reason", "StarlightTraceReported", "message",
-        "reported 2 traces (1 of this pod's containers), 17 accesses, 1 groups to http://p");
+        "[{s:{s:s},s:s,s:s},{s:{s:s},s:s,s:s},{s:{s:s},s:s,s:s,s:{s:{s:s}}}]", "involvedObject",
+        "uid", "u2", "reason", "StarlightTraceReported", "message",
+        "reported 1 traces, 99 accesses", "involvedObject", "uid", "u1", "reason",
+        "StarlightTraceFailed", "message", "proxy down", "involvedObject", "uid", "u1", "reason",
+        "StarlightTraceReported", "message",
+        "reported 2 traces (1 of this pod's containers), 99 accesses, 1 groups to http://p",
+        "metadata", "annotations", SL_K8S_TRACE_REPORT_ANNOTATION,
+        "{\"traces\":2,\"podTraces\":1,\"accesses\":17,\"groups\":1}");
     long acc = -1;
     assert_int_equal(sl_tracejobs_outcome(events, uids, &acc, &msg), 1);
     assert_int_equal(acc, 17);
+    /* a hostile or missing annotation: 0 accesses, still Reported */
+    json_t *ann =
+        json_object_get(json_object_get(json_array_get(events, 2), "metadata"), "annotations");
+    static const char *const bad[] = {"{\"accesses\":-5}", "{\"accesses\":\"7\"}", "not json",
+                                      "[17]"};
+    for (size_t i = 0; i < SL_ELEMENTSOF(bad); i++) {
+        json_object_set_new(ann, SL_K8S_TRACE_REPORT_ANNOTATION, json_string(bad[i]));
+        acc = -1;
+        assert_int_equal(sl_tracejobs_outcome(events, uids, &acc, &msg), 1);
+        assert_int_equal(acc, 0);
+    }
+    json_object_clear(ann);
+    assert_int_equal(sl_tracejobs_outcome(events, uids, &acc, &msg), 1);
+    assert_int_equal(acc, 0); /* never parsed from the message's "99 accesses" */
     json_array_remove(events, 2);
     assert_int_equal(sl_tracejobs_outcome(events, uids, &acc, &msg), 2);
     assert_string_equal(msg, "proxy down");

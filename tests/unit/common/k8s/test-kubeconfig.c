@@ -226,6 +226,30 @@ static void test_in_cluster(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* Event messages are cut at 1024 bytes: never inside a multibyte UTF-8 character. */
+static void test_utf8_cut(void **state)
+{
+    (void)state;
+    char msg[1100];
+    memset(msg, 'a', 1022);
+    strcpy(msg + 1022, "\xe2\x82\xac tail"); /* "€" spans bytes 1022..1024 */
+    assert_int_equal(sl_k8s_utf8_cut(msg, 1024), 1022);
+    assert_int_equal(sl_k8s_utf8_cut(msg, 1023), 1022);
+    assert_int_equal(sl_k8s_utf8_cut(msg, 1025), 1025);
+    assert_int_equal(sl_k8s_utf8_cut(msg, 1022), 1022);
+    assert_int_equal(sl_k8s_utf8_cut("\xf0\x9f\x98\x80", 3), 0); /* 4-byte emoji */
+    assert_int_equal(sl_k8s_utf8_cut("\xf0\x9f\x98\x80", 4), 4);
+    assert_int_equal(sl_k8s_utf8_cut("\xc3\xa9", 1), 0);
+    assert_int_equal(sl_k8s_utf8_cut("ab", 2), 2);
+    assert_int_equal(sl_k8s_utf8_cut("", 0), 0);
+    /* the cut text is valid UTF-8 for jansson (json_string would return NULL otherwise) */
+    size_t n = sl_k8s_utf8_cut(msg, 1024);
+    json_t *j = json_stringn(msg, n);
+    assert_non_null(j);
+    json_decref(j);
+    assert_null(json_stringn(msg, 1024)); /* the naive cut is what broke Events */
+}
+
 static void test_paths_and_time(void **state)
 {
     (void)state;
@@ -261,7 +285,7 @@ int main(void)
         cmocka_unit_test(test_current_context), cmocka_unit_test(test_other_context_paths),
         cmocka_unit_test(test_errors),          cmocka_unit_test(test_hostile),
         cmocka_unit_test(test_merge_list),      cmocka_unit_test(test_in_cluster),
-        cmocka_unit_test(test_paths_and_time),
+        cmocka_unit_test(test_paths_and_time),  cmocka_unit_test(test_utf8_cut),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
