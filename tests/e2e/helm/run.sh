@@ -274,6 +274,7 @@ cfgsh() {
     env "${envs[@]}" PATH="$N/bin:$SL_BIN:$PATH" STARLIGHT_CONFIG_DIR="$N/etc" \
         STARLIGHT_RUN_DIR="${RUN:-$N/run}" STARLIGHT_HOST_RUN="$N/run" STARLIGHT_ONESHOT=true \
         STARLIGHT_HOST_EXEC="$N/bin/nsenter -t 1 -m -u -i -n -p --" POD_NAME="${POD:-pod-a}" \
+        POD_UID="uid-${POD:-pod-a}" \
         busybox sh "$N/containerd-config.sh" "$@"
 }
 restarts() { wc -l <"$N/nsenter.log" 2>/dev/null || echo 0; }
@@ -283,19 +284,41 @@ grep -q "address = \"$N/run/starlight-snapshotter.sock\"" "$N/etc/config.toml" |
 [ "$(restarts)" = 1 ] || e2e_fail "install: $(restarts) restarts, want 1"
 grep -q -- '-t 1 -m -u -i -n -p -- sh -c systemctl restart containerd' "$N/nsenter.log" ||
     e2e_fail "restart command: $(cat "$N/nsenter.log")"
-[ -e "$N/run/containerd-config.installed.pod-a" ] || e2e_fail "no installed marker"
+grep -qx "uid=uid-pod-a pod=pod-a" "$N/run/containerd-config.installed.pod-a" ||
+    e2e_fail "installed marker: $(cat "$N/run/containerd-config.installed.pod-a" 2>&1)"
 cfgsh install >"$W/cfg2.out" 2>&1 || e2e_fail "second install: $(cat "$W/cfg2.out")"
 [ "$(restarts)" = 1 ] || e2e_fail "unchanged config restarted containerd"
 grep -q unchanged "$W/cfg2.out" || e2e_fail "second install: $(cat "$W/cfg2.out")"
-# Surge update: a second pod on the node installs (unchanged: no restart); the first one's
-# revert then leaves the config alone; the last pod's revert restores it.
-POD=pod-b cfgsh install >"$W/cfg2b.out" 2>&1 || e2e_fail "pod-b install: $(cat "$W/cfg2b.out")"
+# Surge update: a second pod on the node installs (unchanged: no restart) and keeps running
+# (its install loop holds the lock on its marker); the first one's revert then leaves the config
+# alone; the last pod's revert restores it. A pod killed without its preStop hook (pod-c: SIGKILL)
+# leaves a stale marker that must not block the revert.
+start_pod() { # start_pod NAME: its install loop in the background (own process group, as a
+    # container), as the pod runs it; sets started=PGID
+    setsid env "${envs[@]}" PATH="$N/bin:$SL_BIN:$PATH" STARLIGHT_CONFIG_DIR="$N/etc" \
+        STARLIGHT_RUN_DIR="$N/run" STARLIGHT_HOST_RUN="$N/run" STARLIGHT_ONESHOT=false \
+        STARLIGHT_HOST_EXEC="$N/bin/nsenter -t 1 -m -u -i -n -p --" POD_NAME="$1" POD_UID="uid-$1" \
+        busybox sh "$N/containerd-config.sh" install >"$W/cfg-$1.out" 2>&1 &
+    started=$!
+    e2e_track_pid "cfg-$1" "$started"
+    e2e_wait_for "$1's install" 15 grep -q "uid=uid-$1" "$N/run/containerd-config.installed.$1"
+}
+start_pod pod-b
+bpid=$started
 [ "$(restarts)" = 1 ] || e2e_fail "a second pod's install restarted containerd"
 cfgsh revert >"$W/cfg2c.out" 2>&1 || e2e_fail "pod-a revert: $(cat "$W/cfg2c.out")"
 grep -q 'another Starlight pod' "$W/cfg2c.out" || e2e_fail "pod-a revert: $(cat "$W/cfg2c.out")"
 cmp -s "$N/etc/config.toml" "$N/orig.toml" && e2e_fail "pod-a reverted while pod-b runs"
 [ "$(restarts)" = 1 ] || e2e_fail "pod-a's revert restarted containerd while pod-b runs"
+start_pod pod-c
+kill -9 -- "-$started" # killed without preStop: its marker stays, unlocked
+wait "$started" 2>/dev/null || true
+[ -e "$N/run/containerd-config.installed.pod-c" ] || e2e_fail "pod-c left no marker"
 POD=pod-b cfgsh revert >"$W/cfg3.out" 2>&1 || e2e_fail "revert: $(cat "$W/cfg3.out")"
+kill -- "-$bpid"
+wait "$bpid" 2>/dev/null || true
+grep -q "ignoring the stale marker .*installed.pod-c (uid=uid-pod-c pod=pod-c)" "$W/cfg3.out" ||
+    e2e_fail "pod-b revert did not ignore pod-c's stale marker: $(cat "$W/cfg3.out")"
 cmp -s "$N/etc/config.toml" "$N/orig.toml" || e2e_fail "revert did not restore the file"
 [ "$(restarts)" = 2 ] || e2e_fail "revert: $(restarts) restarts, want 2"
 ! ls "$N"/run/containerd-config.installed.* >/dev/null 2>&1 || e2e_fail "marker left after revert"
