@@ -1,7 +1,7 @@
 /* sl-readbench: read throughput of a directory tree, for the read-path benchmark
  * (bench/readpath.sh runs it inside a container, bind-mounted, statically linked).
  *
- *   sl-readbench [--random N] [--block BYTES] [--seed S] PATH...
+ *   sl-readbench [--random N] [--block BYTES] [--seed S] [--drop] PATH...
  *
  * Collects the regular files under each PATH (not following symlinks, not crossing into
  * /proc, /sys or /dev), then
@@ -10,15 +10,21 @@
  *   random:     N (default 20000) pread() calls of 4 KiB at offsets drawn uniformly over the
  *               concatenation of the largest files (at most 512, all open at once: a
  *               container's open-file limit is 1024), with a fixed-seed xorshift generator
- *               (the same offsets on every run and every file system), aligned to 4 KiB.
+ *               (the same offsets on every run and every file system), aligned to 4 KiB;
+ *               with --drop, the page cache of those files is dropped first
+ *               (posix_fadvise DONTNEED: unprivileged, per file), so that the reads after a
+ *               cold start miss the cache instead of hitting what the sequential pass loaded.
  * Prints key=value lines: files, bytes, seq_seconds, seq_mbps, rand_ops, rand_seconds,
  * rand_iops, rand_mbps, checksum (a sum over the bytes read, so that the same tree gives the
- * same value on every file system). Exit 1 on any error. */
+ * same value on every file system), then root_fs and root_lowerdir: the file system type and
+ * the lowerdir option of the mount at / (from /proc/self/mountinfo; "-" when unknown), so the
+ * caller can tell which directories a container's overlay read from. Exit 1 on any error. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,16 +109,57 @@ static uint64_t sum_bytes(const unsigned char *b, size_t n)
     return s;
 }
 
+/* Prints root_fs= and root_lowerdir= of the last mount at / in /proc/self/mountinfo. */
+static void print_root_mount(void)
+{
+    char fs[64] = "-", *lower = NULL, *line = NULL;
+    size_t cap = 0;
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    while (f && getline(&line, &cap, f) > 0) {
+        /* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [TAGS...] - FSTYPE SOURCE SUPEROPTS */
+        char *save = NULL, *tok = strtok_r(line, " \n", &save);
+        int field = 0;
+        bool at_root = false, after_dash = false;
+        int after = 0;
+        char *type = NULL, *super = NULL;
+        for (; tok; tok = strtok_r(NULL, " \n", &save), field++) {
+            if (field == 4)
+                at_root = strcmp(tok, "/") == 0;
+            else if (field > 5 && !after_dash && strcmp(tok, "-") == 0)
+                after_dash = true;
+            else if (after_dash && ++after == 1)
+                type = tok;
+            else if (after_dash && after == 3)
+                super = tok;
+        }
+        if (!at_root || !type)
+            continue;
+        snprintf(fs, sizeof fs, "%s", type);
+        free(lower);
+        lower = NULL;
+        const char *l = super ? strstr(super, "lowerdir=") : NULL;
+        if (l && (l == super || l[-1] == ','))
+            lower = strndup(l + 9, strcspn(l + 9, ","));
+    }
+    if (f)
+        fclose(f);
+    free(line);
+    printf("root_fs=%s\nroot_lowerdir=%s\n", fs, lower ? lower : "-");
+    free(lower);
+}
+
 int main(int argc, char **argv)
 {
     long ops = 20000;
     size_t block = 128 * 1024;
     uint64_t seed = 0x5eed5eed5eedULL;
+    bool drop = false;
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: sl-readbench [--random N] [--block BYTES] [--seed S] PATH...\n"
-                   "Sequential and random (4 KiB) read throughput of the files under PATH.\n");
+            printf("usage: sl-readbench [--random N] [--block BYTES] [--seed S] [--drop] PATH...\n"
+                   "Sequential and random (4 KiB) read throughput of the files under PATH.\n"
+                   "--drop: drop the page cache of the random phase's files before it.\n");
             return 0;
         } else if (i + 1 < argc && strcmp(argv[i], "--random") == 0) {
             ops = strtol(argv[++i], NULL, 10);
@@ -120,13 +167,16 @@ int main(int argc, char **argv)
             block = (size_t)strtoull(argv[++i], NULL, 10);
         } else if (i + 1 < argc && strcmp(argv[i], "--seed") == 0) {
             seed = strtoull(argv[++i], NULL, 10) | 1;
+        } else if (strcmp(argv[i], "--drop") == 0) {
+            drop = true;
         } else {
             fprintf(stderr, "sl-readbench: unknown option %s (see --help)\n", argv[i]);
             return 2;
         }
     }
     if (i >= argc || ops < 0 || block == 0 || block > (64u << 20)) {
-        fprintf(stderr, "usage: sl-readbench [--random N] [--block BYTES] [--seed S] PATH...\n");
+        fprintf(stderr,
+                "usage: sl-readbench [--random N] [--block BYTES] [--seed S] [--drop] PATH...\n");
         return 2;
     }
     for (; i < argc; i++)
@@ -182,6 +232,11 @@ int main(int argc, char **argv)
         fds[f] = open(files[f].path, O_RDONLY | O_CLOEXEC);
         if (fds[f] < 0)
             die("open", files[f].path);
+        int e = drop ? posix_fadvise(fds[f], 0, 0, POSIX_FADV_DONTNEED) : 0;
+        if (e != 0) {
+            errno = e;
+            die("posix_fadvise", files[f].path);
+        }
     }
     uint64_t rbytes = 0;
     t0 = now();
@@ -211,5 +266,6 @@ int main(int argc, char **argv)
            "\n",
            ops, rnd, rnd > 0 ? (double)ops / rnd : 0.0, rnd > 0 ? (double)rbytes / rnd / 1e6 : 0.0,
            check);
+    print_root_mount();
     return got == total ? 0 : 1;
 }
