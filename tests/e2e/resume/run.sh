@@ -249,8 +249,24 @@ for l in h["layers"]:
             print(l["digest"][7:] + "/" + f["path"]); sys.exit(0)
 PY
 )
-if out=$(timeout 3 sha256sum <"$ROOT4/mnt/$fpath" 2>/dev/null); then
-    [ "$(sha256sum <"$W/src/$fpath")" = "$out" ] || e2e_fail "wrong bytes of $fpath served"
-fi
-e2e_log "4. tampering proxy: $rej chunks rejected, fetched again $n time(s), then: $(echo "$last" | grep -o '"error":"[^"]*' | cut -c1-200)"
+[ -n "$fpath" ] || e2e_fail "no payload file with content 0 in the delta (nothing to read back)"
+[ -f "$W/src/$fpath" ] || e2e_fail "$fpath is not in the source tree"
+want=$(sha256sum <"$W/src/$fpath")
+# the read returns the right bytes, fails with an I/O error, or waits for a verified chunk
+# (reads park until their chunk lands; the pull gave up): never wrong bytes
+rrc=0
+out=$(timeout 3 sha256sum <"$ROOT4/mnt/$fpath" 2>"$W/tamper-read.err") || rrc=$?
+case $rrc in
+0)
+    [ "$out" = "$want" ] || e2e_fail "wrong bytes of $fpath served"
+    read4="the right bytes of $fpath" ;;
+124)
+    [ -z "$out" ] || e2e_fail "reading $fpath waited but printed '$out'"
+    read4="a parked read of $fpath (no bytes within 3 s)" ;;
+*)
+    grep -qi 'error' "$W/tamper-read.err" ||
+        e2e_fail "reading $fpath failed ($rrc) without an I/O error: $(cat "$W/tamper-read.err")"
+    read4="an error reading $fpath: $(head -c 120 "$W/tamper-read.err")" ;;
+esac
+e2e_log "4. tampering proxy: $rej chunks rejected, fetched again $n time(s), a read gave $read4, then: $(echo "$last" | grep -o '"error":"[^"]*' | cut -c1-200)"
 stop_daemon
