@@ -191,7 +191,8 @@ K create -f - >/dev/null <<'Y'
 Y
 puid=$(jget pod trace-ok-x 'o["metadata"]["uid"]')
 K create -f - >/dev/null <<Y
-{"apiVersion":"v1","kind":"Event","metadata":{"name":"trace-ok-x.1","namespace":"default"},
+{"apiVersion":"v1","kind":"Event","metadata":{"name":"trace-ok-x.1","namespace":"default",
+  "annotations":{"starlight-c.dev/trace-report":"{\"traces\":1,\"podTraces\":1,\"accesses\":17,\"groups\":1}"}},
  "involvedObject":{"kind":"Pod","apiVersion":"v1","namespace":"default","name":"trace-ok-x","uid":"$puid"},
  "reason":"StarlightTraceReported","type":"Normal","source":{"component":"starlight-daemon","host":"node-1"},
  "message":"reported 1 traces (1 of this pod's containers), 17 accesses, 1 groups to http://proxy:8090"}
@@ -239,7 +240,8 @@ simulate_node() { # the node daemon's part for the plugin's Job: Pod, trace Even
 Y
     puid=$(jget pod "$job-p" 'o["metadata"]["uid"]')
     K create -f - >/dev/null <<Y
-{"apiVersion":"v1","kind":"Event","metadata":{"name":"$job-p.1","namespace":"default"},
+{"apiVersion":"v1","kind":"Event","metadata":{"name":"$job-p.1","namespace":"default",
+  "annotations":{"starlight-c.dev/trace-report":"{\"traces\":1,\"podTraces\":1,\"accesses\":42,\"groups\":1}"}},
  "involvedObject":{"kind":"Pod","apiVersion":"v1","namespace":"default","name":"$job-p","uid":"$puid"},
  "reason":"StarlightTraceReported","type":"Normal","source":{"component":"starlight-daemon","host":"node-1"},
  "message":"reported 1 traces (1 of this pod's containers), 42 accesses, 1 groups to http://proxy:8090"}

@@ -138,7 +138,8 @@ prewarmed() {
 }
 e2e_wait_for "the node to pre-warm $NEW" 30 prewarmed
 grep -q "pull $NEW" "$DLOG" || e2e_fail "the daemon did not pull $NEW"
-e2e_ctr -n k8s.io images ls -q | grep -qx "$NEW" || e2e_fail "$NEW not in k8s.io after pre-warming"
+imgs=$(e2e_ctr -n k8s.io images ls -q) || e2e_fail "ctr images ls"
+grep -qx "$NEW" <<<"$imgs" || e2e_fail "$NEW not in k8s.io after pre-warming"
 e2e_log "1b. Deployment upd: $IMG -> $NEW: controller wrote the Node's prewarm, the daemon fetched it ($(K get node "$NODE" -o jsonpath='{.metadata.annotations.starlight-c\.dev/prewarmed}'))"
 
 # ---------------------------------------------------------------- 2: kubectl starlight trace
