@@ -151,13 +151,19 @@ e2e_tmpdir() {
     echo "$E2E_DIR"
 }
 
-# e2e_free_port: print a TCP port in 20000-44999 that nothing listens on and that was not
-# handed out before in this run (remembered in a file: callers use it as $(e2e_free_port)).
-# Binding can still race with other work; the starters here retry on a bind failure.
+# e2e_free_port: print a TCP port that nothing listens on and that was not handed out before
+# in this run (remembered in a file: callers use it as $(e2e_free_port)). Ports come from
+# 10000 up to just below the kernel's ephemeral range (ip_local_port_range, 32768 by default):
+# a port inside it can be held at any moment by an outgoing connection's local end, and then a
+# listener cannot bind it. Binding can still race with other work; the starters here retry on
+# a bind failure.
 e2e_free_port() {
-    local p i used="$E2E_DIR/ports"
+    local p i used="$E2E_DIR/ports" lo=32768 span
+    read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || lo=32768
+    span=$((lo - 10000))
+    [ "$span" -ge 2000 ] || span=22768 # ephemeral range starts too low: fall back to 10000-32767
     for ((i = 0; i < 200; i++)); do
-        p=$((20000 + RANDOM % 25000))
+        p=$((10000 + RANDOM % span))
         grep -qx "$p" "$used" 2>/dev/null && continue
         if [ -z "$(ss -Hltn "sport = :$p" 2>/dev/null)" ] &&
             [ -z "$(_e2e_ns ss -Hltn "sport = :$p" 2>/dev/null)" ]; then

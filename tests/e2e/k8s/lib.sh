@@ -17,7 +17,10 @@ k8s_apiserver_start() {
   mkdir -p "$dir"
   K8S_LOG=$dir/requests.jsonl
   rm -f "$dir/port"
-  python3 "$K8S_LIB_DIR/apiserver.py" --port-file "$dir/port" --log-file "$K8S_LOG" \
+  # the interpreter itself, not a wrapper (a pyenv shim may run python as its child: the PID
+  # tracked below would then be the wrapper's, and the server would outlive the test)
+  local py; py=$(python3 -c 'import sys; print(sys.executable)') || e2e_fail "python3 does not run"
+  "$py" "$K8S_LIB_DIR/apiserver.py" --port-file "$dir/port" --log-file "$K8S_LOG" \
     --token e2e-token=e2e "$@" >"$dir/apiserver.log" 2>&1 &
   K8S_PID=$!
   e2e_track_pid apiserver "$K8S_PID"

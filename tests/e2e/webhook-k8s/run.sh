@@ -183,6 +183,11 @@ e2e_log "2a. $(tail -1 "$W/plugin.out")"
 # the next deploy on a clean node: the traced files first
 curl -fsS "$U/starlight/delta?to=$IMG&platform=$P&insecure=1" -o "$W/delta" || e2e_fail "GET delta"
 pull_delta_traced "$W/delta" "${order[@]}" >"$W/traced.out" || e2e_fail "delta not in the traced order"
+# a clean node: no Pod bound to it any more (else its node watcher would prefetch their
+# images before starlight-init asks, and the init would find the image already local)
+for pod in $(K get pods -o name); do K delete "$pod" >/dev/null || e2e_fail "delete $pod"; done
+left=$(K get pods -o name) || e2e_fail "list pods"
+[ -z "$left" ] || e2e_fail "pods left: $left"
 pull_edge_stop
 rm -rf "$E2E_DIR/root"
 node_start
