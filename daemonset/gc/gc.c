@@ -160,6 +160,7 @@ int sl_gc_run(struct sl_gc *gc, int64_t grace_s, struct sl_gc_report *rep, sl_er
             }
             if (r < 0)
                 break;
+            rep->resume_removed += (uint64_t)r;
             rep->removed = sl_xrealloc(rep->removed, (rep->n_removed + 1) * sizeof *rep->removed);
             snprintf(rep->removed[rep->n_removed++], sizeof *rep->removed, "%s", d);
             char *p = gc->o.mat ? sl_mat_unpublish(gc->o.mat, d) : NULL;
@@ -168,6 +169,11 @@ int sl_gc_run(struct sl_gc *gc, int64_t grace_s, struct sl_gc_report *rep, sl_er
                 aside[n_aside++] = p;
             }
         }
+        /* points of pulls older than this change name no layer: judged by age alone */
+        uint64_t unlinked = 0;
+        if (r >= 0)
+            r = sl_store_resume_prune_unlinked(gc->o.store, now - grace_s, &unlinked, err);
+        rep->resume_removed += unlinked;
         struct sl_store_gc_result cr = {0};
         t_layers = mono_s();
         if (r >= 0)
@@ -205,11 +211,13 @@ int sl_gc_run(struct sl_gc *gc, int64_t grace_s, struct sl_gc_report *rep, sl_er
         sl_metric_add(gc->m_contents, NULL, (double)rep->contents_removed);
     }
     log_info("gc: %zu layers removed, %llu kept; %llu contents removed (%llu busy), %llu stray "
-             "files; %llu bytes freed in %.3f s (layers %.3f s, contents %.3f s, trees %.3f s)",
+             "files, %llu resume points; %llu bytes freed in %.3f s (layers %.3f s, contents "
+             "%.3f s, trees %.3f s)",
              rep->n_removed, (unsigned long long)rep->layers_kept,
              (unsigned long long)rep->contents_removed, (unsigned long long)rep->contents_busy,
-             (unsigned long long)rep->files_swept, (unsigned long long)rep->bytes_freed,
-             rep->seconds, t_layers - t_start, t_contents - t_layers, mono_s() - t_contents);
+             (unsigned long long)rep->files_swept, (unsigned long long)rep->resume_removed,
+             (unsigned long long)rep->bytes_freed, rep->seconds, t_layers - t_start,
+             t_contents - t_layers, mono_s() - t_contents);
     return 0;
 }
 
@@ -223,10 +231,11 @@ int sl_gc_control(void *ud, int64_t grace_s, char **ret_json, sl_error_t *err)
     for (size_t i = 0; i < rep.n_removed; i++)
         json_array_append_new(removed, json_string(rep.removed[i]));
     json_auto_t *j = json_pack(
-        "{s:O,s:I,s:I,s:I,s:I,s:I,s:f}", "layersRemoved", removed, "layersKept",
+        "{s:O,s:I,s:I,s:I,s:I,s:I,s:I,s:f}", "layersRemoved", removed, "layersKept",
         (json_int_t)rep.layers_kept, "contentsRemoved", (json_int_t)rep.contents_removed,
         "contentsBusy", (json_int_t)rep.contents_busy, "filesSwept", (json_int_t)rep.files_swept,
-        "bytesFreed", (json_int_t)rep.bytes_freed, "seconds", rep.seconds);
+        "resumePointsRemoved", (json_int_t)rep.resume_removed, "bytesFreed",
+        (json_int_t)rep.bytes_freed, "seconds", rep.seconds);
     sl_gc_report_clear(&rep);
     *ret_json = json_dumps(j, JSON_COMPACT);
     return *ret_json ? 0 : sl_error_make(err, ENOMEM, "gc: report");

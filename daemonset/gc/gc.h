@@ -14,7 +14,8 @@
  *      active mount uses is ever removed even if its snapshots were deleted behind our back;
  *   3. the record was written less than `grace` seconds ago (a pull records its layers before
  *      it registers the image; default 600 s).
- * Every other layer is forgotten (record, content references, materialised tree), then every
+ * Every other layer is forgotten (record, content references, materialised tree, the resume
+ * points of interrupted pulls whose answer lists it), then every
  * content no remaining layer references is removed, unless a handle (an open file through
  * FUSE), a writer or a parked read holds it. Contents shared by several layers stay while any
  * of them remains. Layers stay published on the FUSE mount until the daemon restarts (the fs
@@ -60,6 +61,7 @@ struct sl_gc_report {
     char (*removed)[72]; /* layer digests forgotten */
     size_t n_removed;
     uint64_t layers_kept, contents_removed, contents_busy, files_swept, bytes_freed;
+    uint64_t resume_removed; /* resume points of pulls that named a removed layer */
     double seconds;
 };
 void sl_gc_report_clear(struct sl_gc_report *r);
@@ -74,7 +76,7 @@ int sl_gc_run(struct sl_gc *gc, int64_t grace_s, struct sl_gc_report *ret, sl_er
 
 /* The control API's hook: runs a collection and returns the report as JSON text (malloc'd):
  * {"layersRemoved":[…],"layersKept":N,"contentsRemoved":N,"contentsBusy":N,"filesSwept":N,
- *  "bytesFreed":N,"seconds":F}. */
+ *  "resumePointsRemoved":N,"bytesFreed":N,"seconds":F}. */
 int sl_gc_control(void *ud, int64_t grace_s, char **ret_json, sl_error_t *err);
 
 #endif

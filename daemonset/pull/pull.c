@@ -537,11 +537,17 @@ static void checkpoint(struct rx *x, bool force)
     uint64_t off = x->pos;
     if (x->cur < x->n_chunks && x->chunks[x->cur].poff < off)
         off = x->chunks[x->cur].poff;
+    /* every layer of the answer, held ones too: collecting any of them voids the point */
+    _cleanup_free_ char **layers = sl_xcalloc(x->h->n_layers + 1, sizeof(*layers));
+    for (size_t i = 0; i < x->h->n_layers; i++)
+        layers[i] = x->h->layers[i].digest;
     struct sl_store_resume rp = {.url = x->url,
                                  .body = x->body,
                                  .etag = x->etag,
                                  .head_len = x->st.head_bytes,
-                                 .payload_off = off};
+                                 .payload_off = off,
+                                 .layers = layers,
+                                 .n_layers = x->h->n_layers};
     _cleanup_error_ sl_error_t e = NULL;
     int r = sl_store_resume_put(x->store, x->key, &rp, &e);
     if (r < 0 && !x->ckpt_failed) {

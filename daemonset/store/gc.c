@@ -61,6 +61,9 @@ int sl_store_layer_forget(struct sl_store *s, const char *digest, sl_error_t *er
     if (r >= 0)
         r = sl_store_db_exec(s, err, "DELETE FROM layer WHERE digest = ?", "t", digest);
     int changed = r >= 0 ? sqlite3_changes(db) : 0;
+    int resumes = 0;
+    if (r >= 0 && changed > 0)
+        r = resumes = sl_store_resume_forget_layer(s, db, digest, err);
     if (r >= 0)
         r = sl_store_db_exec(s, err, "COMMIT", NULL);
     else
@@ -68,7 +71,7 @@ int sl_store_layer_forget(struct sl_store *s, const char *digest, sl_error_t *er
     sl_store_db_unlock(s);
     if (r < 0)
         return sl_error_wrap(err, r, "forget layer %s", digest);
-    return changed > 0 ? 0 : -ENOENT;
+    return changed > 0 ? resumes : -ENOENT;
 }
 
 /* Digests of contents no layer references. */

@@ -37,9 +37,16 @@ int sl_store_layer_infos(struct sl_store *s, struct sl_store_layer_info **ret, s
 void sl_store_gc_lock(struct sl_store *s, bool exclusive);
 void sl_store_gc_unlock(struct sl_store *s);
 
-/* Deletes a layer record and its content references (one transaction). Caller holds the gc
- * lock exclusively. -ENOENT when unknown. */
+/* Deletes a layer record, its content references and the resume points of pulls whose answer
+ * lists it (one transaction: a saved payload offset would otherwise claim contents about to be
+ * removed, and a resumed pull would skip them). Caller holds the gc lock exclusively. Returns
+ * the number of resume points deleted (>= 0); -ENOENT when unknown. */
 int sl_store_layer_forget(struct sl_store *s, const char *digest, sl_error_t *err);
+
+/* Deletes resume points that name no layer (written before points recorded their layers) and
+ * were last updated before `before` (Unix seconds); *ret_n = how many. */
+int sl_store_resume_prune_unlinked(struct sl_store *s, int64_t before, uint64_t *ret_n,
+                                   sl_error_t *err);
 
 /* Removes one content when no layer references it and no handle, writer or waiter holds it:
  * rows, then its files. Also removes the files of a content that has no row at all (left by a

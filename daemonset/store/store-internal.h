@@ -18,5 +18,9 @@ int sl_store_db_exec(struct sl_store *s, sl_error_t *err, const char *sql, const
 /* Makes every completion so far durable and commits it (one syncfs + one transaction); returns
  * after any batch another thread is flushing. Caller holds no store lock. */
 int sl_store_flush_completed(struct sl_store *s, sl_error_t *err);
+/* Deletes the resume points (resume.c) whose answer lists `layer`; returns how many. The caller
+ * holds the database lock (`db`), usually inside the transaction that forgets the layer. */
+int sl_store_resume_forget_layer(struct sl_store *s, sqlite3 *db, const char *layer,
+                                 sl_error_t *err);
 
 #endif

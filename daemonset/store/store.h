@@ -192,13 +192,19 @@ int sl_store_import_blob(struct sl_store *s, int fd, const char *layer_digest, b
 /* Where an interrupted pull stands (resume.c): the delta request (URL, and the POST body or
  * NULL for a GET), the ETag of its answer, the head length and a payload offset below which
  * every chunk was stored and verified. Kept in store.db, so a restarted daemon can ask for the
- * same answer with Range/If-Range. Strings are owned (sl_store_resume_clear). */
+ * same answer with Range/If-Range. `layers` are the digests of every layer the answer's header
+ * lists (held ones included): the garbage collector drops the point when it forgets any of
+ * them, since the saved offset then claims contents the store no longer has (store-gc.h).
+ * Strings are owned (sl_store_resume_clear); sl_store_resume_put only reads them. */
 struct sl_store_resume {
     char *url, *body, *etag;
     uint64_t head_len, payload_off;
+    char **layers;
+    size_t n_layers;
 };
 void sl_store_resume_clear(struct sl_store_resume *r);
-/* Upsert / read (-ENOENT when none) / delete the resume point of pull `key`. */
+/* Upsert (the layer list replaced as a whole) / read (-ENOENT when none) / delete the resume
+ * point of pull `key`. */
 int sl_store_resume_put(struct sl_store *s, const char *key, const struct sl_store_resume *r,
                         sl_error_t *err);
 int sl_store_resume_get(struct sl_store *s, const char *key, struct sl_store_resume *ret,

@@ -1,7 +1,8 @@
 /* test-gc.c — the node's materialiser and collector over a real store (no snapshotter: layer
  * references come from the grace period): overlay conventions and link/copy decisions of a
  * materialised tree, a TOC whose paths run through its own symlink, unreferenced contents
- * removed while shared ones and ones held open stay, crash leftovers swept, trees removed. */
+ * removed while shared ones and ones held open stay, crash leftovers swept, trees removed; the
+ * resume points of pulls naming a collected layer removed, those of kept layers kept. */
 #include "test.h"
 
 #include "../../common/format/fmt-test.h"
@@ -15,6 +16,7 @@
 #include <ftw.h>
 #include <sqlite3.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -320,18 +322,44 @@ static void test_materialize_copy_and_escape(void **state)
     world_close(&w);
 }
 
-static void set_recorded(struct world *w, const char *layer, int64_t t)
+/* Runs one statement on the store's database through a second connection. */
+static void db_exec(struct world *w, const char *sql)
 {
     char db[200];
     snprintf(db, sizeof db, "%s/store.db", w->store_dir);
     sqlite3 *h = NULL;
     assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
     sqlite3_busy_timeout(h, 5000);
+    assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+}
+
+static int count_cb(void *ud, int n, char **v, char **names)
+{
+    (void)names;
+    *(int *)ud = n > 0 && v[0] ? atoi(v[0]) : -1;
+    return 0;
+}
+
+/* The integer a one-value query answers. */
+static int db_count(struct world *w, const char *sql)
+{
+    char db[200];
+    snprintf(db, sizeof db, "%s/store.db", w->store_dir);
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    int n = -1;
+    assert_int_equal(sqlite3_exec(h, sql, count_cb, &n, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    return n;
+}
+
+static void set_recorded(struct world *w, const char *layer, int64_t t)
+{
     char sql[256];
     snprintf(sql, sizeof sql, "UPDATE layer SET created = %lld WHERE digest = '%s'", (long long)t,
              layer);
-    assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(h);
+    db_exec(w, sql);
 }
 
 static void test_collect(void **state)
@@ -425,6 +453,92 @@ static void test_collect(void **state)
     world_close(&w);
 }
 
+/* A resume point of a pull whose answer listed `layers` (NULL-terminated). */
+static void put_resume(struct world *w, const char *key, const char **layers)
+{
+    size_t n = 0;
+    while (layers && layers[n])
+        n++;
+    struct sl_store_resume rp = {.url = (char *)"http://proxy/starlight/delta",
+                                 .etag = (char *)"\"e1\"",
+                                 .head_len = 4096,
+                                 .payload_off = 8192,
+                                 .layers = (char **)layers,
+                                 .n_layers = n};
+    sl_error_t err = NULL;
+    assert_int_equal(sl_store_resume_put(w->store, key, &rp, &err), 0);
+}
+
+static bool has_resume(struct world *w, const char *key)
+{
+    struct sl_store_resume rp;
+    int r = sl_store_resume_get(w->store, key, &rp, NULL);
+    sl_store_resume_clear(&rp);
+    assert_true(r == 0 || r == -ENOENT);
+    return r == 0;
+}
+
+static void test_collect_resume_points(void **state)
+{
+    (void)state;
+    struct world w;
+    world_open(&w, SL_MAT_LINK);
+    make_layers(&w);
+    const char *only_a[] = {w.a, NULL}, *only_b[] = {w.b, NULL}, *both[] = {w.b, w.a, NULL};
+    put_resume(&w, "p imgA", only_a);
+    put_resume(&w, "p imgB", only_b);
+    put_resume(&w, "p imgAB", both);
+    put_resume(&w, "p legacy", NULL); /* written before points named their layers */
+    struct sl_store_resume rp;
+    sl_error_t err = NULL;
+    assert_int_equal(sl_store_resume_get(w.store, "p imgAB", &rp, &err), 0);
+    assert_int_equal(rp.n_layers, 2);
+    sl_store_resume_clear(&rp);
+    /* an upsert replaces the layer list */
+    put_resume(&w, "p imgB", only_a);
+    put_resume(&w, "p imgB", only_b);
+    assert_int_equal(sl_store_resume_get(w.store, "p imgB", &rp, &err), 0);
+    assert_int_equal(rp.n_layers, 1);
+    assert_string_equal(rp.layers[0], w.b);
+    sl_store_resume_clear(&rp);
+
+    /* A is collected: the points naming it go, B's and the recent legacy one stay */
+    set_recorded(&w, w.a, 1000);
+    struct sl_gc_options go = {.store = w.store, .mat = w.mat, .grace_s = 100};
+    struct sl_gc *gc = NULL;
+    assert_int_equal(sl_gc_new(&go, &gc, &err), 0);
+    struct sl_gc_report rep;
+    assert_int_equal(sl_gc_run(gc, -1, &rep, &err), 0);
+    assert_int_equal(rep.n_removed, 1);
+    assert_int_equal(rep.resume_removed, 2);
+    sl_gc_report_clear(&rep);
+    assert_false(has_resume(&w, "p imgA"));
+    assert_false(has_resume(&w, "p imgAB"));
+    assert_true(has_resume(&w, "p imgB"));
+    assert_true(has_resume(&w, "p legacy"));
+    assert_int_equal(db_count(&w, "SELECT count(*) FROM pull_resume_layer"), 1); /* B's only */
+
+    /* a run that collects nothing keeps every point; an old legacy point goes by age */
+    assert_int_equal(sl_gc_run(gc, -1, &rep, &err), 0);
+    assert_int_equal(rep.resume_removed, 0);
+    sl_gc_report_clear(&rep);
+    db_exec(&w, "UPDATE pull_resume SET updated = 1000");
+    assert_int_equal(sl_gc_run(gc, -1, &rep, &err), 0);
+    assert_int_equal(rep.resume_removed, 1);
+    sl_gc_report_clear(&rep);
+    assert_false(has_resume(&w, "p legacy"));
+    assert_true(has_resume(&w, "p imgB")); /* B is still recorded: age alone never drops it */
+
+    /* B goes too: so does its point */
+    char *json = NULL;
+    assert_int_equal(sl_gc_control(gc, 0, &json, &err), 0);
+    assert_non_null(strstr(json, "\"resumePointsRemoved\":1"));
+    free(json);
+    assert_false(has_resume(&w, "p imgB"));
+    sl_gc_free(gc);
+    world_close(&w);
+}
+
 static void test_high_water_parse(void **state)
 {
     (void)state;
@@ -450,6 +564,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_materialize_link, setup, teardown),
         cmocka_unit_test_setup_teardown(test_materialize_copy_and_escape, setup, teardown),
         cmocka_unit_test_setup_teardown(test_collect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_collect_resume_points, setup, teardown),
         cmocka_unit_test(test_high_water_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
