@@ -180,38 +180,50 @@ static void reply_error(struct conn *k, int r, const char *msg)
 
 /* ------------------------------------------------------------------ proxy profiles */
 
-static json_t *profiles_load(struct sl_control *c)
+/* ROOT/proxies.json (a missing file holds no profile), plus the --proxy of the daemon as
+ * profile "default" unless the file defines one. Under c->lock. A file that does not parse is
+ * an error naming it: it is never silently replaced. */
+static int profiles_load(struct sl_control *c, struct sl_control_profiles *ret, sl_error_t *err)
 {
-    json_t *doc = NULL;
+    memset(ret, 0, sizeof(*ret));
     _cleanup_close_ int fd = open(c->profiles_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno != ENOENT)
+        return sl_error_make(err, errno, "open %s: %s", c->profiles_path, strerror(errno));
     if (fd >= 0) {
-        char buf[64 * 1024];
-        ssize_t n = read(fd, buf, sizeof(buf));
-        if (n > 0 && sl_json_parse(buf, (size_t)n, sizeof(buf), "proxies.json", &doc, NULL) < 0)
-            doc = NULL;
+        _cleanup_buf_ struct sl_buf b;
+        sl_buf_init(&b, SL_CONTROL_MAX_PROFILES_FILE + 1);
+        for (;;) {
+            char tmp[8192];
+            ssize_t n = read(fd, tmp, sizeof(tmp));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0)
+                return sl_error_make(err, errno, "read %s: %s", c->profiles_path, strerror(errno));
+            if (n == 0)
+                break;
+            if (sl_buf_append(&b, tmp, (size_t)n) < 0)
+                return sl_error_make(err, EFBIG, "%s: over %u bytes", c->profiles_path,
+                                     SL_CONTROL_MAX_PROFILES_FILE);
+        }
+        int r = sl_control_parse_profiles(b.data ? b.data : "", b.len, ret, err);
+        if (r < 0) /* the daemon's own file: a server-side error (500), not the caller's */
+            return sl_error_wrap(err, -EIO, "%s (fix or remove the file)", c->profiles_path);
     }
-    if (!doc || !json_is_object(doc) || !json_is_array(json_object_get(doc, "proxies"))) {
-        json_decref(doc);
-        doc = json_pack("{s:[]}", "proxies");
+    if (c->default_proxy && *c->default_proxy && sl_control_profiles_find(ret, "default") < 0) {
+        /* the --proxy profile comes first in listings */
+        ret->v = sl_xrealloc(ret->v, (ret->n + 1) * sizeof(*ret->v));
+        memmove(ret->v + 1, ret->v, ret->n * sizeof(*ret->v));
+        ret->n++;
+        ret->v[0] = (struct sl_control_profile){.name = sl_xstrdup("default"),
+                                                .url = sl_xstrdup(c->default_proxy)};
     }
-    json_t *arr = json_object_get(doc, "proxies");
-    bool has_default = false;
-    size_t i;
-    json_t *v;
-    json_array_foreach(arr, i, v)
-    {
-        const char *n = json_string_value(json_object_get(v, "name"));
-        if (n && strcmp(n, "default") == 0)
-            has_default = true;
-    }
-    if (!has_default && c->default_proxy && *c->default_proxy)
-        json_array_insert_new(arr, 0,
-                              json_pack("{s:s,s:s}", "name", "default", "url", c->default_proxy));
-    return doc;
+    return 0;
 }
 
-static int profiles_save(struct sl_control *c, json_t *doc, sl_error_t *err)
+static int profiles_save(struct sl_control *c, const struct sl_control_profiles *profs,
+                         sl_error_t *err)
 {
+    json_auto_t *doc = sl_control_profiles_json(profs);
     size_t len = 0;
     _cleanup_free_ char *s = sl_json_dump(doc, &len);
     _cleanup_free_ char *tmp = sl_xasprintf("%s.tmp", c->profiles_path);
@@ -244,147 +256,80 @@ static int resolve_proxy(struct sl_control *c, const char *name, char **ret_url,
     }
     if (!name || !*name)
         name = "default";
+    struct sl_control_profiles profs;
     pthread_mutex_lock(&c->lock);
-    json_t *doc = profiles_load(c);
+    int r = profiles_load(c, &profs, err);
     pthread_mutex_unlock(&c->lock);
-    size_t i;
-    json_t *v;
-    int r = sl_error_make(err, ENOENT,
-                          "no proxy profile `%s` (add one with POST /v1/proxies, "
-                          "or start the daemon with --proxy)",
-                          name);
-    json_array_foreach(json_object_get(doc, "proxies"), i, v)
-    {
-        const char *n = json_string_value(json_object_get(v, "name"));
-        const char *url = json_string_value(json_object_get(v, "url"));
-        if (!n || !url || strcmp(n, name) != 0)
-            continue;
-        const char *user = json_string_value(json_object_get(v, "user"));
-        const char *token = json_string_value(json_object_get(v, "token"));
-        *ret_url = sl_xstrdup(url);
-        if (token && *token) {
-            *ret_auth = sl_xasprintf("Bearer %s", token);
-        } else if (user && *user) {
-            _cleanup_free_ char *b = sl_base64_encode(user, strlen(user), NULL);
-            *ret_auth = sl_xasprintf("Basic %s", b);
-        }
-        sl_error_free(err);
-        r = 0;
-        break;
+    if (r < 0)
+        return r;
+    ssize_t at = sl_control_profiles_find(&profs, name);
+    if (at < 0) {
+        sl_control_profiles_clear(&profs);
+        return sl_error_make(err, ENOENT,
+                             "no proxy profile `%s` (add one with POST /v1/proxies, "
+                             "or start the daemon with --proxy)",
+                             name);
     }
-    json_decref(doc);
-    return r;
+    const struct sl_control_profile *p = &profs.v[at];
+    *ret_url = sl_xstrdup(p->url);
+    if (p->token && *p->token) {
+        *ret_auth = sl_xasprintf("Bearer %s", p->token);
+    } else if (p->user && *p->user) {
+        _cleanup_free_ char *b = sl_base64_encode(p->user, strlen(p->user), NULL);
+        *ret_auth = sl_xasprintf("Basic %s", b);
+    }
+    sl_control_profiles_clear(&profs);
+    return 0;
 }
 
 static void handle_proxies_get(struct conn *k)
 {
+    _cleanup_error_ sl_error_t err = NULL;
+    struct sl_control_profiles profs;
     pthread_mutex_lock(&k->c->lock);
-    json_t *doc = profiles_load(k->c);
+    int r = profiles_load(k->c, &profs, &err);
     pthread_mutex_unlock(&k->c->lock);
+    if (r < 0)
+        return reply_error(k, r, sl_error_msg(err, r));
     json_t *out = json_array();
-    size_t i;
-    json_t *v;
-    json_array_foreach(json_object_get(doc, "proxies"), i, v)
-    {
-        const char *user = json_string_value(json_object_get(v, "user"));
-        const char *token = json_string_value(json_object_get(v, "token"));
-        _cleanup_free_ char *uname = user ? sl_xstrndup(user, strcspn(user, ":")) : NULL;
-        json_t *p = json_pack("{s:O,s:O,s:b}", "name", json_object_get(v, "name"), "url",
-                              json_object_get(v, "url"), "credentials",
-                              (user && *user) || (token && *token));
-        if (uname)
+    for (size_t i = 0; i < profs.n; i++) {
+        const struct sl_control_profile *v = &profs.v[i];
+        json_t *p = json_pack("{s:s,s:s,s:b}", "name", v->name, "url", v->url, "credentials",
+                              (v->user && *v->user) || (v->token && *v->token));
+        if (v->user) {
+            _cleanup_free_ char *uname = sl_xstrndup(v->user, strcspn(v->user, ":"));
             json_object_set_new(p, "user", json_string(uname));
+        }
         json_array_append_new(out, p);
     }
-    json_decref(doc);
+    sl_control_profiles_clear(&profs);
     reply_json(k, 200, json_pack("{s:o}", "proxies", out));
 }
 
 static void handle_proxies_post(struct conn *k)
 {
     _cleanup_error_ sl_error_t err = NULL;
-    json_t *in = NULL;
-    const char *name = NULL, *url = NULL, *user = NULL, *token = NULL;
-    int r = sl_json_parse(k->body ? k->body : "", k->body_len, SL_CONTROL_MAX_BODY, "request", &in,
-                          &err);
-    if (r >= 0 && !json_is_object(in))
-        r = sl_error_make(&err, EINVAL, "request: not an object");
-    if (r >= 0)
-        r = sl_json_get_str(in, "name", "", &name, &err);
-    if (r >= 0)
-        r = sl_json_get_str(in, "url", "", &url, &err);
-    if (r >= 0)
-        r = sl_json_opt_str(in, "user", "", &user, &err);
-    if (r >= 0)
-        r = sl_json_opt_str(in, "token", "", &token, &err);
-    if (r >= 0 && (!*name || strlen(name) > 128 || strchr(name, '/') || strstr(name, "://")))
-        r = sl_error_make(&err, EINVAL, "name: 1 to 128 characters, no `/`");
-    if (r >= 0 && strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
-        r = sl_error_make(&err, EINVAL, "url: must start with http:// or https://");
+    struct sl_control_profile in = {0};
+    int r = sl_control_parse_profile(k->body, k->body_len, &in, &err);
     if (r >= 0) {
+        struct sl_control_profiles profs;
         pthread_mutex_lock(&k->c->lock);
-        json_t *doc = profiles_load(k->c);
-        json_t *arr = json_object_get(doc, "proxies");
-        size_t i;
-        json_t *v;
-        json_array_foreach(arr, i, v)
-        {
-            const char *n = json_string_value(json_object_get(v, "name"));
-            if (n && strcmp(n, name) == 0) {
-                json_array_remove(arr, i);
-                break;
-            }
-        }
-        if (json_array_size(arr) >= MAX_PROFILES) {
-            r = sl_error_make(&err, EFBIG, "at most %d proxy profiles", MAX_PROFILES);
-        } else {
-            json_t *p = json_pack("{s:s,s:s}", "name", name, "url", url);
-            if (user)
-                json_object_set_new(p, "user", json_string(user));
-            if (token)
-                json_object_set_new(p, "token", json_string(token));
-            json_array_append_new(arr, p);
-            r = profiles_save(k->c, doc, &err);
-        }
-        json_decref(doc);
+        r = profiles_load(k->c, &profs, &err);
+        if (r >= 0)
+            r = sl_control_profiles_put(&profs, &in, &err);
+        if (r >= 0)
+            r = profiles_save(k->c, &profs, &err);
         pthread_mutex_unlock(&k->c->lock);
+        sl_control_profiles_clear(&profs);
     }
     if (r < 0)
         reply_error(k, r, sl_error_msg(err, r));
     else
-        reply_json(k, 200, json_pack("{s:s,s:s}", "name", name, "url", url));
-    json_decref(in);
+        reply_json(k, 200, json_pack("{s:s,s:s}", "name", in.name, "url", in.url));
+    sl_control_profile_clear(&in);
 }
 
 /* ------------------------------------------------------------------ ping */
-
-static char *query_param(const char *target, const char *key)
-{
-    const char *q = strchr(target, '?');
-    size_t kl = strlen(key);
-    for (const char *p = q ? q + 1 : NULL; p && *p;) {
-        const char *amp = strchr(p, '&');
-        size_t n = amp ? (size_t)(amp - p) : strlen(p);
-        if (n > kl && strncmp(p, key, kl) == 0 && p[kl] == '=') {
-            /* percent-decode */
-            char *out = sl_xmalloc(n - kl);
-            size_t o = 0;
-            for (size_t i = kl + 1; i < n; i++) {
-                unsigned x;
-                if (p[i] == '%' && i + 2 < n + 1 && sscanf(p + i + 1, "%2x", &x) == 1) {
-                    out[o++] = (char)x;
-                    i += 2;
-                } else {
-                    out[o++] = p[i] == '+' ? ' ' : p[i];
-                }
-            }
-            out[o] = 0;
-            return out;
-        }
-        p = amp ? amp + 1 : NULL;
-    }
-    return NULL;
-}
 
 static double mono_ms(void)
 {
@@ -396,9 +341,10 @@ static double mono_ms(void)
 static void handle_ping(struct conn *k)
 {
     _cleanup_error_ sl_error_t err = NULL;
-    _cleanup_free_ char *name = query_param(k->target, "proxy");
-    _cleanup_free_ char *url = NULL, *auth = NULL;
-    int r = resolve_proxy(k->c, name, &url, &auth, &err);
+    _cleanup_free_ char *name = NULL, *url = NULL, *auth = NULL;
+    int r = sl_control_query(k->target, "proxy", &name, &err);
+    if (r >= 0)
+        r = resolve_proxy(k->c, name, &url, &auth, &err);
     if (r < 0)
         return reply_error(k, r, sl_error_msg(err, r));
     _cleanup_free_ char *hc = sl_xasprintf("%s/health-check", url);
@@ -732,47 +678,30 @@ static void handle_pull(struct conn *k)
 {
     struct sl_control *c = k->c;
     _cleanup_error_ sl_error_t err = NULL;
-    json_t *in = NULL;
-    const char *ref = NULL, *platform = NULL, *ns = NULL, *proxy = NULL;
-    int insecure = 0;
-    int r = sl_json_parse(k->body ? k->body : "", k->body_len, SL_CONTROL_MAX_BODY, "request", &in,
-                          &err);
-    if (r >= 0 && !json_is_object(in))
-        r = sl_error_make(&err, EINVAL, "request: not an object");
-    if (r >= 0)
-        r = sl_json_get_str(in, "ref", "", &ref, &err);
-    if (r >= 0)
-        r = sl_json_opt_str(in, "platform", "", &platform, &err);
-    if (r >= 0)
-        r = sl_json_opt_str(in, "namespace", "", &ns, &err);
-    if (r >= 0)
-        r = sl_json_opt_str(in, "proxy", "", &proxy, &err);
-    if (r >= 0 && json_object_get(in, "insecure")) {
-        if (!json_is_boolean(json_object_get(in, "insecure")))
-            r = sl_error_make(&err, EINVAL, ".insecure: not a boolean");
-        else
-            insecure = json_is_true(json_object_get(in, "insecure"));
-    }
+    struct sl_control_pull_req in = {0};
     _cleanup_free_ char *url = NULL, *auth = NULL;
+    int r = sl_control_parse_pull(k->body, k->body_len, &in, &err);
     if (r >= 0)
-        r = resolve_proxy(c, proxy, &url, &auth, &err);
+        r = resolve_proxy(c, in.proxy, &url, &auth, &err);
     if (r < 0) {
         reply_error(k, r, sl_error_msg(err, r));
-        json_decref(in);
+        sl_control_pull_req_clear(&in);
         return;
     }
+    const char *ref = in.ref, *platform = in.platform, *ns = in.ns;
+    bool insecure = in.insecure;
 
     _cleanup_free_ char *key = pull_key(ref, platform, ns, url, insecure);
     struct inflight *inf = NULL;
     bool follow = false;
     r = inflight_get(c, ref, key, &inf, &follow, &err);
     if (r < 0) {
-        json_decref(in);
+        sl_control_pull_req_clear(&in);
         return reply_error(k, r, sl_error_msg(err, r));
     }
     if (follow) {
         follow_pull(k, inf);
-        json_decref(in);
+        sl_control_pull_req_clear(&in);
         return;
     }
     struct pull_ctx pc = {.c = c, .inf = inf, .on_event = on_http_pull_event, .event_ud = k};
@@ -797,7 +726,7 @@ static void handle_pull(struct conn *k)
             reply_json(k, 200, o);
         }
     }
-    json_decref(in);
+    sl_control_pull_req_clear(&in);
 }
 
 int sl_control_proxy(struct sl_control *c, const char *name, char **ret_url, char **ret_auth,
@@ -882,23 +811,13 @@ static int read_request(struct conn *k, sl_error_t *err)
             return sl_error_make(err, EFBIG, "request too large");
     }
     size_t head_len = (size_t)(end - b.data) + 4;
-    char target[2048];
-    char version[16];
-    if (sscanf(b.data, "%7s %2047s %15s", k->method, target, version) != 3 ||
-        strncmp(version, "HTTP/1.", 7) != 0)
-        return sl_error_make(err, EINVAL, "malformed request line");
-    k->target = sl_xstrdup(target);
-    uint64_t clen = 0;
-    for (char *line = strstr(b.data, "\r\n"); line && line < end; line = strstr(line + 2, "\r\n")) {
-        if (strncasecmp(line + 2, "Content-Length:", 15) == 0) {
-            char *e = NULL;
-            clen = strtoull(line + 17, &e, 10);
-            if (clen > SL_CONTROL_MAX_BODY)
-                return sl_error_make(err, EFBIG, "body over %u bytes", SL_CONTROL_MAX_BODY);
-        } else if (strncasecmp(line + 2, "Transfer-Encoding:", 18) == 0) {
-            return sl_error_make(err, EINVAL, "chunked request bodies are not supported");
-        }
-    }
+    struct sl_control_head h;
+    int r = sl_control_parse_head(b.data, head_len, SL_CONTROL_MAX_BODY, &h, err);
+    if (r < 0)
+        return r;
+    memcpy(k->method, h.method, sizeof(k->method));
+    k->target = TAKE_PTR(h.target);
+    uint64_t clen = h.content_length;
     while (b.len - head_len < clen) {
         char tmp[4096];
         ssize_t n = recv(k->fd, tmp, SL_MIN(sizeof(tmp), clen - (b.len - head_len)), 0);
@@ -909,60 +828,38 @@ static int read_request(struct conn *k, sl_error_t *err)
         if (sl_buf_append(&b, tmp, (size_t)n) < 0)
             return sl_error_make(err, EFBIG, "request too large");
     }
+    /* a copy of exactly clen bytes: the body may hold NUL bytes (the parsers take lengths) */
     k->body_len = (size_t)clen;
-    k->body = sl_xstrndup(b.data + head_len, (size_t)clen);
+    k->body = sl_xmalloc(k->body_len + 1);
+    memcpy(k->body, b.data + head_len, k->body_len);
+    k->body[k->body_len] = 0;
     return 0;
 }
 
 /* ------------------------------------------------------------------ traces (trace.h) */
-
-/* Rejects keys of `in` not in `keys` (NULL-terminated). */
-static int only_keys(json_t *in, const char *const *keys, sl_error_t *err)
-{
-    const char *key;
-    json_t *v;
-    json_object_foreach(in, key, v)
-    {
-        bool ok = false;
-        for (size_t i = 0; keys[i] && !ok; i++)
-            ok = strcmp(keys[i], key) == 0;
-        if (!ok)
-            return sl_error_make(err, EINVAL, "request: unknown key `%s`", key);
-    }
-    return 0;
-}
 
 static void handle_optimizer(struct conn *k)
 {
     _cleanup_error_ sl_error_t err = NULL;
     if (!k->c->o.trace)
         return reply_error(k, -ENOENT, "this daemon records no traces");
-    json_auto_t *in = NULL;
-    const char *group = NULL;
-    static const char *const keys[] = {"enable", "group", NULL};
-    int r = sl_json_parse(k->body ? k->body : "", k->body_len, SL_CONTROL_MAX_BODY, "request", &in,
-                          &err);
-    if (r >= 0 && !json_is_object(in))
-        r = sl_error_make(&err, EINVAL, "request: not an object");
-    if (r >= 0)
-        r = only_keys(in, keys, &err);
-    json_t *en = r >= 0 ? json_object_get(in, "enable") : NULL;
-    if (r >= 0 && !json_is_boolean(en))
-        r = sl_error_make(&err, EINVAL, "request: `enable` must be a boolean");
-    if (r >= 0)
-        r = sl_json_opt_str(in, "group", "", &group, &err);
+    struct sl_control_optimizer_req in = {0};
+    int r = sl_control_parse_optimizer(k->body, k->body_len, &in, &err);
     int finished = 0;
     if (r >= 0)
-        r = sl_trace_set_optimizer(k->c->o.trace, json_is_true(en), group, &finished, &err);
-    if (r < 0)
+        r = sl_trace_set_optimizer(k->c->o.trace, in.enable, in.group, &finished, &err);
+    if (r < 0) {
+        sl_control_optimizer_req_clear(&in);
         return reply_error(k, r, sl_error_msg(err, r));
-    log_info("optimizer %s%s%s (%d traces finished)", json_is_true(en) ? "on" : "off",
-             json_is_true(en) ? ", group " : "",
-             json_is_true(en) ? (group && *group ? group : SL_TRACE_DEFAULT_GROUP) : "", finished);
-    reply_json(k, 200,
-               json_pack("{s:b,s:s,s:i}", "enabled", json_is_true(en), "group",
-                         json_is_true(en) ? (group && *group ? group : SL_TRACE_DEFAULT_GROUP) : "",
-                         "finished", finished));
+    }
+    const char *group =
+        in.enable ? (in.group && *in.group ? in.group : SL_TRACE_DEFAULT_GROUP) : "";
+    log_info("optimizer %s%s%s (%d traces finished)", in.enable ? "on" : "off",
+             in.enable ? ", group " : "", group, finished);
+    reply_json(
+        k, 200,
+        json_pack("{s:b,s:s,s:i}", "enabled", in.enable, "group", group, "finished", finished));
+    sl_control_optimizer_req_clear(&in);
 }
 
 static void handle_traces(struct conn *k)
@@ -982,19 +879,8 @@ static void handle_report(struct conn *k)
     _cleanup_error_ sl_error_t err = NULL;
     if (!k->c->o.trace)
         return reply_error(k, -ENOENT, "this daemon records no traces");
-    json_auto_t *in = NULL;
-    const char *proxy = NULL;
-    static const char *const keys[] = {"proxy", NULL};
-    int r = 0;
-    if (k->body_len > 0) {
-        r = sl_json_parse(k->body, k->body_len, SL_CONTROL_MAX_BODY, "request", &in, &err);
-        if (r >= 0 && !json_is_object(in))
-            r = sl_error_make(&err, EINVAL, "request: not an object");
-        if (r >= 0)
-            r = only_keys(in, keys, &err);
-        if (r >= 0)
-            r = sl_json_opt_str(in, "proxy", "", &proxy, &err);
-    }
+    _cleanup_free_ char *proxy = NULL;
+    int r = sl_control_parse_report(k->body, k->body_len, &proxy, &err);
     _cleanup_free_ char *url = NULL, *auth = NULL;
     if (r >= 0)
         r = resolve_proxy(k->c, proxy, &url, &auth, &err);
@@ -1021,22 +907,8 @@ static void handle_gc(struct conn *k)
     _cleanup_error_ sl_error_t err = NULL;
     if (!k->c->o.gc)
         return reply_error(k, -ENOENT, "this daemon has no garbage collector");
-    json_auto_t *in = NULL;
-    static const char *const keys[] = {"grace", NULL};
     int64_t grace = -1;
-    int r = 0;
-    if (k->body_len > 0) {
-        r = sl_json_parse(k->body, k->body_len, SL_CONTROL_MAX_BODY, "request", &in, &err);
-        if (r >= 0 && !json_is_object(in))
-            r = sl_error_make(&err, EINVAL, "request: not an object");
-        if (r >= 0)
-            r = only_keys(in, keys, &err);
-        json_t *g = r >= 0 ? json_object_get(in, "grace") : NULL;
-        if (g && (!json_is_integer(g) || json_integer_value(g) < 0))
-            r = sl_error_make(&err, EINVAL, "request: `grace` must be a number of seconds >= 0");
-        else if (g)
-            grace = (int64_t)json_integer_value(g);
-    }
+    int r = sl_control_parse_gc(k->body, k->body_len, &grace, &err);
     _cleanup_free_ char *text = NULL;
     if (r >= 0)
         r = k->c->o.gc(k->c->o.gc_ud, grace, &text, &err);

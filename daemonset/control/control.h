@@ -31,12 +31,12 @@
 #include "fs.h"
 #include "metrics.h"
 #include "pull.h"
+#include "request.h"
 #include "store.h"
 #include "trace.h"
 
 #define SL_CONTROL_MAX_CONN 64
 #define SL_CONTROL_MAX_HEAD (16u << 10)
-#define SL_CONTROL_MAX_BODY (1u << 20)
 
 struct sl_control_options {
     const char *socket_path;

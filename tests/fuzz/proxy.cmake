@@ -11,3 +11,11 @@ endif()
 if(TARGET sl_proxy_core)
   sl_add_fuzzer(fuzz-trace-report proxy/fuzz-trace-report.c LIBS sl_proxy_core)
 endif()
+# starlight-proxy's client authentication: the htpasswd-style auth file and the Authorization
+# header of every request (proxy/server/auth.c, compiled in: the server is not a library).
+if(TARGET sl_proxy_core AND TARGET PkgConfig::LIBCRYPT)
+  sl_add_fuzzer(fuzz-proxy-auth proxy/fuzz-proxy-auth.c LIBS sl_base PkgConfig::LIBCRYPT
+    Threads::Threads)
+  target_sources(fuzz-proxy-auth PRIVATE ${CMAKE_SOURCE_DIR}/proxy/server/auth.c)
+  target_include_directories(fuzz-proxy-auth PRIVATE ${CMAKE_SOURCE_DIR}/proxy/server)
+endif()

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -293,6 +294,87 @@ static void test_proxies(void **state)
     assert_int_equal(stt.st_mode & 0777, 0600);
 }
 
+/* Sends raw bytes (the first `split` bytes, then after a pause the rest, when split > 0) and
+ * returns the status of the answer (0 when none). */
+static int raw_call(struct fixture *fx, const char *req, size_t len, size_t split, char *ans,
+                    size_t ans_size)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", fx->sock);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    if (split > 0 && split < len) {
+        assert_int_equal(send(fd, req, split, MSG_NOSIGNAL), (ssize_t)split);
+        usleep(100 * 1000); /* the server reads the head alone */
+        req += split;
+        len -= split;
+    }
+    assert_int_equal(send(fd, req, len, MSG_NOSIGNAL), (ssize_t)len);
+    size_t got = 0;
+    ssize_t n;
+    while (got + 1 < ans_size && (n = recv(fd, ans + got, ans_size - 1 - got, 0)) > 0)
+        got += (size_t)n;
+    ans[got] = 0;
+    close(fd);
+    int status = 0;
+    sscanf(ans, "HTTP/1.1 %d", &status);
+    return status;
+}
+
+/* Request heads and bodies the parsers refuse, sent as raw bytes: a NUL inside a body (its
+ * length counts, not the C string), malformed heads. */
+static void test_raw_requests(void **state)
+{
+    struct fixture *fx = *state;
+    char ans[4096];
+    static const char nul_body[] = "POST /v1/pull HTTP/1.1\r\nContent-Length: 16\r\n\r\n"
+                                   "{\"ref\":\"a\"}\0junk";
+    assert_int_equal(
+        raw_call(fx, nul_body, sizeof(nul_body) - 1, sizeof(nul_body) - 17, ans, sizeof ans), 400);
+    if (!strstr(ans, "invalid JSON"))
+        fail_msg("%s", ans);
+    static const char *const bad[] = {
+        "GET /v1/version\r\n\r\n",
+        "GET v1/version HTTP/1.1\r\n\r\n",
+        "get /v1/version HTTP/1.1\r\n\r\n",
+        "POST /v1/gc HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+        "POST /v1/gc HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        "POST /v1/gc HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    };
+    for (size_t i = 0; i < SL_ELEMENTSOF(bad); i++) {
+        int st = raw_call(fx, bad[i], strlen(bad[i]), 0, ans, sizeof ans);
+        if (st != 400)
+            fail_msg("`%s`: HTTP %d (want 400): %s", bad[i], st, ans);
+    }
+    static const char big[] = "POST /v1/gc HTTP/1.1\r\nContent-Length: 9999999999\r\n\r\n";
+    assert_int_equal(raw_call(fx, big, strlen(big), 0, ans, sizeof ans), 413);
+    /* the query of /v1/ping: a bad escape is the caller's error */
+    expect_error(fx, "GET", "/v1/ping?proxy=%zz", NULL, 400);
+}
+
+/* A proxies.json that does not parse is reported (naming the file), never silently replaced. */
+static void test_proxies_file_corrupt(void **state)
+{
+    struct fixture *fx = *state;
+    char pj[128];
+    snprintf(pj, sizeof pj, "%s/proxies.json", fx->dir);
+    FILE *f = fopen(pj, "w");
+    assert_non_null(f);
+    fputs("{\"proxies\":[{\"name\":\"a\",\"url\":7}]}", f);
+    fclose(f);
+    _cleanup_free_ char *l = NULL;
+    assert_int_equal(call(fx, "GET", "/v1/proxies", NULL, &l), 500);
+    assert_non_null(strstr(l, "proxies.json"));
+    assert_non_null(strstr(l, ".proxies[0].url"));
+    expect_error(fx, "POST", "/v1/proxies", "{\"name\":\"b\",\"url\":\"http://127.0.0.1:2\"}", 500);
+    f = fopen(pj, "r");
+    char buf[256] = {0};
+    assert_true(fread(buf, 1, sizeof buf - 1, f) > 0);
+    fclose(f);
+    assert_non_null(strstr(buf, "\"url\":7")); /* left as it was */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -301,6 +383,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pull_unreachable_proxy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proxies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pull_attach, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_raw_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_proxies_file_corrupt, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
