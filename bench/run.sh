@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the benchmarks. Usage: bench/run.sh BUILD_DIR [short|full]   (`make bench`, `make bench-full`)
 #   short: ~10 minutes, redis only, the WAN benchmark at one RTT (150 ms);
-#   full: every image, the WAN benchmark for every app at RTT 25, 50, 150, 300 ms.
+#   full: every image, the WAN benchmark for every app (with the minor-update pairs) at RTT
+#         25, 50, 150, 300 ms.
 # Each benchmark writes its raw numbers under bench/results/ and prints a markdown table;
 # bench/README.md records the numbers of a reference run.
 set -euo pipefail

@@ -3,13 +3,16 @@
 # with containerd's default pull (overlayfs), eStargz (containerd-stargz-grpc) and the bound.
 # Usage: bench/wan.sh BUILD_DIR [short|full]
 #   short (`make bench`): redis, RTT 150 ms, SL_BENCH_RUNS runs (default 3), ~6 min.
-#   full  (`make bench-full`): redis nginx python postgres, RTT 25 50 150 300 ms.
+#   full  (`make bench-full`): redis nginx python postgres (updates across Debian releases)
+#         and redis-minor python-minor (minor updates: the image rebuilt, the app's file
+#         changed; bench/wan/apps.sh), RTT 25 50 150 300 ms.
 # Overrides: SL_BENCH_RTTS ("150"), SL_BENCH_RATE_MBIT (100), SL_BENCH_APPS, SL_BENCH_RUNS,
 # SL_BENCH_SYSTEMS (containerd starlight starlight-traced estargz bound).
 # Each app at each RTT runs in its own process (bench/wan/run-rtt.sh: fresh namespaces, cloud
 # side and traces; a failed round leaves its rows out, the others go on); rows go to bench/results/wan.csv (SL_BENCH_WAN_CSV; a new file per invocation, the
 # previous one kept as wan.csv.prev), then bench/wan/tools.py writes bench/results/wan.md and
-# the PNG plots wan-deploy.png and wan-update.png (time against RTT per system).
+# the PNG plots wan-deploy.png, wan-update.png and wan-update-minor.png (time against RTT per
+# system; updates across releases and minor updates apart).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-build}
@@ -21,7 +24,7 @@ short)
     ;;
 full)
     rtts=${SL_BENCH_RTTS:-25 50 150 300}
-    export SL_BENCH_APPS=${SL_BENCH_APPS:-redis nginx python postgres}
+    export SL_BENCH_APPS=${SL_BENCH_APPS:-redis nginx python postgres redis-minor python-minor}
     ;;
 *)
     echo "usage: $0 BUILD_DIR [short|full]" >&2

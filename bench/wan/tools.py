@@ -9,7 +9,9 @@
                                     medians at RTT, Starlight-C traced against the others.
   tools.py report CSV OUT_DIR       medians per RTT, app, system and phase -> OUT_DIR/wan.md
                                     (markdown: medians and ratios, goals at 150 ms) and
-                                    OUT_DIR/wan-deploy.png, wan-update.png (gnuplot, time
+                                    OUT_DIR/wan-deploy.png, wan-update.png (updates across
+                                    Debian releases), wan-update-minor.png (the *-minor
+                                    apps' minor updates), when they have rows (gnuplot, time
                                     against RTT per system, the median over apps).
 """
 import csv
@@ -76,6 +78,26 @@ def medians(ms):
     return med
 
 
+def minor(app):
+    """a minor-update pair (bench/wan/apps.sh): the old image rebuilt, the app's file changed"""
+    return app.endswith("-minor")
+
+
+def sections(apps):
+    """(phase, apps, title) of the tables: deploys of every app; updates across Debian
+    releases; minor updates"""
+    major = [a for a in apps if not minor(a)]
+    small = [a for a in apps if minor(a)]
+    out = [("deploy", major + small, "Fresh deploy (old image, empty node)")]
+    if major:
+        out.append(("update", major, "Update across Debian releases, bullseye → bookworm "
+                    "(old image held, new image)"))
+    if small:
+        out.append(("update", small, "Minor update: the same image rebuilt from scratch "
+                    "(every layer digest new), the app's own file changed (old image held)"))
+    return out
+
+
 def ratio(a, b):
     return "%.1f×" % (a / b) if a is not None and b else "–"
 
@@ -92,6 +114,7 @@ def report(path, out):
     for k in med:
         if k[1] not in apps:
             apps.append(k[1])
+    apps = [a for a in apps if not minor(a)] + [a for a in apps if minor(a)]
     lines = []
     w = lines.append
     w("Medians in seconds (runs per cell: %s); bytes = what the edge end of the link received "
@@ -100,16 +123,15 @@ def report(path, out):
       "≤ 1.2). 1-minute load average during the rows: %.1f–%.1f (2 CPUs)." % (
           "/".join(sorted({str(len(v)) for v in ms.values()})), min(loads), max(loads)))
     w("")
-    for phase in ("deploy", "update"):
-        w("### %s" % ("Fresh deploy (old image, empty node)" if phase == "deploy"
-                      else "Update (old image held, new image)"))
+    for phase, group, title in sections(apps):
+        w("### %s" % title)
         w("")
         w("| RTT ms | app | containerd s | eStargz s | Starlight untraced s | Starlight traced s "
           "| bound s | MB containerd / eStargz / Starlight traced | vs containerd | vs eStargz "
           "| vs bound |")
         w("|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")
         for rtt in rtts:
-            for app in apps:
+            for app in group:
                 g = {s: med.get((rtt, app, s, phase)) for s in SYSTEMS}
                 if all(v is None for v in g.values()):
                     continue
@@ -130,6 +152,10 @@ def report(path, out):
                     mb("starlight-traced"), ratio(g["containerd"], sl), ratio(g["estargz"], sl),
                     "%.2f" % (sl / g["bound"]) if sl and g["bound"] else "–"))
         w("")
+        if phase == "deploy" and any(minor(a) for a in group):
+            w("(%s: the fresh deploy of the minor pair's old image, a bookworm one.)" % ", ".join(
+                a for a in group if minor(a)))
+            w("")
     for k, v in sorted(set((k[2], v) for k, v in notes.items() if k[2] == "estargz")):
         w("eStargz: %s" % v)
         w("")
@@ -140,7 +166,7 @@ def report(path, out):
         w("| app | deploy vs containerd (≥ 4×) | deploy vs eStargz (≥ 2×) | deploy vs bound (≤ 1.2) "
           "| update s (< 1 s) | update vs containerd (≥ 8×) |")
         w("|---|---:|---:|---:|---:|---:|")
-        for app in apps:
+        for app in [a for a in apps if not minor(a)] + [a for a in apps if minor(a)]:
             d = {s: med.get((150, app, s, "deploy")) for s in SYSTEMS}
             u = {s: med.get((150, app, s, "update")) for s in SYSTEMS}
             sl, su = d["starlight-traced"], u["starlight-traced"]
@@ -151,13 +177,17 @@ def report(path, out):
                 return "" if ok is None else (" met" if ok else " **missed**")
 
             w("| %s | %s%s | %s%s | %s%s | %s%s | %s%s |" % (
-                app,
+                app + (" (minor update)" if minor(app) else ""),
                 ratio(d["containerd"], sl), mark(d["containerd"] and d["containerd"] / sl >= 4),
                 ratio(d["estargz"], sl), mark(d["estargz"] and d["estargz"] / sl >= 2),
                 "%.2f" % (sl / d["bound"]) if d["bound"] else "–",
                 mark(d["bound"] and sl / d["bound"] <= 1.2),
                 "%.2f" % (su / 1000) if su else "–", mark(su is not None and su < 1000),
                 ratio(u["containerd"], su), mark(u["containerd"] and su and u["containerd"] / su >= 8)))
+        w("")
+        w("The update goals are about minor updates (the paper's redis 6.2.1 → 6.2.2): the "
+          "*-minor rows. The other rows' updates cross a Debian release, and their new image "
+          "shares almost no file with the old one.")
         w("")
     # where Starlight-C's time goes (traced): the daemon's ready and complete times, the bytes
     w("### Where Starlight-C traced spends its time (medians)")
@@ -191,27 +221,31 @@ def report(path, out):
 
 
 def plots(med, rtts, apps, out):
-    """time against RTT per system, the median over the apps, one PNG per phase"""
+    """time against RTT per system, the median over the apps: fresh deploys (every app),
+    updates across Debian releases and minor updates, one PNG each"""
     if not rtts:
         return
-    for phase in ("deploy", "update"):
-        dat = os.path.join(out, "wan-%s.dat" % phase)
+    for phase, group, title in sections(apps):
+        name = "wan-%s%s" % (phase, "-minor" if phase == "update" and minor(group[0]) else "")
+        title = {"wan-deploy": "Fresh deploy",
+                 "wan-update": "Update across Debian releases",
+                 "wan-update-minor": "Minor update (image rebuilt, app file changed)"}[name]
+        dat = os.path.join(out, name + ".dat")
         with open(dat, "w") as f:
-            f.write("# rtt_ms " + " ".join(SYSTEMS) + " (seconds, median over: %s)\n" % " ".join(apps))
+            f.write("# rtt_ms " + " ".join(SYSTEMS) + " (seconds, median over: %s)\n" % " ".join(group))
             for rtt in rtts:
                 vals = []
                 for s in SYSTEMS:
-                    v = [med[(rtt, a, s, phase)] for a in apps if (rtt, a, s, phase) in med]
+                    v = [med[(rtt, a, s, phase)] for a in group if (rtt, a, s, phase) in med]
                     vals.append("%.3f" % (statistics.median(v) / 1000) if v else "NaN")
                 f.write("%d %s\n" % (rtt, " ".join(vals)))
-        png = os.path.join(out, "wan-%s.png" % phase)
-        title = "Fresh deploy" if phase == "deploy" else "Update (old image held)"
+        png = os.path.join(out, name + ".png")
         script = [
             "set terminal pngcairo size 900,560 noenhanced" if gnuplot_has("pngcairo")
             else "set terminal png size 900,560",
             "set output '%s'" % png,
-            "set title '%s: pull start to app ready, 100 Mbit/s (median over %s)'" % (
-                title, ", ".join(apps)),
+            "set title \"%s: pull start to app ready, 100 Mbit/s\\n(median over %s)\"" % (
+                title, ", ".join(group)),
             "set xlabel 'RTT (ms)'", "set ylabel 'seconds'", "set key top left",
             "set grid", "set yrange [0:*]", "set xtics (%s)" % ", ".join(str(r) for r in rtts),
             "plot " + ", ".join("'%s' using 1:%d with linespoints lw 2 title '%s'" % (
@@ -248,7 +282,7 @@ def headline(path, rtt):
                 return "%.1f" % (g[s] / 1000) if g[s] is not None else "–"
 
             print("| %s | %s | %s | %s | **%s** | %s | %s | %s |" % (
-                app, phase, c("containerd"), c("estargz"), c("starlight-traced"), c("bound"),
+                app, "minor update" if phase == "update" and minor(app) else phase, c("containerd"), c("estargz"), c("starlight-traced"), c("bound"),
                 ratio(g["containerd"], sl), ratio(g["estargz"], sl)))
 
 

@@ -3,7 +3,9 @@
 # one layout directory per NAME on stdout (progress goes to stderr).
 #
 #   tests/images/build.sh NAME...      NAME: busybox, features, redis6, redis7, nginx118,
-#                                      nginx122, python39, python311, postgres13, postgres15
+#                                      nginx122, python39, python311, postgres13, postgres15,
+#                                      redis7next, python311next (minor updates of redis7 and
+#                                      python311: rebuilt from scratch, the app's file changed)
 #
 # Cache: ${SL_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/starlight-c/images}/NAME-KEY, where
 # KEY hashes the scripts that build NAME (and the busybox binary it copies), so editing a
@@ -15,7 +17,7 @@ cache=${SL_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/starlight-c/images}
 
 usage() {
     echo "usage: $0 NAME...   (busybox features redis6 redis7 nginx118 nginx122 python39" \
-        "python311 postgres13 postgres15)" >&2
+        "python311 postgres13 postgres15 redis7next python311next)" >&2
     exit 2
 }
 
@@ -30,6 +32,10 @@ inputs() {
     postgres13 | postgres15)
         echo "$here/$1.sh $here/debian-postgres.sh $here/debian-app.sh $here/oci.py"
         ;;
+    # a minor update: its builder, the recipe, and share.py + the old image's inputs (it checks
+    # the two against each other)
+    redis7next) echo "$here/$1.sh $here/debian-app.sh $here/share.py $(inputs redis7)" ;;
+    python311next) echo "$here/$1.sh $here/debian-app.sh $here/share.py $(inputs python311)" ;;
     *) return 1 ;;
     esac
 }
