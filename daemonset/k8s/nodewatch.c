@@ -18,9 +18,7 @@
 
 #define PREFIX           "starlight-c.dev/"
 #define INIT_NAME        "starlight-init"
-#define MAX_REF          512
 #define MAX_PREWARMED    64
-#define PREWARM_JSON_MAX (256u * 1024)
 #define TRACE_DEFAULT_MS 30000
 #define TRACE_MAX_MS     3600000
 
@@ -167,17 +165,6 @@ static void events_flush(struct sl_nodewatch *w)
 
 /* ---- pulls ---------------------------------------------------------------------------------- */
 
-static bool valid_ref(const char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-    if (n == 0 || n > MAX_REF)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
-            return false;
-    return true;
-}
-
 /* Queues a pull of `ref` unless one is queued or running. Called under w->lock. */
 static bool enqueue_locked(struct sl_nodewatch *w, enum reason reason, const char *ref,
                            const char *proxy, const char *from, const json_t *pod)
@@ -235,7 +222,9 @@ static int mark_prewarmed(struct sl_nodewatch *w, const char *ref, sl_error_t *e
         goto out;
     json_t *list = NULL;
     const char *cur = sl_k8s_annotation(node, PREFIX "prewarmed");
-    if (!cur || sl_json_parse(cur, strlen(cur), PREWARM_JSON_MAX, "prewarmed", &list, NULL) < 0 ||
+    if (!cur ||
+        sl_json_parse(cur, strlen(cur), SL_NODEWATCH_PREWARM_JSON_MAX, "prewarmed", &list, NULL) <
+            0 ||
         !json_is_array(list)) {
         json_decref(list);
         list = json_array();
@@ -592,7 +581,7 @@ static void pod_seen(struct sl_nodewatch *w, const json_t *pod)
                 const char *img = json_string_value(json_object_get(c, "image"));
                 if (k == 0 && cn && strcmp(cn, INIT_NAME) == 0)
                     continue; /* the warmer itself comes from the normal image path */
-                if (!valid_ref(img) || n >= SL_NODEWATCH_MAX_POD_IMAGES)
+                if (!sl_nodewatch_ref_valid(img) || n >= SL_NODEWATCH_MAX_POD_IMAGES)
                     continue;
                 n++;
                 if (enqueue_locked(w, R_POD, img, proxy, NULL, pod)) {
@@ -649,48 +638,29 @@ static void node_seen(struct sl_nodewatch *w, const json_t *node)
     const char *pw = sl_k8s_annotation(node, PREFIX "prewarm");
     if (!pw)
         return;
-    json_t *list = NULL, *done = NULL;
+    struct sl_nodewatch_prewarm *v = NULL;
+    size_t n = 0, skipped = 0;
     sl_error_t e = NULL;
-    int r = sl_json_parse(pw, strlen(pw), PREWARM_JSON_MAX, PREFIX "prewarm", &list, &e);
-    if (r >= 0 && !json_is_array(list))
-        r = sl_error_make(&e, EINVAL, PREFIX "prewarm: not a JSON list");
+    int r = sl_nodewatch_parse_prewarm(pw, sl_k8s_annotation(node, PREFIX "prewarmed"), &v, &n,
+                                       &skipped, &e);
     if (r < 0) {
         log_warn("node %s: %s", name, sl_error_msg(e, r));
         sl_error_free(&e);
-        json_decref(list);
         return;
     }
-    const char *dn = sl_k8s_annotation(node, PREFIX "prewarmed");
-    if (!dn || sl_json_parse(dn, strlen(dn), PREWARM_JSON_MAX, "prewarmed", &done, NULL) < 0 ||
-        !json_is_array(done)) {
-        json_decref(done);
-        done = json_array();
-    }
-    size_t i, j;
-    json_t *it, *d;
+    if (skipped)
+        log_warn("node %s: %zu %sprewarm entries without a valid `to` reference", name, skipped,
+                 PREFIX);
     pthread_mutex_lock(&w->lock);
-    json_array_foreach(list, i, it)
-    {
-        if (i >= SL_NODEWATCH_MAX_PREWARM)
-            break;
-        const char *to = json_string_value(json_object_get(it, "to"));
-        const char *from = json_string_value(json_object_get(it, "from"));
-        if (!valid_ref(to)) {
-            log_warn("node %s: %sprewarm[%zu]: no valid `to` reference", name, PREFIX, i);
+    for (size_t i = 0; i < n; i++) {
+        if (json_object_get(w->prewarm_done, v[i].to))
             continue;
-        }
-        bool have = json_object_get(w->prewarm_done, to) != NULL;
-        json_array_foreach(done, j, d) if (json_is_string(d) &&
-                                           strcmp(json_string_value(d), to) == 0) have = true;
-        if (have)
-            continue;
-        if (enqueue_locked(w, R_PREWARM, to, NULL, valid_ref(from) ? from : NULL, NULL))
-            log_info("node %s: prewarming %s (update from %s)", name, to,
-                     valid_ref(from) ? from : "-");
+        if (enqueue_locked(w, R_PREWARM, v[i].to, NULL, v[i].from, NULL))
+            log_info("node %s: prewarming %s (update from %s)", name, v[i].to,
+                     v[i].from ? v[i].from : "-");
     }
     pthread_mutex_unlock(&w->lock);
-    json_decref(list);
-    json_decref(done);
+    sl_nodewatch_prewarm_free(v, n);
 }
 
 static void node_add(void *ud, const json_t *o)

@@ -29,6 +29,7 @@
 #ifndef SL_DAEMON_NODEWATCH_H
 #define SL_DAEMON_NODEWATCH_H
 
+#include "annotations.h"
 #include "control.h"
 #include "error.h"
 #include "metrics.h"
@@ -36,7 +37,6 @@
 
 #define SL_NODEWATCH_NAMESPACE      "k8s.io"
 #define SL_NODEWATCH_WORKERS        4
-#define SL_NODEWATCH_MAX_PREWARM    32 /* entries of the prewarm annotation considered */
 #define SL_NODEWATCH_MAX_POD_IMAGES 64 /* images of one Pod considered */
 
 struct sl_nodewatch_options {

@@ -62,6 +62,19 @@ int sl_core_prune(struct sl_core *core, bool insecure, int64_t min_age_s, json_t
 int sl_core_notify(struct sl_core *core, const char *ref, bool insecure, json_t **ret,
                    sl_error_t *err);
 
+/* An image config as notify reads it from the registry (pure, no core state; fuzzed by
+ * fuzz-image-config): rootfs.diff_ids, one sha256 digest per manifest layer (`n_layers`), and
+ * with `want_platform` the platform from os/architecture/variant, normalised (arm64/v8 →
+ * arm64). -EINVAL naming the field when malformed, -EFBIG over 8 MiB. Caller clears *ret. */
+struct sl_core_image_config {
+    char **diff_ids; /* n_layers of them */
+    size_t n;
+    char *platform; /* NULL without want_platform */
+};
+int sl_core_parse_image_config(const char *data, size_t len, size_t n_layers, bool want_platform,
+                               struct sl_core_image_config *ret, sl_error_t *err);
+void sl_core_image_config_clear(struct sl_core_image_config *c);
+
 /* POST /starlight/report: the trace document of docs/protocol.md. *ret is the 200 body. */
 int sl_core_report(struct sl_core *core, const char *body, size_t len, json_t **ret,
                    sl_error_t *err);

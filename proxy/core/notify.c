@@ -169,6 +169,47 @@ static int config_platform(const json_t *cfg, char **ret, sl_error_t *err)
     return sl_core_platform_normalize(p, ret, err);
 }
 
+int sl_core_parse_image_config(const char *data, size_t len, size_t n_layers, bool want_platform,
+                               struct sl_core_image_config *ret, sl_error_t *err)
+{
+    memset(ret, 0, sizeof(*ret));
+    json_auto_t *cfg = NULL;
+    int r = sl_json_parse(data, len, CONFIG_MAX, "image config", &cfg, err);
+    if (r < 0)
+        return r;
+    json_t *rootfs = NULL, *diff_ids = NULL;
+    if ((r = sl_json_get_obj(cfg, "rootfs", "config", &rootfs, err)) < 0 ||
+        (r = sl_json_get_arr(rootfs, "diff_ids", "config.rootfs", &diff_ids, err)) < 0)
+        return r;
+    if (json_array_size(diff_ids) != n_layers)
+        return sl_error_make(err, EINVAL, "config lists %zu diff_ids for %zu layers",
+                             json_array_size(diff_ids), n_layers);
+    for (size_t i = 0; i < n_layers; i++) {
+        json_t *d = json_array_get(diff_ids, i);
+        if (!json_is_string(d) || !sl_digest_valid(json_string_value(d)))
+            return sl_error_make(err, EINVAL, "config.rootfs.diff_ids[%zu]: not a sha256 digest",
+                                 i);
+    }
+    _cleanup_free_ char *platform = NULL;
+    if (want_platform && (r = config_platform(cfg, &platform, err)) < 0)
+        return r;
+    ret->diff_ids = sl_xcalloc(n_layers + 1, sizeof(char *));
+    for (size_t i = 0; i < n_layers; i++)
+        ret->diff_ids[i] = sl_xstrdup(json_string_value(json_array_get(diff_ids, i)));
+    ret->n = n_layers;
+    ret->platform = TAKE_PTR(platform);
+    return 0;
+}
+
+void sl_core_image_config_clear(struct sl_core_image_config *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        free(c->diff_ids[i]);
+    free(c->diff_ids);
+    free(c->platform);
+    memset(c, 0, sizeof(*c));
+}
+
 static int notify_image(struct sl_core *core, struct sl_registry *reg, const char *repo,
                         const char *name, const struct sl_registry_manifest *m,
                         const char *index_platform, const char *const *tags, size_t n_tags,
@@ -185,32 +226,14 @@ static int notify_image(struct sl_core *core, struct sl_registry *reg, const cha
                                      &config_len, err);
     if (r < 0)
         return registry_class(r) == -EAGAIN ? sl_error_wrap(err, -EAGAIN, "config") : r;
-    json_auto_t *cfg = NULL;
-    r = sl_json_parse(config, config_len, CONFIG_MAX, "image config", &cfg, err);
+    struct sl_core_image_config ic = {0};
+    r = sl_core_parse_image_config(config, config_len, man->n_layers, !index_platform, &ic, err);
     if (r < 0)
         return r;
-    json_t *rootfs = NULL, *diff_ids = NULL;
-    if ((r = sl_json_get_obj(cfg, "rootfs", "config", &rootfs, err)) < 0 ||
-        (r = sl_json_get_arr(rootfs, "diff_ids", "config.rootfs", &diff_ids, err)) < 0)
-        return r;
-    if (json_array_size(diff_ids) != man->n_layers)
-        return sl_error_make(err, EINVAL, "config lists %zu diff_ids for %zu layers",
-                             json_array_size(diff_ids), man->n_layers);
     _cleanup_free_ const char **layer_digests = sl_xcalloc(man->n_layers, sizeof(char *));
-    _cleanup_free_ const char **diffs = sl_xcalloc(man->n_layers, sizeof(char *));
-    for (size_t i = 0; i < man->n_layers; i++) {
-        json_t *d = json_array_get(diff_ids, i);
-        if (!json_is_string(d) || !sl_digest_valid(json_string_value(d)))
-            return sl_error_make(err, EINVAL, "config.rootfs.diff_ids[%zu]: not a sha256 digest",
-                                 i);
-        diffs[i] = json_string_value(d);
+    for (size_t i = 0; i < man->n_layers; i++)
         layer_digests[i] = man->layers[i].digest;
-    }
-    _cleanup_free_ char *platform = NULL;
-    if (index_platform)
-        platform = sl_xstrdup(index_platform);
-    else if ((r = config_platform(cfg, &platform, err)) < 0)
-        return r;
+    const char *platform = index_platform ? index_platform : ic.platform;
 
     json_t *img = json_object();
     json_array_append_new(out, img);
@@ -222,8 +245,10 @@ static int notify_image(struct sl_core *core, struct sl_registry *reg, const cha
         bool ingested = false;
         char toc_digest[SL_DIGEST_STR_LEN];
         r = ingest_layer(core, reg, repo, &man->layers[i], i, &ingested, toc_digest, err);
-        if (r < 0)
+        if (r < 0) {
+            sl_core_image_config_clear(&ic);
             return r;
+        }
         atomic_fetch_add(ingested ? &core->layers_ingested : &core->layers_reused, 1);
         json_t *l = json_object();
         json_object_set_new(l, "digest", json_string(man->layers[i].digest));
@@ -243,12 +268,14 @@ static int notify_image(struct sl_core *core, struct sl_registry *reg, const cha
         .config = (const uint8_t *)config,
         .config_len = config_len,
         .layer_digests = layer_digests,
-        .diff_ids = diffs,
+        .diff_ids = (const char *const *)ic.diff_ids,
         .n_layers = man->n_layers,
         .tags = tags,
         .n_tags = n_tags,
     };
-    return sl_store_put_image(core->store, &in, err);
+    r = sl_store_put_image(core->store, &in, err);
+    sl_core_image_config_clear(&ic);
+    return r;
 }
 
 static int notify(struct sl_core *core, const char *refstr, bool insecure, json_t **ret,

@@ -5,3 +5,8 @@ if(TARGET sl_daemon_control_request)
   sl_add_fuzzer(fuzz-control-request daemon/fuzz-control-request.c LIBS sl_daemon_control_request)
   sl_add_fuzzer(fuzz-proxies-file daemon/fuzz-proxies-file.c LIBS sl_daemon_control_request)
 endif()
+# The Node annotations the daemon's node watcher reads (prewarm, prewarmed): Kubernetes input.
+# annotations.c is compiled in (the watcher's library links the daemon's whole stack).
+sl_add_fuzzer(fuzz-node-prewarm daemon/fuzz-node-prewarm.c LIBS sl_json sl_base)
+target_sources(fuzz-node-prewarm PRIVATE ${CMAKE_SOURCE_DIR}/daemonset/k8s/annotations.c)
+target_include_directories(fuzz-node-prewarm PRIVATE ${CMAKE_SOURCE_DIR}/daemonset/k8s)

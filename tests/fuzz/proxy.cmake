@@ -19,3 +19,7 @@ if(TARGET sl_proxy_core AND TARGET PkgConfig::LIBCRYPT)
   target_sources(fuzz-proxy-auth PRIVATE ${CMAKE_SOURCE_DIR}/proxy/server/auth.c)
   target_include_directories(fuzz-proxy-auth PRIVATE ${CMAKE_SOURCE_DIR}/proxy/server)
 endif()
+# The image config notify reads from the registry (diff_ids, platform).
+if(TARGET sl_proxy_core)
+  sl_add_fuzzer(fuzz-image-config proxy/fuzz-image-config.c LIBS sl_proxy_core)
+endif()

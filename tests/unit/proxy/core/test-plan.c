@@ -355,13 +355,58 @@ static void test_request_json(void **state)
     }
 }
 
+/* The image config notify reads from the registry: diff_ids and the platform. */
+static void test_image_config(void **state)
+{
+    (void)state;
+    static const char d1[] =
+        "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    char ok[512];
+    snprintf(ok, sizeof(ok),
+             "{\"os\":\"linux\",\"architecture\":\"arm64\",\"variant\":\"v8\","
+             "\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"%s\",\"%s\"]}}",
+             d1, d1);
+    struct sl_core_image_config c;
+    sl_error_t err = NULL;
+    assert_int_equal(sl_core_parse_image_config(ok, strlen(ok), 2, true, &c, &err), 0);
+    assert_int_equal(c.n, 2);
+    assert_string_equal(c.diff_ids[1], d1);
+    assert_string_equal(c.platform, "linux/arm64");
+    sl_core_image_config_clear(&c);
+    assert_int_equal(sl_core_parse_image_config(ok, strlen(ok), 2, false, &c, &err), 0);
+    assert_null(c.platform);
+    sl_core_image_config_clear(&c);
+    sl_core_image_config_clear(&c);
+    static const struct {
+        const char *doc;
+        size_t n;
+        const char *msg;
+    } bad[] = {
+        {"{", 0, "invalid JSON"},
+        {"{}", 0, "config.rootfs: missing"},
+        {"{\"rootfs\":{\"diff_ids\":{}}}", 0, "diff_ids"},
+        {"{\"rootfs\":{\"diff_ids\":[]}}", 1, "0 diff_ids for 1 layers"},
+        {"{\"rootfs\":{\"diff_ids\":[\"sha256:12\"]}}", 1, "diff_ids[0]: not a sha256"},
+        {"{\"rootfs\":{\"diff_ids\":[]}}", 0, "config.os: missing"},
+        {"{\"os\":\"linux\",\"architecture\":\"\",\"rootfs\":{\"diff_ids\":[]}}", 0, ""},
+    };
+    for (size_t i = 0; i < SL_ELEMENTSOF(bad); i++) {
+        int r =
+            sl_core_parse_image_config(bad[i].doc, strlen(bad[i].doc), bad[i].n, true, &c, &err);
+        if (r >= 0 || !strstr(sl_error_msg(err, r), bad[i].msg))
+            fail_msg("`%s`: %d %s", bad[i].doc, r, sl_error_msg(err, r));
+        assert_null(c.diff_ids);
+        sl_error_free(&err);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plan_order),     cmocka_unit_test(test_plan_coalesce),
         cmocka_unit_test(test_plan_read_runs), cmocka_unit_test(test_plan_rejects),
         cmocka_unit_test(test_trace_merge),    cmocka_unit_test(test_trace_hostile),
-        cmocka_unit_test(test_request_json),
+        cmocka_unit_test(test_request_json),   cmocka_unit_test(test_image_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
