@@ -391,6 +391,8 @@ static int attempt(CURL *h, const struct sl_http_options *o, const struct sl_htt
             snprintf(range, sizeof(range), "%" PRId64 "-", req->range_first);
         SETOPT(h, CURLOPT_RANGE, range);
     }
+    if (req->recv_buffer)
+        SETOPT(h, CURLOPT_BUFFERSIZE, (long)SL_MIN(req->recv_buffer, (size_t)512 * 1024));
     for (const char *const *p = req->headers; p && *p; p++)
         hl = curl_slist_append(hl, *p);
     if (auth) {

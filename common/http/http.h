@@ -103,6 +103,9 @@ struct sl_http_request {
 
     int retries;      /* < 0: take it from opts; 0: no retry (non-idempotent calls) */
     bool no_redirect; /* return 3xx answers to the caller */
+    /* Receive buffer for the body (curl's CURLOPT_BUFFERSIZE, at most 512 KiB): bigger pieces
+     * per sink call for bulk downloads; 0 = curl's default (16 KiB). */
+    size_t recv_buffer;
 
     /* Connect to this unix socket instead of the URL's host (the URL still gives the path and
      * Host header, e.g. "http://localhost/v1/status"); NULL = TCP. */

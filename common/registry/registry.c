@@ -545,6 +545,7 @@ static int fetch_window(struct sl_registry *reg, const char *repo, const char *d
         req.sink = window_sink;
         req.on_headers = window_headers;
         req.sink_userdata = w;
+        req.recv_buffer = 256 * 1024; /* blobs are bulk: fewer, bigger sink calls */
         if (w->next > 0 || w->end >= 0) {
             req.has_range = true;
             req.range_first = w->next;

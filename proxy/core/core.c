@@ -35,9 +35,12 @@
 /* sl_core_read_payload reads through a gap of at most this many bytes between two segments
  * of one blob (and drops it) rather than splitting the read. */
 #define READ_GAP_MAX (64u * 1024)
-/* sl_core_read_payload prefetches this many payload bytes past its read into the blob cache,
- * asking for segments of one blob at most PREFETCH_GAP apart as one range. */
-#define PREFETCH_AHEAD (24u << 20)
+/* sl_core_read_payload prefetches the payload up to a horizon PREFETCH_AHEAD past its read
+ * (at most a quarter of the cache, so prefetched blocks are not evicted before they are read),
+ * rounded down to a quarter of that (so the horizon moves in steps and the new blocks go out
+ * as multi-block Range requests, not one block per read), asking for segments of one blob at
+ * most PREFETCH_GAP apart as one range. */
+#define PREFETCH_AHEAD (32u << 20)
 #define PREFETCH_GAP   (1u << 20)
 /* Prewarm jobs waiting at most (core.c, "prewarm"); more are dropped. */
 #define PREWARM_QUEUE 16
@@ -1345,27 +1348,30 @@ static size_t find_segment(const struct sl_delta *d, uint64_t pos)
     return lo;
 }
 
-/* Starts background cache fetches for the payload after segment i (up to PREFETCH_AHEAD bytes
- * of it), so a single stream on an empty cache does not wait one registry round trip per
- * block: its reads end at its window, and a read fetches only its own blocks. Segments of one
- * blob lying close together are asked for as one range. */
-static void prefetch_ahead(struct sl_core *core, const struct sl_delta *d, size_t i)
+/* Starts background cache fetches for the payload from response position pos (in segment i)
+ * to the prefetch horizon, so a single stream on an empty cache does not wait one registry
+ * round trip per block: its reads end at its window, and a read fetches only its own blocks.
+ * Called before the read, so the read's own blocks are queued first (first byte) and the
+ * rest follows in payload order. Segments of one blob lying close together are asked for as
+ * one range; blocks already present or being fetched are skipped by the cache. */
+static void prefetch_ahead(struct sl_core *core, const struct sl_delta *d, size_t i, uint64_t pos)
 {
 #ifdef SL_HAVE_BLOBCACHE
     if (!core->cache)
         return;
     const struct delta_priv *p = d->priv;
-    uint64_t budget = PREFETCH_AHEAD;
-    while (i < d->n_segments && budget > 0) {
+    const uint64_t ahead = SL_MIN((uint64_t)PREFETCH_AHEAD, core->cache_max_bytes / 4);
+    const uint64_t step = SL_MAX(ahead / 4, (uint64_t)1);
+    const uint64_t horizon = (pos + ahead) / step * step;
+    while (i < d->n_segments && d->segments[i].response_offset < horizon) {
         const struct sl_delta_segment *s = &d->segments[i];
-        uint64_t start = s->blob_offset, end = s->blob_offset + s->length;
-        budget -= SL_MIN(budget, s->length);
-        for (i++; i < d->n_segments && budget > 0; i++) {
+        uint64_t skip = pos > s->response_offset ? pos - s->response_offset : 0;
+        uint64_t start = s->blob_offset + skip, end = s->blob_offset + s->length;
+        for (i++; i < d->n_segments && d->segments[i].response_offset < horizon; i++) {
             const struct sl_delta_segment *n = &d->segments[i];
             if (n->layer != s->layer || n->blob_offset < end || n->blob_offset - end > PREFETCH_GAP)
                 break;
             end = n->blob_offset + n->length;
-            budget -= SL_MIN(budget, n->length);
         }
         const struct sl_delta_layer *l = &d->layers[s->layer];
         _cleanup_error_ sl_error_t err = NULL;
@@ -1377,6 +1383,7 @@ static void prefetch_ahead(struct sl_core *core, const struct sl_delta *d, size_
     (void)core;
     (void)d;
     (void)i;
+    (void)pos;
 #endif
 }
 
@@ -1392,6 +1399,7 @@ int sl_core_read_payload(struct sl_core *core, const struct sl_delta *d, uint64_
                                         pos, len);
     const struct delta_priv *p = d->priv;
     size_t i = find_segment(d, pos);
+    prefetch_ahead(core, d, i, pos);
     while (len > 0) {
         /* one read: segments i..j of one blob, ascending, gaps <= READ_GAP_MAX */
         uint64_t start, blob_end, want;
@@ -1407,8 +1415,6 @@ int sl_core_read_payload(struct sl_core *core, const struct sl_delta *d, uint64_
         if (g.left != 0)
             return sl_error_make(err, EIO, "read layer %s: %" PRIu64 " bytes missing", l->digest,
                                  g.left);
-        /* after the read, so its own blocks are asked for first (first byte) */
-        prefetch_ahead(core, d, j + 1);
         pos += want;
         len -= want;
         i = j + 1;

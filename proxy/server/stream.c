@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 struct chunk {
@@ -13,6 +14,18 @@ struct chunk {
     uint8_t mem[];
 };
 
+/* Wide-window slots in use, process-wide (stream.h). */
+static atomic_uint wide_in_use;
+
+static bool wide_take(void)
+{
+    unsigned n = atomic_load(&wide_in_use);
+    while (n < SL_STREAM_WIDE_SLOTS)
+        if (atomic_compare_exchange_weak(&wide_in_use, &n, n + 1))
+            return true;
+    return false;
+}
+
 struct sl_stream {
     struct sl_core *core;
     struct sl_delta *d;
@@ -20,6 +33,8 @@ struct sl_stream {
     sl_stream_wake_fn wake;
     void *wake_ud;
     uint64_t start, end;
+    bool wide;              /* holds a wide slot (fixed for the stream's life) */
+    size_t max_chunks, low; /* window in chunks; refill when the queue drains to `low` */
 
     pthread_mutex_t lock;
     struct chunk *head, *tail; /* queued for the loop */
@@ -94,6 +109,10 @@ int sl_stream_new(struct sl_core *core, struct sl_delta *d, uint64_t start, uint
     s->fill_pos = SL_MAX(start, s->head_end);
     s->queued_end = s->fill_pos;
     s->fill_running = true;
+    /* A stream with only the head or a short body left does not need a wide window. */
+    s->wide = end - s->fill_pos > (uint64_t)SL_STREAM_MIN_CHUNKS * SL_STREAM_CHUNK && wide_take();
+    s->max_chunks = s->wide ? SL_STREAM_WIDE_CHUNKS : SL_STREAM_MIN_CHUNKS;
+    s->low = s->max_chunks / 3;
     pthread_mutex_init(&s->lock, NULL);
     *ret = s;
     return 0;
@@ -111,6 +130,8 @@ void sl_stream_free(struct sl_stream *s)
     free(s->cur);
     free(s->spare);
     free(s->stage);
+    if (s->wide)
+        atomic_fetch_sub(&wide_in_use, 1);
     sl_delta_free(s->d);
     pthread_mutex_destroy(&s->lock);
     free(s);
@@ -181,12 +202,12 @@ int sl_stream_fill(struct sl_stream *s, sl_error_t *err)
             r = -ECANCELED;
             break;
         }
-        if (s->fill_pos >= s->end || queued >= SL_STREAM_MAX_CHUNKS)
+        if (s->fill_pos >= s->end || queued >= s->max_chunks)
             break;
         /* The window: what fits in the free chunk slots. The loop only ever shrinks the
          * queue meanwhile, so reading this much never overshoots the bound. */
-        uint64_t window = (uint64_t)(SL_STREAM_MAX_CHUNKS - queued) * SL_STREAM_CHUNK -
-                          (s->cur ? s->cur->len : 0);
+        uint64_t window =
+            (uint64_t)(s->max_chunks - queued) * SL_STREAM_CHUNK - (s->cur ? s->cur->len : 0);
         uint64_t want = SL_MIN(window, s->end - s->fill_pos);
         /* the whole window at once: the core coalesces the segments it spans */
         struct sink_ctx k = {s, want};
@@ -263,7 +284,7 @@ bool sl_stream_consume(struct sl_stream *s, size_t n)
         }
     }
     if (!s->fill_running && !s->cancelled && s->error == 0 && s->queued_end < s->end &&
-        s->n_chunks <= SL_STREAM_LOW_CHUNKS) {
+        s->n_chunks <= s->low) {
         s->fill_running = true;
         fill = true;
     }

@@ -1,11 +1,16 @@
 /* stream.h — one delta response body in flight: a bounded queue of buffers between the
  * worker that reads the payload through the core and the event loop that writes it.
  *
- * Memory per stream is bounded: at most SL_STREAM_MAX_CHUNKS queued chunks of
- * SL_STREAM_CHUNK bytes plus the one being filled (512 KiB), whatever the client's
- * speed. A worker never waits for the client: sl_stream_fill() reads only what fits in the
- * window and returns; the loop asks for the next fill (sl_stream_consume() returns true) once
- * the queue has drained to SL_STREAM_LOW_CHUNKS. So a slow client holds memory, never a thread.
+ * Memory per stream is bounded: at most SL_STREAM_MIN_CHUNKS queued chunks of
+ * SL_STREAM_CHUNK bytes plus the one being filled (512 KiB), whatever the client's speed —
+ * except for the streams holding one of SL_STREAM_WIDE_SLOTS process-wide "wide window" slots
+ * (taken at creation when one is free, given back when the stream ends), which may queue up to
+ * SL_STREAM_WIDE_CHUNKS (4 MiB). So the total stays below N x 512 KiB + the wide slots' 8 MiB,
+ * while a lone stream reads its payload in 4 MiB fills instead of 384 KiB ones (each fill is
+ * a loop -> worker -> loop handoff, which on a busy machine costs a scheduling delay).
+ * A worker never waits for the client: sl_stream_fill() reads only what fits in the window
+ * and returns; the loop asks for the next fill (sl_stream_consume() returns true) once the
+ * queue has drained to a third of the window. So a slow client holds memory, never a thread.
  * The head (prelude + header, in the shared plan's memory) does not go through the queue: the
  * loop copies it out one chunk at a time (one more chunk of memory, until the head is out),
  * while the first fill already reads the payload — so the first payload bytes, even from a
@@ -23,9 +28,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SL_STREAM_CHUNK      (128u * 1024)
-#define SL_STREAM_MAX_CHUNKS 3
-#define SL_STREAM_LOW_CHUNKS 1
+#define SL_STREAM_CHUNK       (128u * 1024)
+#define SL_STREAM_MIN_CHUNKS  3  /* queued chunks per stream (narrow window) */
+#define SL_STREAM_WIDE_CHUNKS 32 /* queued chunks of a stream holding a wide slot */
+#define SL_STREAM_WIDE_SLOTS  2  /* streams with a wide window at once, process-wide */
 
 struct sl_stream;
 
