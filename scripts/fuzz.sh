@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make fuzz: builds every libFuzzer target (tests/fuzz/*.cmake) with clang
-# -fsanitize=fuzzer,address,undefined in BUILD_FUZZ and runs each for FUZZ_SECONDS, starting
+# -fsanitize=fuzzer,address,undefined in BUILD_FUZZ and runs each for FUZZ_SECONDS (an ASan or
+# UBSan report is a crash: halt_on_error), starting
 # from its seed corpus tests/fuzz/corpus/NAME (read-only: new inputs go to a scratch copy).
 # A crash leaves its input in BUILD_FUZZ/crashes/NAME/; fix the bug, then copy the input into
 # tests/fuzz/corpus/NAME/ so `make test` replays it. Exits 1 when any target crashed.
@@ -34,7 +35,7 @@ for t in $targets; do
   mkdir -p "$work" "$crashes"
   echo "fuzz: $t for ${FUZZ_SECONDS}s (seeds: $(ls "$seeds" | wc -l))"
   log=$BUILD_FUZZ/crashes/$t.log
-  if ! ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  if ! ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
       "$BUILD_FUZZ/fuzz/$t" -max_total_time="$FUZZ_SECONDS" -max_len="$FUZZ_MAX_LEN" \
       -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
       -artifact_prefix="$crashes/" "$work" "$seeds" >"$log" 2>&1; then

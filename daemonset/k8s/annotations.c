@@ -4,6 +4,7 @@
 #include "json.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,4 +78,43 @@ void sl_nodewatch_prewarm_free(struct sl_nodewatch_prewarm *v, size_t n)
         free(v[i].from);
     }
     free(v);
+}
+
+int sl_nodewatch_parse_duration_ms(const char *s, int64_t *ret)
+{
+    double total = 0;
+    if (!s || !*s)
+        return -EINVAL;
+    while (*s) {
+        /* Digits and dots only: strtod alone would also take spaces, signs, hex, "inf" and
+         * "nan". The sum stays a double until it is known to be in range (casting a huge
+         * double to int64_t is undefined; fuzz-pod-annotations found "1m111…13s"). */
+        size_t len = strspn(s, "0123456789.");
+        char num[32];
+        if (len == 0 || len >= sizeof(num))
+            return -EINVAL;
+        memcpy(num, s, len);
+        num[len] = '\0';
+        char *end = NULL;
+        double v = strtod(num, &end);
+        if (end != num + len || !isfinite(v))
+            return -EINVAL;
+        s += len;
+        double unit;
+        if (strncmp(s, "ms", 2) == 0)
+            unit = 1, s += 2;
+        else if (*s == 's')
+            unit = 1000, s++;
+        else if (*s == 'm')
+            unit = 60000, s++;
+        else if (*s == 'h')
+            unit = 3600000, s++;
+        else
+            return -EINVAL;
+        total += v * unit;
+        if (!(total <= SL_NODEWATCH_TRACE_MAX_MS))
+            return -EINVAL;
+    }
+    *ret = (int64_t)total;
+    return 0;
 }

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define SL_NODEWATCH_MAX_REF          512 /* bytes of an image reference */
 #define SL_NODEWATCH_MAX_PREWARM      32  /* entries of the prewarm annotation considered */
@@ -34,5 +35,11 @@ int sl_nodewatch_parse_prewarm(const char *prewarm, const char *prewarmed,
                                struct sl_nodewatch_prewarm **ret, size_t *ret_n,
                                size_t *ret_skipped, sl_error_t *err);
 void sl_nodewatch_prewarm_free(struct sl_nodewatch_prewarm *v, size_t n);
+
+/* A Pod's `starlight-c.dev/trace-duration`: a Go-style duration ("30s", "1m30s", "1.5h",
+ * "250ms"; units ms, s, m, h) of at most SL_NODEWATCH_TRACE_MAX_MS. *ret in milliseconds;
+ * -EINVAL when malformed or too long. */
+#define SL_NODEWATCH_TRACE_MAX_MS 3600000
+int sl_nodewatch_parse_duration_ms(const char *s, int64_t *ret);
 
 #endif

@@ -20,7 +20,6 @@
 #define INIT_NAME        "starlight-init"
 #define MAX_PREWARMED    64
 #define TRACE_DEFAULT_MS 30000
-#define TRACE_MAX_MS     3600000
 
 enum reason { R_POD, R_PREWARM };
 
@@ -322,36 +321,6 @@ static void *worker_main(void *p)
 /* ---- trace windows -------------------------------------------------------------------------- */
 
 /* Go-style durations as kubectl writes them: "30s", "1m30s", "500ms", "2h". -EINVAL. */
-static int parse_duration_ms(const char *s, int64_t *ret)
-{
-    int64_t total = 0;
-    if (!s || !*s)
-        return -EINVAL;
-    while (*s) {
-        char *end;
-        double v = strtod(s, &end);
-        if (end == s || v < 0)
-            return -EINVAL;
-        s = end;
-        double unit;
-        if (strncmp(s, "ms", 2) == 0)
-            unit = 1, s += 2;
-        else if (*s == 's')
-            unit = 1000, s++;
-        else if (*s == 'm')
-            unit = 60000, s++;
-        else if (*s == 'h')
-            unit = 3600000, s++;
-        else
-            return -EINVAL;
-        total += (int64_t)(v * unit);
-        if (total > TRACE_MAX_MS)
-            return -EINVAL;
-    }
-    *ret = total;
-    return 0;
-}
-
 static bool pod_running(const json_t *pod)
 {
     const json_t *cs = json_object_get(json_object_get(pod, "status"), "containerStatuses");
@@ -376,7 +345,7 @@ static void trace_pod_locked(struct sl_nodewatch *w, const json_t *pod)
         return;
     int64_t dur = TRACE_DEFAULT_MS;
     const char *ds = sl_k8s_annotation(pod, PREFIX "trace-duration");
-    if (ds && parse_duration_ms(ds, &dur) < 0) {
+    if (ds && sl_nodewatch_parse_duration_ms(ds, &dur) < 0) {
         log_warn("pod %s/%s: bad %strace-duration `%.32s`: using 30s",
                  sl_k8s_meta_str(pod, "namespace"), sl_k8s_meta_str(pod, "name"), PREFIX, ds);
         dur = TRACE_DEFAULT_MS;

@@ -10,3 +10,7 @@ endif()
 sl_add_fuzzer(fuzz-node-prewarm daemon/fuzz-node-prewarm.c LIBS sl_json sl_base)
 target_sources(fuzz-node-prewarm PRIVATE ${CMAKE_SOURCE_DIR}/daemonset/k8s/annotations.c)
 target_include_directories(fuzz-node-prewarm PRIVATE ${CMAKE_SOURCE_DIR}/daemonset/k8s)
+# The Pod annotations the node watcher parses (trace-duration).
+sl_add_fuzzer(fuzz-pod-annotations daemon/fuzz-pod-annotations.c LIBS sl_json sl_base)
+target_sources(fuzz-pod-annotations PRIVATE ${CMAKE_SOURCE_DIR}/daemonset/k8s/annotations.c)
+target_include_directories(fuzz-pod-annotations PRIVATE ${CMAKE_SOURCE_DIR}/daemonset/k8s)

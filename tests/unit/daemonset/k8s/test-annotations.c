@@ -3,6 +3,7 @@
 #include "test.h"
 
 #include "annotations.h"
+#include "cleanup.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -72,11 +73,49 @@ static void test_ref_valid(void **state)
     assert_true(sl_nodewatch_ref_valid(big));
 }
 
+static void test_duration(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        int64_t ms; /* -1: refused */
+    } cases[] = {
+        {"30s", 30000},
+        {"1m30s", 90000},
+        {"1.5h", -1},
+        {"0.5h", 1800000},
+        {"250ms", 250},
+        {"1h", 3600000},
+        {"1h1ms", -1},
+        {"", -1},
+        {"5", -1},
+        {"5x", -1},
+        {"-1s", -1},
+        {" 5s", -1},
+        {"+5s", -1},
+        {"0x10s", -1},
+        {"infs", -1},
+        {"nans", -1},
+        {"1e3s", -1},
+        {"1m111111111111111111111111113s", -1},
+        {"99999999999999999999999999999999s", -1},
+        {"..s", -1},
+    };
+    for (size_t i = 0; i < SL_ELEMENTSOF(cases); i++) {
+        int64_t ms = -7;
+        int r = sl_nodewatch_parse_duration_ms(cases[i].s, &ms);
+        if (cases[i].ms < 0 ? r != -EINVAL : (r != 0 || ms != cases[i].ms))
+            fail_msg("`%s`: r=%d ms=%lld", cases[i].s, r, (long long)ms);
+    }
+    assert_int_equal(sl_nodewatch_parse_duration_ms(NULL, NULL), -EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prewarm),
         cmocka_unit_test(test_ref_valid),
+        cmocka_unit_test(test_duration),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
