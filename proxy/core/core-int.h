@@ -44,12 +44,21 @@ struct sl_core {
     struct prewarm_job *prewarm_queue;
     size_t prewarm_queued;
 
+    /* periodic prune (prune.c); under prune_mu */
+    pthread_mutex_t prune_mu;
+    pthread_cond_t prune_cv;
+    pthread_t prune_thread;
+    bool prune_started, prune_stop;
+    int64_t prune_interval_ms, prune_min_age_s;
+
     /* counters for /metrics */
     _Atomic uint64_t notifies, notify_errors, notify_ns, layers_ingested, layers_reused;
     _Atomic uint64_t reports, report_errors, report_accesses, report_ranked;
     _Atomic uint64_t plans, plan_errors, plan_ns, planned_bytes, saved_bytes, plans_shared;
     _Atomic uint64_t plans_prewarmed, prewarm_errors, prewarm_ns;
     _Atomic uint64_t fetches, fetch_errors, fetch_bytes, fetch_ns;
+    _Atomic uint64_t prunes, prune_errors, prunes_periodic, pruned_images, pruned_layers;
+    _Atomic uint64_t prune_unchecked;
 };
 
 /* Parses a reference, applying the default registry to short names ("redis:7",
@@ -77,5 +86,10 @@ uint64_t sl_core_now_ns(void);
  * images or layers) into the shared-plan cache, so the first real request finds it. Bounded:
  * a full queue drops the job. Never blocks on the database. */
 void sl_core_prewarm(struct sl_core *core, const char *to, const char *platform, bool insecure);
+
+/* The periodic prune's thread (prune.c): started by sl_core_new when prune_interval_ms > 0,
+ * stopped (a run in progress finishes first) by sl_core_free. */
+int sl_core_prune_start(struct sl_core *core, sl_error_t *err);
+void sl_core_prune_stop(struct sl_core *core);
 
 #endif

@@ -75,6 +75,14 @@ int sl_core_new(const struct sl_core_config *cfg, struct sl_core **ret, sl_error
     pthread_mutex_init(&core->plan_mu, NULL);
     pthread_cond_init(&core->plan_cv, NULL);
     pthread_cond_init(&core->prewarm_cv, NULL);
+    pthread_mutex_init(&core->prune_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&core->prune_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    core->prune_interval_ms = cfg->prune_interval_ms;
+    core->prune_min_age_s = cfg->prune_min_age_s;
     int r = sl_store_new(cfg->postgres, cfg->db_connections > 0 ? cfg->db_connections : 1,
                          &core->store, err);
 #ifdef SL_HAVE_BLOBCACHE
@@ -86,6 +94,8 @@ int sl_core_new(const struct sl_core_config *cfg, struct sl_core **ret, sl_error
         core->cache = cache;
     }
 #endif
+    if (r >= 0 && cfg->prune_interval_ms > 0)
+        r = sl_core_prune_start(core, err);
     if (r < 0) {
         sl_core_free(core);
         return r;
@@ -102,11 +112,14 @@ void sl_core_free(struct sl_core *core)
 {
     if (!core)
         return;
+    sl_core_prune_stop(core);
     prewarm_stop(core);
     plan_cache_clear(core);
     pthread_cond_destroy(&core->prewarm_cv);
     pthread_cond_destroy(&core->plan_cv);
     pthread_mutex_destroy(&core->plan_mu);
+    pthread_cond_destroy(&core->prune_cv);
+    pthread_mutex_destroy(&core->prune_mu);
 #ifdef SL_HAVE_BLOBCACHE
     sl_blobcache_free(core->cache);
 #endif
@@ -322,6 +335,20 @@ void sl_core_metrics(struct sl_core *core, char **out)
             core->fetch_bytes);
     seconds(&b, "starlight_registry_fetch_seconds_total", "Time spent reading blob ranges.",
             core->fetch_ns);
+    counter(&b, "starlight_prune_runs_total",
+            "Prunes of images deleted from the registry (POST /starlight/prune and periodic).",
+            core->prunes);
+    counter(&b, "starlight_prune_periodic_runs_total", "Prunes run by --prune-interval.",
+            core->prunes_periodic);
+    counter(&b, "starlight_prune_errors_total", "Prunes that failed (database).",
+            core->prune_errors);
+    counter(&b, "starlight_prune_images_removed_total",
+            "Image rows deleted because the registry no longer has the manifest.",
+            core->pruned_images);
+    counter(&b, "starlight_prune_layers_removed_total",
+            "Layers (files, ranks) deleted because no image lists them.", core->pruned_layers);
+    counter(&b, "starlight_prune_unchecked_total",
+            "Images kept because their registry could not be asked.", core->prune_unchecked);
 #ifdef SL_HAVE_BLOBCACHE
     if (core->cache) {
         struct sl_blobcache_stats st;

@@ -29,6 +29,11 @@ struct sl_core_config {
     const char *cache_dir;        /* blob cache directory */
     uint64_t cache_max_bytes;     /* blob cache bound */
     int db_connections;           /* PostgreSQL connection pool size (>= 1) */
+    /* Periodic prune (prune.c): every prune_interval_ms (0 = off) a background thread runs
+     * sl_core_prune(core, false, prune_min_age_s, …); the first run comes one interval after
+     * the start. */
+    int64_t prune_interval_ms;
+    int64_t prune_min_age_s;
 };
 
 struct sl_core;

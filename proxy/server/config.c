@@ -60,6 +60,12 @@ static const struct sl_opt proxy_opts[] = {
      "Conversion hook: plain HTTP to the registry that sent the notification"},
     {"hook-tmp-dir", SL_OPT_STR, O(hook_tmp_dir), NULL, "STARLIGHT_HOOK_TMP_DIR", 0, "DIR",
      "Conversion hook: where layers are staged while converting (default /var/tmp)"},
+    {"prune-interval", SL_OPT_STR, O(prune_interval), "0", "STARLIGHT_PRUNE_INTERVAL", 0,
+     "DURATION",
+     "Every DURATION (30m, 6h; at least 1s), do what POST /starlight/prune does: delete the "
+     "rows of images the registry no longer has (0 = only on request)"},
+    {"prune-min-age", SL_OPT_STR, O(prune_min_age), "10m", "STARLIGHT_PRUNE_MIN_AGE", 0, "DURATION",
+     "Periodic prune: layers no image lists are deleted once ingested this long ago"},
 };
 
 const struct sl_cmd sl_proxy_cmd = {
@@ -116,6 +122,17 @@ int sl_proxy_config_parse(struct sl_proxy_config *cfg, int argc, char **argv, sl
         return sl_error_make(err, EINVAL, "--tls-cert and --tls-key go together");
     if (cfg->hook_repos.n > 0 && (!cfg->hook_target_suffix || !*cfg->hook_target_suffix))
         return sl_error_make(err, EINVAL, "--hook-target-suffix must not be empty");
+    if (sl_parse_duration_ms(cfg->prune_interval, &cfg->prune_interval_ms) < 0 ||
+        (cfg->prune_interval_ms > 0 && cfg->prune_interval_ms < 1000))
+        return sl_error_make(err, EINVAL,
+                             "--prune-interval `%s`: expected 0 or a duration of at least 1s "
+                             "(30m, 6h)",
+                             cfg->prune_interval);
+    int64_t age_ms = 0;
+    if (sl_parse_duration_ms(cfg->prune_min_age, &age_ms) < 0)
+        return sl_error_make(err, EINVAL, "--prune-min-age `%s`: expected a duration (10m, 1h)",
+                             cfg->prune_min_age);
+    cfg->prune_min_age_s = age_ms / 1000;
     _cleanup_free_ char *addr = NULL;
     int port;
     return sl_proxy_parse_listen(cfg->listen, &addr, &port, err);

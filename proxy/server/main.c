@@ -76,6 +76,8 @@ int main(int argc, char **argv)
         .cache_dir = cfg.cache_dir,
         .cache_max_bytes = cfg.cache_max_bytes,
         .db_connections = (int)cfg.db_connections,
+        .prune_interval_ms = cfg.prune_interval_ms,
+        .prune_min_age_s = cfg.prune_min_age_s,
     };
     struct sl_core *core = NULL;
     r = sl_core_new(&core_cfg, &core, &err);

@@ -37,6 +37,9 @@ struct sl_proxy_config {
     int64_t hook_queue;
     bool hook_insecure;
     char *hook_tmp_dir;
+    char *prune_interval; /* duration; parsed into prune_interval_ms */
+    char *prune_min_age;  /* duration; parsed into prune_min_age_s */
+    int64_t prune_interval_ms, prune_min_age_s;
 };
 
 extern const struct sl_cmd sl_proxy_cmd;
