@@ -268,6 +268,7 @@ int main(int argc, char **argv)
     struct sl_gc_options go = {.store = store,
                                .snap = snap,
                                .mat = mat,
+                               .fs = fs,
                                .root = cfg.root,
                                .grace_s = cfg.gc_grace,
                                .interval_s = cfg.gc_interval,

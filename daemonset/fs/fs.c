@@ -49,6 +49,11 @@ struct node {
     atomic_uint traced;
 };
 
+/* A published layer. Worker handlers reach it through fs->layers[slot] without a lock or a
+ * reference; sl_fs_remove_layer clears the slot and queues the layer, and sl_fs_reclaim waits
+ * until every worker has finished the request it was serving (quiesce) before it drops the
+ * slot's reference. Open files hold a reference each, so a file opened before the removal
+ * stays readable until released. */
 struct layer {
     uint32_t slot;
     char digest[SL_DIGEST_STR_LEN];
@@ -56,6 +61,8 @@ struct layer {
     struct sl_toc *toc;
     struct node *nodes;
     uint32_t n_nodes;
+    atomic_uint refs;           /* the slot's + one per open file */
+    struct layer *next_removed; /* fs->removed */
 };
 
 /* An open file. The kernel knows it by `fh`, never a pointer: a successor daemon that adopted
@@ -85,7 +92,9 @@ struct parked_read {
 struct worker {
     struct sl_fs *fs;
     pthread_t thread;
-    atomic_bool in_read; /* blocked (or about to block) reading /dev/fuse */
+    atomic_bool in_read;         /* blocked (or about to block) reading /dev/fuse */
+    atomic_uint_fast64_t served; /* requests processed, for quiesce() */
+    atomic_bool done;            /* left its loop: serves no more */
 };
 
 struct sl_fs {
@@ -106,8 +115,13 @@ struct sl_fs {
     size_t init_len;
     _Atomic(struct layer *) *layers; /* by slot, SL_FS_MAX_SLOT + 1 entries */
     atomic_uint max_slot;
-    pthread_mutex_t layers_lock; /* writers of `layers` only */
-    pthread_mutex_t lock;        /* parked and open lists */
+    pthread_mutex_t layers_lock; /* writers of `layers`, `retired`, and sl_fs_layer_dir */
+    /* Slots of removed layers: never given again, so an inode number the kernel still caches
+     * never names another layer's entry. */
+    uint8_t *retired;
+    struct layer *removed;        /* unpublished, slot reference not yet dropped (sl_fs_reclaim) */
+    pthread_mutex_t workers_lock; /* `workers` against quiesce() */
+    pthread_mutex_t lock;         /* parked and open lists */
     pthread_cond_t cond;
     struct parked_read parked;  /* list head */
     struct open_file open_list; /* list head */
@@ -363,6 +377,12 @@ static void layer_free(struct layer *l)
     free(l);
 }
 
+static void layer_unref(struct layer *l)
+{
+    if (l && atomic_fetch_sub(&l->refs, 1) == 1)
+        layer_free(l);
+}
+
 static struct node *child_lookup(struct layer *l, struct node *dir, const char *name)
 {
     uint32_t lo = 0, hi = dir->n_children;
@@ -466,6 +486,8 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
     fuse_reply_none(req);
 }
 
+static struct open_file *fh_get(struct sl_fs *fs, fuse_ino_t ino, uint64_t fh);
+
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct sl_fs *fs = fuse_req_userdata(req);
@@ -477,6 +499,11 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     }
     struct node *n;
     struct layer *l = resolve(fs, ino, &n);
+    if (!l && fi) { /* fstat of a file opened before its layer was removed */
+        struct open_file *of = fh_get(fs, ino, fi->fh);
+        if (of)
+            l = of->layer, n = of->node;
+    }
     if (!l) {
         fuse_reply_err(req, ESTALE);
         return;
@@ -666,6 +693,7 @@ static struct open_file *of_new(struct sl_fs *fs, struct layer *l, struct node *
         }
     }
     struct open_file *of = sl_xcalloc(1, sizeof *of);
+    atomic_fetch_add(&l->refs, 1); /* the caller resolved l: its slot's reference is alive */
     of->fs = fs;
     of->layer = l;
     of->node = n;
@@ -696,6 +724,7 @@ static struct open_file *fh_get(struct sl_fs *fs, fuse_ino_t ino, uint64_t fh)
     pthread_rwlock_unlock(&fs->fh_lock);
     if (other) { /* another read adopted it first */
         sl_store_content_unref(of->content);
+        layer_unref(of->layer);
         free(of);
         return other;
     }
@@ -713,6 +742,7 @@ static void of_unref(struct open_file *of)
     of->next->prev = of->prev;
     pthread_mutex_unlock(&fs->lock);
     sl_store_content_unref(of->content);
+    layer_unref(of->layer);
     free(of);
 }
 
@@ -1004,7 +1034,9 @@ int sl_fs_new(struct sl_store *store, const struct sl_fs_options *o, struct sl_f
     if (o)
         fs->o = *o;
     fs->layers = sl_xcalloc(SL_FS_MAX_SLOT + 1, sizeof *fs->layers);
+    fs->retired = sl_xcalloc(SL_FS_MAX_SLOT + 1, 1);
     pthread_mutex_init(&fs->layers_lock, NULL);
+    pthread_mutex_init(&fs->workers_lock, NULL);
     pthread_mutex_init(&fs->lock, NULL);
     pthread_mutex_init(&fs->init_lock, NULL);
     pthread_rwlock_init(&fs->fh_lock, NULL);
@@ -1070,8 +1102,10 @@ static void *worker_main(void *ud)
         }
         keep_init(fs, &buf);
         fuse_session_process_buf(fs->se, &buf);
+        atomic_fetch_add(&w->served, 1);
     }
     atomic_store(&w->in_read, false);
+    atomic_store(&w->done, true);
     free(buf.mem);
     return NULL;
 }
@@ -1082,6 +1116,7 @@ static int start_workers(struct sl_fs *fs, sl_error_t *err)
     sigemptyset(&sa.sa_mask);
     sigaction(SL_FS_WAKE_SIGNAL, &sa, NULL);
     unsigned n = fs->o.max_threads ? fs->o.max_threads : DEFAULT_WORKERS;
+    pthread_mutex_lock(&fs->workers_lock);
     fs->workers = sl_xcalloc(n, sizeof *fs->workers);
     atomic_store(&fs->stopping, false);
     for (fs->n_workers = 0; fs->n_workers < n; fs->n_workers++) {
@@ -1093,15 +1128,18 @@ static int start_workers(struct sl_fs *fs, sl_error_t *err)
                 break; /* fewer workers still serve */
             free(fs->workers);
             fs->workers = NULL;
+            pthread_mutex_unlock(&fs->workers_lock);
             return sl_error_make(err, r, "start FUSE workers: %s", strerror(r));
         }
     }
+    pthread_mutex_unlock(&fs->workers_lock);
     return 0;
 }
 
 /* Stops the workers; requests they already read are answered (or parked) first. */
 static void stop_workers(struct sl_fs *fs)
 {
+    pthread_mutex_lock(&fs->workers_lock);
     atomic_store(&fs->stopping, true);
     for (unsigned i = 0; i < fs->n_workers; i++) {
         struct worker *w = &fs->workers[i];
@@ -1120,6 +1158,7 @@ static void stop_workers(struct sl_fs *fs)
     free(fs->workers);
     fs->workers = NULL;
     fs->n_workers = 0;
+    pthread_mutex_unlock(&fs->workers_lock);
 }
 
 static struct fuse_session *session_new(struct sl_fs *fs)
@@ -1325,15 +1364,23 @@ void sl_fs_free(struct sl_fs *fs)
         of->prev->next = of->next;
         of->next->prev = of->prev;
         sl_store_content_unref(of->content);
+        layer_unref(of->layer);
         free(of);
     }
     pthread_mutex_unlock(&fs->lock);
     if (fs->se)
         fuse_session_destroy(fs->se); /* closes its descriptor: a successor holds a copy */
     for (unsigned s = 1; s <= SL_FS_MAX_SLOT; s++)
-        layer_free(atomic_load(&fs->layers[s]));
+        layer_unref(atomic_load(&fs->layers[s]));
+    while (fs->removed) {
+        struct layer *l = fs->removed;
+        fs->removed = l->next_removed;
+        layer_unref(l);
+    }
     free(fs->layers);
+    free(fs->retired);
     pthread_mutex_destroy(&fs->layers_lock);
+    pthread_mutex_destroy(&fs->workers_lock);
     pthread_mutex_destroy(&fs->lock);
     pthread_mutex_destroy(&fs->init_lock);
     pthread_rwlock_destroy(&fs->fh_lock);
@@ -1359,6 +1406,7 @@ int sl_fs_add_layer(struct sl_fs *fs, const char *layer_digest, struct sl_toc *t
     memcpy(l->digest, layer_digest, SL_DIGEST_STR_LEN);
     l->hex = l->digest + 7;
     l->toc = TAKE_PTR(owned);
+    atomic_init(&l->refs, 1);
     int r = layer_build(l, err);
     if (r < 0) {
         layer_free(l);
@@ -1375,9 +1423,11 @@ int sl_fs_add_layer(struct sl_fs *fs, const char *layer_digest, struct sl_toc *t
         }
     }
     if (slot == 0)
-        for (slot = 1; slot <= SL_FS_MAX_SLOT && atomic_load(&fs->layers[slot]); slot++)
+        for (slot = 1;
+             slot <= SL_FS_MAX_SLOT && (atomic_load(&fs->layers[slot]) || fs->retired[slot]);
+             slot++)
             ;
-    if (slot > SL_FS_MAX_SLOT || atomic_load(&fs->layers[slot])) {
+    if (slot > SL_FS_MAX_SLOT || atomic_load(&fs->layers[slot]) || fs->retired[slot]) {
         pthread_mutex_unlock(&fs->layers_lock);
         layer_free(l);
         return sl_error_make(err, EEXIST, "layer slot %u is taken", slot);
@@ -1392,17 +1442,105 @@ int sl_fs_add_layer(struct sl_fs *fs, const char *layer_digest, struct sl_toc *t
 
 int sl_fs_layer_dir(struct sl_fs *fs, const char *layer_digest, char **ret_path, sl_error_t *err)
 {
+    /* under the lock: a layer being removed is not freed meanwhile */
+    pthread_mutex_lock(&fs->layers_lock);
     unsigned max = atomic_load(&fs->max_slot);
     for (unsigned s = 1; s <= max; s++) {
         struct layer *l = atomic_load(&fs->layers[s]);
         if (l && strcmp(l->digest, layer_digest) == 0) {
-            if (!fs->mountpoint)
-                return sl_error_make(err, ENOTCONN, "fs not mounted");
-            *ret_path = sl_xasprintf("%s/%s", fs->mountpoint, l->hex);
-            return 0;
+            if (fs->mountpoint)
+                *ret_path = sl_xasprintf("%s/%s", fs->mountpoint, l->hex);
+            pthread_mutex_unlock(&fs->layers_lock);
+            return fs->mountpoint ? 0 : sl_error_make(err, ENOTCONN, "fs not mounted");
         }
     }
+    pthread_mutex_unlock(&fs->layers_lock);
     return sl_error_make(err, ENOENT, "layer %.80s is not served", layer_digest);
+}
+
+#define QUIESCE_TIMEOUT_MS 10000
+
+/* Waits until every worker has finished the request it was serving when called (or is waiting
+ * for the next one): a handler that loaded a slot before it was cleared is done with it.
+ * Handlers never block for long (reads that must wait are parked), so this takes microseconds
+ * to milliseconds. False on timeout. Never called from a worker. */
+static bool quiesce(struct sl_fs *fs)
+{
+    pthread_mutex_lock(&fs->workers_lock);
+    unsigned n = fs->n_workers;
+    uint64_t *seen = sl_xcalloc(n ? n : 1, sizeof *seen);
+    for (unsigned i = 0; i < n; i++)
+        seen[i] = atomic_load(&fs->workers[i].served);
+    bool ok = true;
+    for (unsigned i = 0; i < n && ok; i++) {
+        struct worker *w = &fs->workers[i];
+        for (int waited = 0; !atomic_load(&w->in_read) && !atomic_load(&w->done) &&
+                             atomic_load(&w->served) == seen[i];
+             waited++) {
+            if (waited >= QUIESCE_TIMEOUT_MS * 10) {
+                ok = false;
+                break;
+            }
+            struct timespec ts = {.tv_nsec = 100 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    free(seen);
+    pthread_mutex_unlock(&fs->workers_lock);
+    return ok;
+}
+
+int sl_fs_remove_layer(struct sl_fs *fs, const char *layer_digest, sl_error_t *err)
+{
+    pthread_mutex_lock(&fs->layers_lock);
+    struct layer *l = NULL;
+    unsigned max = atomic_load(&fs->max_slot);
+    for (unsigned s = 1; s <= max && !l; s++) {
+        struct layer *o = atomic_load(&fs->layers[s]);
+        if (o && strcmp(o->digest, layer_digest) == 0)
+            l = o;
+    }
+    if (l) {
+        atomic_store(&fs->layers[l->slot], NULL);
+        fs->retired[l->slot] = 1;
+        l->next_removed = fs->removed;
+        fs->removed = l;
+    }
+    pthread_mutex_unlock(&fs->layers_lock);
+    if (!l)
+        return sl_error_make(err, ENOENT, "layer %.80s is not served", layer_digest);
+    /* The kernel caches the layer's directory entry (entry timeout): drop it now, so the
+     * directory is gone from MNT at once. Not from a worker: the kernel waits for a lookup in
+     * the root being served to be answered. (l stays alive: its slot reference is dropped by
+     * sl_fs_reclaim, never concurrently with this call's caller.) */
+    if (fs->se && !fs->detached) {
+        int r = fuse_lowlevel_notify_inval_entry(fs->se, FUSE_ROOT_ID, l->hex, strlen(l->hex));
+        if (r < 0 && r != -ENOENT)
+            log_debug("fs: invalidate %s: %s", l->hex, strerror(-r));
+    }
+    return 0;
+}
+
+void sl_fs_reclaim(struct sl_fs *fs)
+{
+    pthread_mutex_lock(&fs->layers_lock);
+    struct layer *list = fs->removed;
+    fs->removed = NULL;
+    pthread_mutex_unlock(&fs->layers_lock);
+    if (!list)
+        return;
+    if (!quiesce(fs)) {
+        /* a handler may still use them: keep them (memory only) rather than risk a free */
+        log_warn("fs: a FUSE worker did not finish its request within %d ms: removed layers "
+                 "stay in memory",
+                 QUIESCE_TIMEOUT_MS);
+        return;
+    }
+    while (list) {
+        struct layer *l = list;
+        list = l->next_removed;
+        layer_unref(l);
+    }
 }
 
 int sl_fs_lowerdir(void *ud, const char *layer_digest, char **ret_path, sl_error_t *err)

@@ -25,8 +25,16 @@
  * waiting read. Reads of present data go straight from the content file descriptor into the
  * reply (fuse_reply_data), without allocation.
  *
- * Thread-safety: sl_fs_add_layer, sl_fs_layer_dir and the trace hook may run on any thread
- * concurrently with the session; sl_fs_free must not race with other calls. Errors: negative
+ * Removal (sl_fs_remove_layer, for the garbage collector): the layer's directory disappears
+ * from MNT at once (the kernel's cached entry is invalidated); files opened before stay
+ * readable until released (each open file keeps the tree alive); other inodes of the layer the
+ * kernel still caches answer ESTALE. Its inode range (slot) is never given to another layer
+ * in this process. The caller must make sure no mount uses the directory.
+ *
+ * Thread-safety: sl_fs_add_layer, sl_fs_remove_layer, sl_fs_reclaim, sl_fs_layer_dir and the
+ * trace hook may run on any thread concurrently with the session, except that the removal
+ * calls never run on a FUSE worker (the trace hook must not call them); sl_fs_free must not
+ * race with other calls. Errors: negative
  * errno + sl_error_t (-ENOENT unknown layer, -EEXIST layer or slot already present, -EINVAL bad
  * digest or slot, and the system's class for mount failures). */
 #ifndef SL_DAEMON_FS_H
@@ -118,6 +126,15 @@ const char *sl_fs_mountpoint(const struct sl_fs *fs);
  * the store by digest when files are opened. */
 int sl_fs_add_layer(struct sl_fs *fs, const char *layer_digest, struct sl_toc *toc, uint32_t slot,
                     sl_error_t *err);
+
+/* Stops serving a layer (see "Removal" above): -ENOENT when it is not served. Quick: never
+ * waits for FUSE workers (safe under locks a worker may want). A later sl_fs_add_layer of the
+ * same digest publishes it again in a new slot. */
+int sl_fs_remove_layer(struct sl_fs *fs, const char *layer_digest, sl_error_t *err);
+/* Frees what removed layers no open file holds, once every FUSE worker has finished the request
+ * it was serving (normally well under a millisecond; a worker stuck 10 s leaves them in
+ * memory). Call it after sl_fs_remove_layer holding no lock a FUSE handler may take. */
+void sl_fs_reclaim(struct sl_fs *fs);
 
 /* The directory to use as an overlay lowerdir for a layer ("MNT/<hex>", caller frees).
  * -ENOENT when the layer was not added. Matches the snapshotter's lowerdir callback when

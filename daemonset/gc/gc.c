@@ -163,6 +163,15 @@ int sl_gc_run(struct sl_gc *gc, int64_t grace_s, struct sl_gc_report *rep, sl_er
             rep->resume_removed += (uint64_t)r;
             rep->removed = sl_xrealloc(rep->removed, (rep->n_removed + 1) * sizeof *rep->removed);
             snprintf(rep->removed[rep->n_removed++], sizeof *rep->removed, "%s", d);
+            /* Leaves the FUSE tree under the lock, so a pull recording the layer again after
+             * it publishes it anew. No mount uses it (mountinfo above); files still open there
+             * keep their tree until released. */
+            if (gc->o.fs) {
+                _cleanup_error_ sl_error_t e = NULL;
+                int k = sl_fs_remove_layer(gc->o.fs, d, &e);
+                if (k < 0 && k != -ENOENT)
+                    log_warn("gc: %s", sl_error_msg(e, k));
+            }
             char *p = gc->o.mat ? sl_mat_unpublish(gc->o.mat, d) : NULL;
             if (p) {
                 aside = sl_xrealloc(aside, (n_aside + 1) * sizeof *aside);
@@ -185,6 +194,10 @@ int sl_gc_run(struct sl_gc *gc, int64_t grace_s, struct sl_gc_report *rep, sl_er
         rep->files_swept = cr.files_swept;
         rep->bytes_freed = cr.bytes_freed;
     }
+    /* The fs frees removed trees outside the store's lock: it waits for its workers, and a
+     * worker may be opening a content (which takes that lock shared). */
+    if (gc->o.fs)
+        sl_fs_reclaim(gc->o.fs);
     /* Trees moved aside are deleted without any lock: their links to removed contents were the
      * last ones, so their blocks are counted here. */
     for (size_t i = 0; i < n_aside; i++) {

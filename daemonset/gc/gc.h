@@ -18,8 +18,9 @@
  * points of interrupted pulls whose answer lists it), then every
  * content no remaining layer references is removed, unless a handle (an open file through
  * FUSE), a writer or a parked read holds it. Contents shared by several layers stay while any
- * of them remains. Layers stay published on the FUSE mount until the daemon restarts (the fs
- * has no removal); a later pull of the same layer records and fills it again.
+ * of them remains. A removed layer also leaves the FUSE mount (sl_fs_remove_layer: its
+ * directory under MNT disappears; a file some process still holds open there stays readable
+ * until closed); a later pull of the same layer records, publishes and fills it again.
  *
  * Triggers: sl_gc_run (the control API's POST /v1/gc, `ctr-starlight gc`), every `interval`
  * seconds, and whenever the filesystem holding the daemon's root is used beyond the high-water
@@ -31,6 +32,7 @@
 #define SL_DAEMON_GC_H
 
 #include "error.h"
+#include "fs.h"
 #include "materialize.h"
 #include "metrics.h"
 #include "snapshotter.h"
@@ -43,6 +45,7 @@ struct sl_gc_options {
     struct sl_store *store; /* borrowed */
     struct sl_snap *snap;   /* borrowed; NULL: no snapshot references (tests) */
     struct sl_mat *mat;     /* borrowed, may be NULL */
+    struct sl_fs *fs;       /* borrowed, may be NULL: removed layers leave its tree */
     const char *root;       /* statvfs() target for the high-water mark */
     int64_t grace_s;        /* default grace for every run (>= 0) */
     int64_t interval_s;     /* periodic runs; 0 = off */

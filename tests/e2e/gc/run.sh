@@ -8,11 +8,14 @@
 #     unconverted image's through overlayfs; the read rate of a file through FUSE and through
 #     the materialised tree is logged;
 #  2. a redis 6.0 container runs; its image is removed from containerd (images rm --sync):
-#     `ctr-starlight gc` removes nothing the container uses and the container keeps answering;
+#     `ctr-starlight gc` removes nothing the container uses (its layers stay under ROOT/mnt)
+#     and the container keeps answering;
 #  3. the container is deleted and containerd collects its snapshots: `ctr-starlight gc` removes
 #     exactly redis 6.0's own layers, frees exactly the bytes of the contents (and tree copies)
 #     only they used — the store's disk use drops by at least that much — keeps the contents
-#     shared with 7.0, and redis 7.0 still runs with the same rootfs tree hash;
+#     shared with 7.0, and redis 7.0 still runs with the same rootfs tree hash; redis 6.0's own
+#     layers are gone from the FUSE tree (ROOT/mnt) while a redis 7.0 container runs across
+#     the collection and redis 7.0's layers stay there, readable (same bytes as the trees);
 #  4. a second gc frees nothing; the daemon restarts with the store consistent;
 #  5. the proxy: redis 7.0 also notified as redis7b (same manifest and layers), ranks on a
 #     layer of each image; redis6:sl and redis7b:sl deleted from the registry; POST
@@ -20,6 +23,9 @@
 #     ranks), keeps redis 7.0's rows, layers and ranks (shared with the pruned redis7b), and
 #     the delta for redis 7.0 is still planned. (The blob cache's bound is unit-tested:
 #     test-proxy-cache test_eviction.)
+#  6. the periodic prune: redis7c (redis 7.0 under another name) notified, then deleted from
+#     the registry; a second proxy started with --prune-interval 1s removes its row by itself,
+#     keeps redis 7.0's row, shared layers and rank, and counts it in /metrics.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 here=$(cd "$(dirname "$0")" && pwd)
@@ -57,6 +63,23 @@ mapfile -t L6 < <(pull_layers "$R" redis6)
 mapfile -t L7 < <(pull_layers "$R" redis7)
 e2e_log "0. pulled redis6 (${#L6[@]} layers) and redis7 (${#L7[@]} layers)"
 
+redis_ping() { # redis_ping ID TRIES: PING → PONG in running container ID (sets pong)
+    local i
+    pong=
+    for i in $(seq "$2"); do
+        pong=$(e2e_ctr_timeout 10 tasks exec --exec-id "p$i-$RANDOM" "$1" redis-cli ping 2>&1) || true
+        [ "$pong" = PONG ] && return 0
+        sleep 0.3
+    done
+    return 1
+}
+stop_container() { # stop_container ID: kill its task, wait, delete task (and container unless --keep)
+    e2e_ctr tasks kill -s SIGKILL "$1" >/dev/null 2>&1 || true
+    e2e_wait_for "$1 to stop" 10 sh -c "! ctr --address $E2E_CONTAINERD_ADDRESS tasks ls | grep $1 | grep -q RUNNING"
+    e2e_ctr tasks delete "$1" >/dev/null 2>&1 || true
+    [ "${2:-}" = --keep ] || e2e_ctr containers delete "$1" >/dev/null 2>&1 || true
+}
+
 # ---------------------------------------------------------------- 1: materialised mounts
 materialized() { # materialized DIGEST...: every layer has its tree
     local d
@@ -74,17 +97,8 @@ n_mat=$(echo "$lower" | tr ':' '\n' | grep -c "^$STORE/materialized/") || true
 case "$lower" in *"$ROOT/mnt"*) e2e_fail "a FUSE lowerdir in a new container's mounts: $lower" ;; esac
 [ "$n_mat" = "${#L7[@]}" ] && [ "$n_lower" = "${#L7[@]}" ] ||
     e2e_fail "expected ${#L7[@]} materialised lowerdirs, got $n_mat of $n_lower: $lower"
-pong=
-for i in $(seq 50); do
-    pong=$(e2e_ctr_timeout 10 tasks exec --exec-id "p$i" "gc-r7-$$" redis-cli ping 2>&1) || true
-    [ "$pong" = PONG ] && break
-    sleep 0.2
-done
-[ "$pong" = PONG ] || e2e_fail "redis7 on materialised layers: $pong"
-e2e_ctr tasks kill -s SIGKILL "gc-r7-$$" >/dev/null 2>&1 || true
-e2e_wait_for "redis7 to stop" 10 sh -c "! ctr --address $E2E_CONTAINERD_ADDRESS tasks ls | grep gc-r7-$$ | grep -q RUNNING"
-e2e_ctr tasks delete "gc-r7-$$" >/dev/null 2>&1 || true
-e2e_ctr containers delete "gc-r7-$$" >/dev/null 2>&1 || true
+redis_ping "gc-r7-$$" 35 || e2e_fail "redis7 on materialised layers: $pong"
+stop_container "gc-r7-$$"
 e2e_log "1. new redis7 container: ${n_mat} lowerdirs, all materialised, none on FUSE; PING → PONG"
 # read rate of the largest file of redis 7.0's top layer: FUSE subtree vs materialised tree
 top7=${L7[-1]#sha256:}
@@ -130,20 +144,16 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 assert r["layersRemoved"] == [] and r["contentsRemoved"] == 0, r
 PY
-for i in 1 2 3; do
-    pong=$(e2e_ctr_timeout 10 tasks exec --exec-id "q$i" "gc-r6-$$" redis-cli ping 2>&1) || true
-    [ "$pong" = PONG ] && break
-    sleep 0.3
-done
-[ "$pong" = PONG ] || e2e_fail "redis6 after gc: $pong"
+redis_ping "gc-r6-$$" 3 || e2e_fail "redis6 after gc: $pong"
 sum6=$(e2e_ctr_timeout 30 tasks exec --exec-id s1 "gc-r6-$$" sh -c 'cat /usr/local/bin/redis-server | sha256sum' 2>&1) ||
     e2e_fail "read redis6's binary after gc: $sum6"
+for d in "${L6[@]}"; do
+    [ -d "$ROOT/mnt/${d#sha256:}" ] || e2e_fail "layer $d of the running redis6 left the FUSE tree"
+done
 e2e_log "2. image record of a running redis6 removed: gc removed nothing ($(cat "$W/gc1.json")); PING → PONG, binary readable"
 
 # ---------------------------------------------------------------- 3: collect redis 6.0
-e2e_ctr tasks kill -s SIGKILL "gc-r6-$$" >/dev/null 2>&1 || true
-e2e_wait_for "redis6 to stop" 10 sh -c "! ctr --address $E2E_CONTAINERD_ADDRESS tasks ls | grep gc-r6-$$ | grep -q RUNNING"
-e2e_ctr tasks delete "gc-r6-$$" >/dev/null 2>&1 || true
+stop_container "gc-r6-$$" --keep
 e2e_ctr containers delete "gc-r6-$$" || e2e_fail "delete the redis6 container"
 # a synchronous containerd collection (what images rm --sync does), via a throwaway tag
 e2e_ctr images tag "$R/redis7:sl" "gc-trigger:$$" >/dev/null
@@ -155,9 +165,29 @@ done
 [ "${#victims[@]}" -gt 0 ] || e2e_fail "redis6 and redis7 share every layer?"
 read -r want n_unshared n_shared < <(T freeable "$STORE" "${victims[@]}")
 [ "$n_shared" -gt 0 ] || e2e_fail "no content shared between redis6's own layers and redis7's"
+e2e_ctr_timeout 60 run -d "${SN[@]}" "$R/redis7:sl" "gc-r7d-$$" \
+    redis-server --bind 127.0.0.1 --save '' >/dev/null || e2e_fail "ctr run redis7 (across gc)"
+e2e_on_exit "ctr --address '$E2E_CONTAINERD_ADDRESS' tasks kill -s SIGKILL gc-r7d-$$ >/dev/null 2>&1"
+for d in "${victims[@]}"; do
+    [ -d "$ROOT/mnt/${d#sha256:}" ] || e2e_fail "layer $d not in the FUSE tree before gc"
+done
 before=$(T usage "$STORE")
 "$CS" gc "${D[@]}" --grace 0 --json >"$W/gc2.json" || e2e_fail "gc"
 after=$(T usage "$STORE")
+# the FUSE tree: redis6's own layers gone at once, redis7's there and readable
+for d in "${victims[@]}"; do
+    [ ! -e "$ROOT/mnt/${d#sha256:}" ] || e2e_fail "collected layer $d still under ROOT/mnt"
+    ! ls "$ROOT/mnt" | grep -qx "${d#sha256:}" || e2e_fail "collected layer $d still listed in ROOT/mnt"
+done
+for d in "${L7[@]}"; do
+    [ -d "$ROOT/mnt/${d#sha256:}" ] || e2e_fail "redis7's layer $d left the FUSE tree"
+done
+f_fuse=$(sha256sum <"$ROOT/mnt/$top7/$big") || e2e_fail "read $big through FUSE after gc"
+f_tree=$(sha256sum <"$STORE/materialized/$top7/$big")
+[ "$f_fuse" = "$f_tree" ] || e2e_fail "$big through FUSE after gc differs from its tree"
+redis_ping "gc-r7d-$$" 20 || e2e_fail "redis7 running across gc: $pong"
+stop_container "gc-r7d-$$"
+e2e_log "3. FUSE tree: redis6's ${#victims[@]} own layers gone from ROOT/mnt, redis7's ${#L7[@]} there ($big reads the same through FUSE); redis7 running across gc: PONG"
 "$CS" gc "${D[@]}" --grace 0 >"$W/gc3.txt" || e2e_fail "second gc"
 e2e_log "3. gc: $(cat "$W/gc2.json")"
 got=$(python3 - "$W/gc2.json" "${victims[@]}" <<'PY'
@@ -237,4 +267,39 @@ q() { "${PSQL[@]}" -c "$1"; }
 plan=$(pull_plan_bytes "$U" "$R" "linux/$(uname -m | sed 's/x86_64/amd64/; s/aarch64/arm64/')" redis7 redis7) ||
     e2e_fail "delta for redis7 after prune"
 e2e_log "5. prune: redis6 and redis7b rows and redis6's ${#L6[@]} layers (files, ranks) gone; redis7 kept with its ranks; delta redis7 still planned (from itself: $plan bytes)"
+# ---------------------------------------------------------------- 6: periodic proxy prune
+# redis7c: the same manifest as redis7 under another name (every layer shared), deleted from the
+# registry; a second proxy on the same database prunes by itself every second.
+skopeo copy -q --src-tls-verify=false --dest-tls-verify=false \
+    "docker://$R/redis7:sl" "docker://$R/redis7c:sl" || e2e_fail "copy redis7:sl to redis7c:sl"
+"$CS" notify --proxy "$U" --insecure "$R/redis7c:sl" >/dev/null 2>"$W/notify7c.err" ||
+    { cat "$W/notify7c.err" >&2; e2e_fail "notify redis7c"; }
+[ "$(q "SELECT count(*) FROM images WHERE repository LIKE '%/redis7c'")" = 1 ] || e2e_fail "redis7c not recorded"
+d7c=$(mdigest redis7c)
+[ -n "$d7c" ] || e2e_fail "manifest digest of redis7c"
+curl -fsS -X DELETE "http://$R/v2/redis7c/manifests/$d7c" >/dev/null || e2e_fail "delete redis7c@$d7c"
+bad=$("$PX" --prune-interval 500ms 2>&1) && e2e_fail "--prune-interval 500ms accepted"
+case "$bad" in *"--prune-interval \`500ms\`"*) ;; *) e2e_fail "--prune-interval 500ms: $bad" ;; esac
+pport2=$(e2e_free_port)
+"$PX" --listen "127.0.0.1:$pport2" --postgres "$E2E_PG_CONNINFO" --registry "$R" --registry-insecure \
+    --cache-max-bytes 0 --prune-interval 1s --prune-min-age 0 --open-metrics \
+    >>"$E2E_DIR/logs/proxy-prune.log" 2>&1 &
+e2e_track_pid proxy-prune $!
+U2="http://127.0.0.1:$pport2"
+e2e_wait_for "the pruning proxy" 20 curl -fsS -o /dev/null "$U2/health-check"
+gone7c() { [ "$(q "SELECT count(*) FROM images WHERE repository LIKE '%/redis7c'")" = 0 ]; }
+e2e_wait_for "the periodic prune to remove redis7c" 30 gone7c
+metric() { curl -fsS "$U2/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+runs=$(metric starlight_prune_periodic_runs_total)
+imgs=$(metric starlight_prune_images_removed_total)
+errs=$(metric starlight_prune_errors_total)
+[ "${runs:-0}" -ge 1 ] && [ "${imgs:-0}" = 1 ] && [ "${errs:-x}" = 0 ] ||
+    e2e_fail "prune metrics: periodic runs '$runs', images removed '$imgs', errors '$errs'"
+[ "$(q "SELECT count(*) FROM images WHERE repository LIKE '%/redis7'")" = 1 ] || e2e_fail "periodic prune removed redis7"
+[ "$(q "SELECT count(*) FROM layers WHERE digest IN ($(in_list "${L7[@]}"))")" = "${#L7[@]}" ] ||
+    e2e_fail "periodic prune removed redis7's (shared) layers"
+[ "$(q "SELECT count(*) FROM ranks r JOIN layers l ON l.id = r.layer_id WHERE l.digest = '${L7[-1]}'")" = 1 ] ||
+    e2e_fail "the rank of redis7's (shared) layer was lost in the periodic prune"
+grep -q 'periodic prune every 1000 ms' "$E2E_DIR/logs/proxy-prune.log" || e2e_fail "no periodic prune in the log"
+e2e_log "6. periodic prune (--prune-interval 1s): redis7c's row gone after its deletion from the registry; redis7 and its shared layers and rank kept; metrics: periodic runs $runs, images removed $imgs, errors $errs"
 e2e_log "PASS"

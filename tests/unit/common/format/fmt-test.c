@@ -1,4 +1,5 @@
 #include "fmt-test.h"
+#include "format.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -163,4 +164,23 @@ uint8_t *fmt_gunzip(const uint8_t *in, size_t n, size_t *ret_len)
     inflateEnd(&zs);
     *ret_len = len;
     return out;
+}
+
+int fmt_build_blob(const struct fmt_spec *specs, size_t n, uint64_t chunk_size)
+{
+    int tar = fmt_build_tar(specs, n, FMT_GZIP);
+    if (tar < 0)
+        return -1;
+    int fd = memfd_create("blob", MFD_CLOEXEC);
+    struct sl_format_options o = {.chunk_size = chunk_size, .threads = 1};
+    struct sl_format_result res;
+    sl_error_t err = NULL;
+    int r = fd >= 0 ? sl_format_convert(tar, fd, &o, &res, &err) : -1;
+    sl_error_free(&err);
+    close(tar);
+    if (r < 0 && fd >= 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
 }

@@ -27,6 +27,9 @@ struct fmt_spec {
 
 /* Writes a PAX tar of the specs, compressed as asked, into a new memfd (offset 0). */
 int fmt_build_tar(const struct fmt_spec *specs, size_t n, enum fmt_compress c);
+/* A Starlight blob of the specs (gzip tar, converted with `chunk_size` by one thread) in a new
+ * memfd; -1 when building or converting fails. */
+int fmt_build_blob(const struct fmt_spec *specs, size_t n, uint64_t chunk_size);
 /* A memfd holding `len` bytes. */
 int fmt_memfd(const void *data, size_t len);
 /* Reads a whole fd from offset 0 into a malloc'ed buffer. */

@@ -37,14 +37,8 @@ static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f)
 /* A Starlight blob of the specs in a memfd. */
 static int make_blob(const struct fmt_spec *specs, size_t n)
 {
-    int tar = fmt_build_tar(specs, n, FMT_GZIP);
-    assert_true(tar >= 0);
-    int fd = memfd_create("blob", MFD_CLOEXEC);
-    struct sl_format_options o = {.chunk_size = CHUNK, .threads = 1};
-    struct sl_format_result res;
-    sl_error_t err = NULL;
-    assert_int_equal(sl_format_convert(tar, fd, &o, &res, &err), 0);
-    close(tar);
+    int fd = fmt_build_blob(specs, n, CHUNK);
+    assert_true(fd >= 0);
     return fd;
 }
 
@@ -167,7 +161,24 @@ static void tree_path(struct world *w, const char *layer, const char *rel, char 
     assert_true(k > 0 && (size_t)k < n);
 }
 
-static void content_of(struct world *w, const char *layer, const char *rel, char *out, size_t n)
+/* A world (world_open) holding layers A and B (make_layers). */
+static void world_with_layers(struct world *w, enum sl_mat_mode mode)
+{
+    world_open(w, mode);
+    make_layers(w);
+}
+
+/* Materialises a layer; fails the test with the error chain. */
+static void materialize(struct world *w, const char *layer)
+{
+    sl_error_t err = NULL;
+    int r = sl_mat_layer(w->mat, layer, &err);
+    if (r < 0)
+        fail_msg("materialize %s: %s", layer, sl_error_msg(err, r));
+}
+
+/* The TOC of a recorded layer (caller frees). */
+static struct sl_toc *layer_toc(struct world *w, const char *layer)
 {
     sl_error_t err = NULL;
     struct sl_store_layer l;
@@ -175,6 +186,31 @@ static void content_of(struct world *w, const char *layer, const char *rel, char
     struct sl_toc *toc = NULL;
     assert_int_equal(sl_store_layer_load_toc(&l, &toc, &err), 0);
     sl_store_layer_clear(&l);
+    return toc;
+}
+
+/* A collector over the world without snapshots, with a 100 s grace. */
+static struct sl_gc *gc_new(struct world *w)
+{
+    struct sl_gc_options go = {.store = w->store, .mat = w->mat, .grace_s = 100};
+    struct sl_gc *gc = NULL;
+    sl_error_t err = NULL;
+    assert_int_equal(sl_gc_new(&go, &gc, &err), 0);
+    return gc;
+}
+
+/* One collection (grace < 0: the configured one); fails the test with the error chain. */
+static void gc_run(struct sl_gc *gc, int64_t grace, struct sl_gc_report *rep)
+{
+    sl_error_t err = NULL;
+    int r = sl_gc_run(gc, grace, rep, &err);
+    if (r < 0)
+        fail_msg("gc: %s", sl_error_msg(err, r));
+}
+
+static void content_of(struct world *w, const char *layer, const char *rel, char *out, size_t n)
+{
+    struct sl_toc *toc = layer_toc(w, layer);
     const struct sl_toc_entry *e = sl_toc_find(toc, rel);
     assert_non_null(e);
     sl_store_content_path(w->store, e->digest, out, n);
@@ -185,12 +221,9 @@ static void test_materialize_link(void **state)
 {
     (void)state;
     struct world w;
-    world_open(&w, SL_MAT_LINK);
-    make_layers(&w);
+    world_with_layers(&w, SL_MAT_LINK);
     sl_error_t err = NULL;
-    int r = sl_mat_layer(w.mat, w.a, &err);
-    if (r < 0)
-        fail_msg("materialize: %s", sl_error_msg(err, r));
+    materialize(&w, w.a);
     assert_true(sl_mat_has(w.mat, w.a));
     char p[512], q[512], c[512];
     struct stat st, st2, stc;
@@ -244,7 +277,7 @@ static void test_materialize_link(void **state)
     assert_true(S_ISFIFO(st2.st_mode));
     /* layer B: shared.txt wants 0644, the store's inode is claimed (0755, linked): a copy;
      * onlyB.txt is unclaimed: linked */
-    assert_int_equal(sl_mat_layer(w.mat, w.b, &err), 0);
+    materialize(&w, w.b);
     tree_path(&w, w.b, "etc/shared.txt", q, sizeof q);
     assert_int_equal(stat(q, &st2), 0);
     assert_int_not_equal(st2.st_ino, stc.st_ino);
@@ -276,10 +309,8 @@ static void test_materialize_copy_and_escape(void **state)
 {
     (void)state;
     struct world w;
-    world_open(&w, SL_MAT_COPY);
-    make_layers(&w);
-    sl_error_t err = NULL;
-    assert_int_equal(sl_mat_layer(w.mat, w.a, &err), 0);
+    world_with_layers(&w, SL_MAT_COPY);
+    materialize(&w, w.a);
     char p[512], c[512];
     struct stat st, stc;
     tree_path(&w, w.a, "etc/shared.txt", p, sizeof p);
@@ -366,11 +397,10 @@ static void test_collect(void **state)
 {
     (void)state;
     struct world w;
-    world_open(&w, SL_MAT_LINK);
-    make_layers(&w);
+    world_with_layers(&w, SL_MAT_LINK);
     sl_error_t err = NULL;
-    assert_int_equal(sl_mat_layer(w.mat, w.a, &err), 0);
-    assert_int_equal(sl_mat_layer(w.mat, w.b, &err), 0);
+    materialize(&w, w.a);
+    materialize(&w, w.b);
     char only_a[512], shared[512], only_b[512];
     content_of(&w, w.a, "onlyA.bin", only_a, sizeof only_a);
     content_of(&w, w.a, "etc/shared.txt", shared, sizeof shared);
@@ -386,24 +416,16 @@ static void test_collect(void **state)
     assert_int_equal(write(fd, "junk", 4), 4);
     close(fd);
     /* a reader holds onlyA.bin open */
-    struct sl_store_layer l;
-    assert_int_equal(sl_store_layer_get(w.store, w.a, &l, &err), 0);
-    struct sl_toc *toc = NULL;
-    assert_int_equal(sl_store_layer_load_toc(&l, &toc, &err), 0);
-    sl_store_layer_clear(&l);
+    struct sl_toc *toc = layer_toc(&w, w.a);
     const struct sl_toc_entry *e = sl_toc_find(toc, "onlyA.bin");
     char only_a_digest[SL_DIGEST_STR_LEN];
     snprintf(only_a_digest, sizeof only_a_digest, "%s", e->digest);
     struct sl_store_content *h = NULL;
     assert_int_equal(sl_store_content_open(w.store, e->digest, e->size, &h, &err), 0);
 
-    struct sl_gc_options go = {.store = w.store, .mat = w.mat, .grace_s = 100};
-    struct sl_gc *gc = NULL;
-    assert_int_equal(sl_gc_new(&go, &gc, &err), 0);
+    struct sl_gc *gc = gc_new(&w);
     struct sl_gc_report rep;
-    int r = sl_gc_run(gc, -1, &rep, &err);
-    if (r < 0)
-        fail_msg("gc: %s", sl_error_msg(err, r));
+    gc_run(gc, -1, &rep);
     assert_int_equal(rep.n_removed, 1);
     assert_string_equal(rep.removed[0], w.a);
     assert_int_equal(rep.layers_kept, 1);
@@ -417,12 +439,13 @@ static void test_collect(void **state)
     tree_path(&w, w.a, "", p, sizeof p);
     assert_true(access(p, F_OK) != 0);
     assert_false(sl_mat_has(w.mat, w.a));
+    struct sl_store_layer l;
     assert_int_equal(sl_store_layer_get(w.store, w.a, &l, NULL), -ENOENT);
     sl_gc_report_clear(&rep);
 
     /* released: the next run removes it and counts its blocks */
     sl_store_content_unref(h);
-    assert_int_equal(sl_gc_run(gc, -1, &rep, &err), 0);
+    gc_run(gc, -1, &rep);
     assert_int_equal(rep.n_removed, 0);
     assert_int_equal(rep.contents_removed, 1);
     assert_true(rep.bytes_freed >= CHUNK * 3);
@@ -431,7 +454,7 @@ static void test_collect(void **state)
     sl_gc_report_clear(&rep);
 
     /* grace 0 takes B too; everything goes, B's tree included */
-    assert_int_equal(sl_gc_run(gc, 0, &rep, &err), 0);
+    gc_run(gc, 0, &rep);
     assert_int_equal(rep.n_removed, 1);
     assert_true(access(shared, F_OK) != 0);
     assert_true(access(only_b, F_OK) != 0);
@@ -447,8 +470,7 @@ static void test_collect(void **state)
 
     /* the same layer imported again after collection is whole again */
     world_close(&w);
-    world_open(&w, SL_MAT_LINK);
-    make_layers(&w);
+    world_with_layers(&w, SL_MAT_LINK);
     assert_int_equal(sl_store_content_state(w.store, only_a_digest), SL_STORE_COMPLETE);
     world_close(&w);
 }
@@ -482,8 +504,7 @@ static void test_collect_resume_points(void **state)
 {
     (void)state;
     struct world w;
-    world_open(&w, SL_MAT_LINK);
-    make_layers(&w);
+    world_with_layers(&w, SL_MAT_LINK);
     const char *only_a[] = {w.a, NULL}, *only_b[] = {w.b, NULL}, *both[] = {w.b, w.a, NULL};
     put_resume(&w, "p imgA", only_a);
     put_resume(&w, "p imgB", only_b);
@@ -504,11 +525,9 @@ static void test_collect_resume_points(void **state)
 
     /* A is collected: the points naming it go, B's and the recent legacy one stay */
     set_recorded(&w, w.a, 1000);
-    struct sl_gc_options go = {.store = w.store, .mat = w.mat, .grace_s = 100};
-    struct sl_gc *gc = NULL;
-    assert_int_equal(sl_gc_new(&go, &gc, &err), 0);
+    struct sl_gc *gc = gc_new(&w);
     struct sl_gc_report rep;
-    assert_int_equal(sl_gc_run(gc, -1, &rep, &err), 0);
+    gc_run(gc, -1, &rep);
     assert_int_equal(rep.n_removed, 1);
     assert_int_equal(rep.resume_removed, 2);
     sl_gc_report_clear(&rep);
@@ -519,11 +538,11 @@ static void test_collect_resume_points(void **state)
     assert_int_equal(db_count(&w, "SELECT count(*) FROM pull_resume_layer"), 1); /* B's only */
 
     /* a run that collects nothing keeps every point; an old legacy point goes by age */
-    assert_int_equal(sl_gc_run(gc, -1, &rep, &err), 0);
+    gc_run(gc, -1, &rep);
     assert_int_equal(rep.resume_removed, 0);
     sl_gc_report_clear(&rep);
     db_exec(&w, "UPDATE pull_resume SET updated = 1000");
-    assert_int_equal(sl_gc_run(gc, -1, &rep, &err), 0);
+    gc_run(gc, -1, &rep);
     assert_int_equal(rep.resume_removed, 1);
     sl_gc_report_clear(&rep);
     assert_false(has_resume(&w, "p legacy"));
