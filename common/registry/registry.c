@@ -106,9 +106,7 @@ static int status_class(long s)
     }
 }
 
-/* "HTTP 400 MANIFEST_INVALID: manifest invalid; ..." from the registry's `errors` array,
- * falling back to the start of the body. */
-static int http_error(const struct sl_http_response *resp, const char *what, sl_error_t *err)
+int sl_registry_http_error(const struct sl_http_response *resp, const char *what, sl_error_t *err)
 {
     _cleanup_buf_ struct sl_buf m;
     sl_buf_init(&m, 4096);
@@ -307,7 +305,7 @@ int sl_registry_ping(struct sl_registry *reg, sl_error_t *err)
     struct sl_http_response resp = {0};
     int r = reg_perform(reg, NULL, 0, &req, &resp, what, err);
     if (r >= 0 && resp.status != 200)
-        r = http_error(&resp, what, err);
+        r = sl_registry_http_error(&resp, what, err);
     sl_http_response_free(&resp);
     return r < 0 ? r : 0;
 }
@@ -357,7 +355,7 @@ int sl_registry_get_manifest(struct sl_registry *reg, const char *repo, const ch
         r = sl_error_make(err, EFBIG, "%s: manifest larger than %d bytes", what,
                           SL_MANIFEST_MAX_BYTES);
     if (r >= 0 && resp.status != 200)
-        r = http_error(&resp, what, err);
+        r = sl_registry_http_error(&resp, what, err);
     if (r < 0) {
         sl_http_response_free(&resp);
         return r;
@@ -421,7 +419,7 @@ int sl_registry_put_manifest(struct sl_registry *reg, const char *repo, const ch
     struct sl_http_response resp = {0};
     r = reg_perform(reg, scopes, 1, &req, &resp, what, err);
     if (r >= 0 && resp.status != 201 && resp.status != 200)
-        r = http_error(&resp, what, err);
+        r = sl_registry_http_error(&resp, what, err);
     if (r >= 0) {
         const char *dcd = sl_http_headers_get(&resp.headers, "Docker-Content-Digest");
         if (dcd && sl_digest_valid(dcd) && strcmp(dcd, dig) != 0)
@@ -463,7 +461,7 @@ int sl_registry_head_blob(struct sl_registry *reg, const char *repo, const char 
         } else if (resp.status == 404) {
             r = 0;
         } else {
-            r = http_error(&resp, what, err);
+            r = sl_registry_http_error(&resp, what, err);
         }
     }
     sl_http_response_free(&resp);
@@ -555,7 +553,7 @@ static int fetch_window(struct sl_registry *reg, const char *repo, const char *d
         struct sl_http_response resp = {0};
         int r = reg_perform(reg, scopes, 1, &req, &resp, what, err);
         if (r >= 0 && resp.status != 200 && resp.status != 206)
-            r = http_error(&resp, what, err);
+            r = sl_registry_http_error(&resp, what, err);
         sl_http_response_free(&resp);
         if (r >= 0)
             return 0;
@@ -676,7 +674,7 @@ static int upload_status(struct sl_registry *reg, const char *const *scopes, con
     struct sl_http_response resp = {0};
     int r = reg_perform(reg, scopes, 1, &req, &resp, what, err);
     if (r >= 0 && resp.status != 204)
-        r = http_error(&resp, what, err);
+        r = sl_registry_http_error(&resp, what, err);
     if (r >= 0) {
         const char *range = sl_http_headers_get(&resp.headers, "Range");
         int64_t a = 0, b = -1;
@@ -727,7 +725,7 @@ static int upload_chunked(struct sl_registry *reg, const char *const *scopes, ch
         }
         if (!transient || failures >= max_failures) {
             if (r >= 0)
-                r = http_error(&resp, what, err);
+                r = sl_registry_http_error(&resp, what, err);
             sl_http_response_free(&resp);
             return r;
         }
@@ -801,7 +799,7 @@ int sl_registry_push_blob(struct sl_registry *reg, const char *repo, const char 
         return SL_PUSH_MOUNTED;
     }
     if (r >= 0 && resp.status != 202)
-        r = http_error(&resp, what, err);
+        r = sl_registry_http_error(&resp, what, err);
     _cleanup_free_ char *loc = NULL;
     if (r >= 0)
         r = location_of(&resp, resp.url ? resp.url : url, &loc, what, err);
@@ -829,7 +827,7 @@ int sl_registry_push_blob(struct sl_registry *reg, const char *repo, const char 
     resp = (struct sl_http_response){0};
     r = reg_perform(reg, scopes, 1, &req, &resp, what, err);
     if (r >= 0 && resp.status != 201)
-        r = http_error(&resp, what, err);
+        r = sl_registry_http_error(&resp, what, err);
     if (r >= 0) {
         const char *dcd = sl_http_headers_get(&resp.headers, "Docker-Content-Digest");
         if (dcd && sl_digest_valid(dcd) && strcmp(dcd, digest) != 0)
