@@ -141,7 +141,9 @@ int sl_json_get_arr(const json_t *obj, const char *key, const char *path, json_t
 
 char *sl_json_dump(const json_t *j, size_t *ret_len)
 {
-    char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    /* JSON_ENCODE_ANY: a scalar from hostile input (a registry's `"detail": true`) is dumped
+     * like a container; without it jansson returns NULL (found by fuzz-error-bodies). */
+    char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
     if (!s)
         abort();
     if (ret_len)

@@ -35,7 +35,8 @@ int sl_json_get_obj(const json_t *obj, const char *key, const char *path, json_t
 int sl_json_get_arr(const json_t *obj, const char *key, const char *path, json_t **ret,
                     sl_error_t *err);
 
-/* Compact, key-order-preserving dump; caller frees. Aborts on OOM. */
+/* Compact, key-order-preserving dump of any value (scalars too); caller frees. Aborts on
+ * OOM. */
 char *sl_json_dump(const json_t *j, size_t *ret_len);
 
 #endif

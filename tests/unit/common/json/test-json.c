@@ -49,11 +49,28 @@ static void test_limits(void **state)
     sl_error_free(&err);
 }
 
+/* Scalars dump too (jansson alone refuses them; a registry's `"detail": true` aborted). */
+static void test_dump_scalars(void **state)
+{
+    (void)state;
+    json_t *v[] = {json_true(), json_integer(7), json_string("x"), json_null()};
+    const char *want[] = {"true", "7", "\"x\"", "null"};
+    for (size_t i = 0; i < 4; i++) {
+        size_t len = 0;
+        char *s = sl_json_dump(v[i], &len);
+        assert_string_equal(s, want[i]);
+        assert_int_equal(len, strlen(want[i]));
+        free(s);
+        json_decref(v[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fields),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_dump_scalars),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
