@@ -545,6 +545,8 @@ int sl_ctrd_register_image(struct sl_ctrd *c, const char *ns, const struct sl_ct
         r = content_put(&s, "index", img->index_digest, img->index, img->index_len, &l, err);
     }
     /* 4. the image record roots everything */
+    if (r >= 0 && img->before_image)
+        r = img->before_image(img->before_image_ud, err);
     if (r >= 0) {
         _cleanup_labels_ struct labels l = {0};
         labels_add(&l, SL_CTRD_LABEL_PULLER, "starlight");

@@ -91,6 +91,10 @@ struct sl_ctrd_image {
     /* extra labels of the image record (optional) */
     const struct sl_ctrd_label *labels;
     size_t n_labels;
+    /* optional: called after the snapshots and contents, right before the image record; a
+     * negative errno stops the registration (the record is not written) */
+    int (*before_image)(void *ud, sl_error_t *err);
+    void *before_image_ud;
 };
 
 struct sl_ctrd;

@@ -113,6 +113,7 @@ static int check_socket(const char *path, sl_error_t *err)
 }
 
 int sl_pull_registrar_hook(void *ud, const struct sl_delta_header *h, const char *ns,
+                           int (*gate)(void *gate_ud, sl_error_t *err), void *gate_ud,
                            sl_error_t *err)
 {
     struct sl_pull_registrar *reg = ud;
@@ -123,6 +124,8 @@ int sl_pull_registrar_hook(void *ud, const struct sl_delta_header *h, const char
     int r = sl_pull_registrar_image(h, layers, &img, &m, err);
     if (r < 0)
         return r;
+    img.before_image = gate;
+    img.before_image_ud = gate_ud;
     r = check_socket(reg->socket, err);
     if (r < 0)
         return r;

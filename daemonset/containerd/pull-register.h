@@ -34,9 +34,11 @@ void sl_pull_registrar_free(struct sl_pull_registrar *r);
 SL_DEFINE_CLEANUP(struct sl_pull_registrar, sl_pull_registrar_free)
 
 /* The registration hook: `ud` is a struct sl_pull_registrar. Registers the image of `h` in
- * containerd namespace `ns`. Returns 0 or a negative errno (see ctrd.h; -EINVAL when the header's
- * layers do not match its manifest's, -ECONNREFUSED when containerd is not running). */
+ * containerd namespace `ns`; gate (optional) is called before the image record
+ * (sl_ctrd_image.before_image). Returns 0 or a negative errno (see ctrd.h; -EINVAL when the
+ * header's layers do not match its manifest's, -ECONNREFUSED when containerd is not running). */
 int sl_pull_registrar_hook(void *ud, const struct sl_delta_header *h, const char *ns,
+                           int (*gate)(void *gate_ud, sl_error_t *err), void *gate_ud,
                            sl_error_t *err);
 
 /* Builds the image description of `h` into *img. `layers` must hold h->n_layers entries; the

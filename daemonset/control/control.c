@@ -657,9 +657,10 @@ static int inflight_run(struct sl_control *c, struct pull_ctx *pc, struct sl_pul
     if (r >= 0 && st.ms_complete >= 0)
         sl_metric_observe(c->mx.complete, NULL, st.ms_complete / 1000.0);
     if (r >= 0) {
-        log_info("pull %s: %" PRIu64 " bytes (payload %" PRIu64 "), ready after %.0f ms, "
-                 "complete after %.0f ms",
-                 req->ref, st.bytes_received, st.payload_bytes, st.ms_ready, st.ms_complete);
+        log_info("pull %s: %" PRIu64 " bytes (payload %" PRIu64 "), header after %.0f ms, "
+                 "ready after %.0f ms, complete after %.0f ms",
+                 req->ref, st.bytes_received, st.payload_bytes, st.ms_header, st.ms_ready,
+                 st.ms_complete);
     }
     pthread_mutex_lock(&c->lock);
     inf->st = st;

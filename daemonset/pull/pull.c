@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
@@ -301,15 +302,18 @@ static int held_layers(struct sl_store *s, char ***ret, size_t *ret_n, sl_error_
     return 0;
 }
 
-static int publish(struct sl_fs *fs, const struct sl_store_layer *rec, sl_error_t *err)
+/* Publishes a recorded layer on the fs with `toc` (taken; NULL: loaded from the record). */
+static int publish(struct sl_fs *fs, const struct sl_store_layer *rec, struct sl_toc *toc,
+                   sl_error_t *err)
 {
+    _cleanup_toc_ struct sl_toc *given = toc;
     if (!fs)
         return 0;
     _cleanup_free_ char *dir = NULL;
     if (sl_fs_layer_dir(fs, rec->digest, &dir, NULL) >= 0)
         return 0;
-    struct sl_toc *toc = NULL;
-    int r = sl_store_layer_load_toc(rec, &toc, err);
+    toc = TAKE_PTR(given);
+    int r = toc ? 0 : sl_store_layer_load_toc(rec, &toc, err);
     if (r < 0)
         return r;
     uint32_t slot = rec->id > 0 && rec->id <= SL_FS_MAX_SLOT ? (uint32_t)rec->id : 0;
@@ -361,9 +365,87 @@ static int check_toc_vouched(struct rx *x)
     return 0;
 }
 
+/* Records the new layers of the header in the store (and expects every content of the plan),
+ * on its own thread while the pulling thread registers the image (on_header). */
+struct recorder {
+    struct rx *x;
+    pthread_t thread;
+    bool joined, gate_failed;
+    int r;
+    sl_error_t err;
+    int64_t *ids; /* per target layer: the store's record id (new layers) */
+    double ms;
+};
+
+static void *record_layers(void *ud)
+{
+    struct recorder *rc = ud;
+    struct rx *x = rc->x;
+    const struct sl_delta_header *h = x->h;
+    int64_t t0 = now_ns();
+    int r = 0;
+    for (uint32_t i = 0; r >= 0 && i < h->n_layers; i++) {
+        const struct sl_delta_hlayer *l = &h->layers[i];
+        struct sl_store_layer rec = {0};
+        if (l->held) { /* the node must have it, published */
+            r = sl_store_layer_get(x->store, l->digest, &rec, &rc->err);
+            if (r >= 0)
+                r = publish(x->fs, &rec, NULL, &rc->err);
+            sl_store_layer_clear(&rec);
+            if (r < 0)
+                r = sl_error_wrap(&rc->err, r, "held layer %s", l->digest);
+            continue;
+        }
+        snprintf(rec.digest, sizeof(rec.digest), "%s", l->digest);
+        snprintf(rec.toc_digest, sizeof(rec.toc_digest), "%s", l->toc_digest);
+        rec.blob_size = l->size;
+        rec.toc_offset = l->toc_offset;
+        rec.tail = l->toc_tail; /* borrowed: not cleared */
+        rec.tail_len = l->toc_tail_len;
+        r = sl_store_layer_put(x->store, &rec, x->tocs[i], &rc->err);
+        if (r < 0)
+            r = sl_error_wrap(&rc->err, r, "layer %s", l->digest);
+        rc->ids[i] = rec.id;
+    }
+    for (size_t i = 0; r >= 0 && i < h->n_contents; i++) {
+        r = sl_store_expect(x->store, h->contents[i].digest, h->contents[i].size, &rc->err);
+        if (r < 0)
+            r = sl_error_wrap(&rc->err, r, "content %s", h->contents[i].digest);
+    }
+    rc->r = r;
+    rc->ms = (double)(now_ns() - t0) / 1e6;
+    return NULL;
+}
+
+/* Waits for the recorder (once). Its error goes to *err (when err is not NULL). */
+static int recorder_join(struct recorder *rc, sl_error_t *err)
+{
+    if (!rc->joined) {
+        pthread_join(rc->thread, NULL);
+        rc->joined = true;
+    }
+    if (rc->r < 0 && err && rc->err) {
+        sl_error_free(err);
+        *err = TAKE_PTR(rc->err);
+    }
+    sl_error_free(&rc->err);
+    return rc->r;
+}
+
+/* The registration's gate (sl_pull_register_fn): the layers are recorded. */
+static int recorder_gate(void *ud, sl_error_t *err)
+{
+    struct recorder *rc = ud;
+    int r = recorder_join(rc, err);
+    if (r < 0)
+        rc->gate_failed = true;
+    return r;
+}
+
 /* The header arrived: check it, record and publish the new layers, register, report READY. */
 static int on_header(struct rx *x)
 {
+    int64_t t_in = now_ns();
     struct sl_delta_header *h = NULL;
     int r = sl_delta_header_decode(x->header.data, x->header.len, &h, x->err);
     if (r < 0)
@@ -381,6 +463,7 @@ static int on_header(struct rx *x)
     for (size_t i = 0; i < h->n_layers; i++)
         x->st.image_bytes += h->layers[i].size;
 
+    int64_t t_decoded = now_ns();
     if ((r = check_toc_vouched(x)) < 0)
         return r;
     x->tocs = sl_xcalloc(h->n_layers ? h->n_layers : 1, sizeof(*x->tocs));
@@ -401,45 +484,69 @@ static int on_header(struct rx *x)
     }
     if ((r = check_contents(x, content_entry)) < 0)
         return r;
+    int64_t t_checked = now_ns();
     if ((r = emit(x, SL_PULL_HEADER)) < 0)
         return r;
 
-    /* Held layers: the node must have them, published. */
-    for (uint32_t i = 0; i < h->n_layers; i++) {
+    /* The store records the layers on a thread of its own while this one prepares the fs
+     * trees and registers the image; the registration waits for the records (the gate) before
+     * the image record, the layers are published once both are done. */
+    struct recorder rc = {.x = x,
+                          .ids = sl_xcalloc(h->n_layers ? h->n_layers : 1, sizeof(int64_t))};
+    if (pthread_create(&rc.thread, NULL, record_layers, &rc) != 0) {
+        record_layers(&rc); /* no thread: record here, then go on */
+        rc.joined = true;
+    }
+    _cleanup_free_ struct sl_toc **fs_tocs =
+        sl_xcalloc(h->n_layers ? h->n_layers : 1, sizeof(*fs_tocs));
+    for (uint32_t i = 0; x->fs && i < h->n_layers; i++) {
         const struct sl_delta_hlayer *l = &h->layers[i];
-        struct sl_store_layer rec = {0};
-        if (l->held) {
-            r = sl_store_layer_get(x->store, l->digest, &rec, x->err);
-            if (r >= 0)
-                r = publish(x->fs, &rec, x->err);
-            sl_store_layer_clear(&rec);
-            if (r < 0)
-                return sl_error_wrap(x->err, r, "held layer %s", l->digest);
-            continue;
-        }
+        char *dir = NULL;
+        bool published = !l->held && sl_fs_layer_dir(x->fs, l->digest, &dir, NULL) >= 0;
+        free(dir);
+        if (l->held || published)
+            continue; /* published by an earlier pull */
+        if (sl_toc_load(tail_read_at, (void *)l, l->size, l->toc_digest, &fs_tocs[i], NULL) < 0)
+            fs_tocs[i] = NULL; /* checked above: cannot fail; publish() loads it again */
+    }
+    int64_t t_trees = now_ns();
+    r = 0;
+    if (x->req->on_register) {
+        r = x->req->on_register(x->req->register_ud, h, x->req->ns ? x->req->ns : "default",
+                                recorder_gate, &rc, x->err);
+        if (r < 0 && !rc.gate_failed)
+            r = sl_error_wrap(x->err, r, "register %s", h->reference);
+    }
+    int64_t t_registered = now_ns();
+    int rr = recorder_join(&rc, r < 0 ? NULL : x->err);
+    if (r >= 0)
+        r = rr;
+    int64_t t_stored = now_ns();
+    for (uint32_t i = 0; r >= 0 && i < h->n_layers; i++) {
+        const struct sl_delta_hlayer *l = &h->layers[i];
+        struct sl_store_layer rec = {.id = rc.ids[i]};
         snprintf(rec.digest, sizeof(rec.digest), "%s", l->digest);
         snprintf(rec.toc_digest, sizeof(rec.toc_digest), "%s", l->toc_digest);
         rec.blob_size = l->size;
         rec.toc_offset = l->toc_offset;
         rec.tail = l->toc_tail; /* borrowed: not cleared */
         rec.tail_len = l->toc_tail_len;
-        r = sl_store_layer_put(x->store, &rec, x->tocs[i], x->err);
-        if (r >= 0)
-            r = publish(x->fs, &rec, x->err);
+        if (l->held)
+            continue; /* published by the recorder */
+        r = publish(x->fs, &rec, TAKE_PTR(fs_tocs[i]), x->err);
         if (r < 0)
-            return sl_error_wrap(x->err, r, "layer %s", l->digest);
+            r = sl_error_wrap(x->err, r, "layer %s", l->digest);
     }
-    for (size_t i = 0; i < h->n_contents; i++) {
-        r = sl_store_expect(x->store, h->contents[i].digest, h->contents[i].size, x->err);
-        if (r < 0)
-            return sl_error_wrap(x->err, r, "content %s", h->contents[i].digest);
-    }
-    if (x->req->on_register) {
-        r = x->req->on_register(x->req->register_ud, h, x->req->ns ? x->req->ns : "default",
-                                x->err);
-        if (r < 0)
-            return sl_error_wrap(x->err, r, "register %s", h->reference);
-    }
+    for (uint32_t i = 0; i < h->n_layers; i++)
+        sl_toc_free(fs_tocs[i]);
+    free(rc.ids);
+    if (r < 0)
+        return r;
+    log_info("pull %s: header %" PRIu64 " bytes: decode %.0f ms, TOCs %.0f ms; then trees %.0f ms, "
+             "register %.0f ms (store %.0f ms meanwhile), publish %.0f ms",
+             x->req->ref, x->header_len, (t_decoded - t_in) / 1e6, (t_checked - t_decoded) / 1e6,
+             (t_trees - t_checked) / 1e6, (t_registered - t_trees) / 1e6, rc.ms,
+             (now_ns() - t_stored) / 1e6);
     x->st.ms_ready = ms_since(x);
     if ((r = emit(x, SL_PULL_READY)) < 0)
         return r;
@@ -1140,7 +1247,7 @@ int sl_pull_publish_known(struct sl_store *store, struct sl_fs *fs, sl_error_t *
         sl_error_t e = NULL;
         r = sl_store_layer_get(store, all[i], &rec, &e);
         if (r >= 0)
-            r = publish(fs, &rec, &e);
+            r = publish(fs, &rec, NULL, &e);
         if (r < 0)
             log_warn("layer %s: not published: %s", all[i], sl_error_msg(e, r));
         else

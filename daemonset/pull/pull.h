@@ -5,10 +5,12 @@
  *   1. decodes the prelude and header as soon as they arrive (common/delta);
  *   2. for each target layer the node lacks: rebuilds its TOC from the header's tocTail
  *      (checked against tocDigest), cross-checks the header's file list and contents against
- *      that TOC (paths, sizes, digests, chunk lists: a header that lies is refused), records
- *      the layer in the store (which expects its contents) and publishes it on the fs;
- *   3. calls the registration hook (containerd) and reports READY: the image is usable now,
- *      reads of missing chunks park in the fs;
+ *      that TOC (paths, sizes, digests, chunk lists: a header that lies is refused);
+ *   3. records the new layers in the store (one transaction per layer: record, references,
+ *      every content expected) on a thread of its own while the pulling thread builds the fs
+ *      trees and calls the registration hook (containerd), whose gate waits for those records
+ *      before the image record; then publishes the layers on the fs and reports READY: the
+ *      image is usable now, reads of missing chunks park in the fs;
  *   4. streams the payload: each chunk's raw gzip member goes from the HTTP sink straight into
  *      sl_store_put_chunk (verified there; copied only when it straddles two network reads),
  *      waking parked reads; a chunk that fails verification aborts the pull (-EBADMSG);
@@ -76,9 +78,14 @@ struct sl_pull_stats {
 /* Called on the pulling thread. Return 0 to go on, a negative errno to abort the pull. */
 typedef int (*sl_pull_event_fn)(void *ud, enum sl_pull_phase phase, const struct sl_pull_stats *s);
 
-/* Registration of the pulled image (containerd): called once the layers are published, before
- * READY. Returns 0 or a negative errno (the pull fails). */
+/* Registration of the pulled image (containerd): called on the pulling thread once the header is
+ * checked, while another thread records the new layers in the store, before READY. The hook
+ * must call gate(gate_ud, err) before it makes the image visible (containerd's image record)
+ * and give up when that fails: the gate waits until the layers are recorded (and committed), so
+ * a registered image never names layers the store could lose in a crash. Returns 0 or a
+ * negative errno (the pull fails). */
 typedef int (*sl_pull_register_fn)(void *ud, const struct sl_delta_header *h, const char *ns,
+                                   int (*gate)(void *gate_ud, sl_error_t *err), void *gate_ud,
                                    sl_error_t *err);
 
 struct sl_pull_request {

@@ -51,17 +51,23 @@ static int layer_put(struct sl_store *s, struct sl_store_layer *l, const struct 
     if (strcmp(sl_toc_digest(toc), l->toc_digest) != 0)
         return sl_error_make(err, EINVAL, "layer %s: tree has TOC %s, record says %s", l->digest,
                              sl_toc_digest(toc), l->toc_digest);
-    /* Expect every content first: a record then never names contents the store ignores. */
-    for (size_t i = 0; i < sl_toc_count(toc); i++) {
+    /* Every content is expected in the same transaction as the record and its references: a
+     * record then never names contents the store ignores, and a crash keeps all or nothing. */
+    size_t n = 0, cap = sl_toc_count(toc);
+    _cleanup_free_ struct sl_store_want *w = sl_xcalloc(cap ? cap : 1, sizeof *w);
+    for (size_t i = 0; i < cap; i++) {
         const struct sl_toc_entry *e = sl_toc_entry_at(toc, i);
-        if (e->type != SL_TOC_REG || !e->has_digest)
-            continue;
-        int r = sl_store_expect(s, e->digest, e->size, err);
-        if (r < 0)
-            return sl_error_wrap(err, r, "layer %s: file `%s`", l->digest, e->name);
+        if (e->type == SL_TOC_REG && e->has_digest)
+            w[n++] = (struct sl_store_want){.digest = e->digest, .size = e->size};
     }
+    int r = sl_store_expect_prepare(s, w, n, err);
+    if (r < 0)
+        return sl_error_wrap(err, r, "layer %s", l->digest);
     sqlite3 *db = sl_store_db_lock(s);
-    int r = sl_store_db_exec(s, err, "BEGIN", NULL);
+    sqlite3_stmt *ref = NULL;
+    r = sl_store_db_exec(s, err, "BEGIN", NULL);
+    if (r >= 0)
+        r = sl_store_expect_rows(s, w, n, err);
     if (r >= 0)
         r = sl_store_db_exec(
             s, err,
@@ -71,16 +77,26 @@ static int layer_put(struct sl_store *s, struct sl_store_layer *l, const struct 
             " toc_offset = excluded.toc_offset, tail = excluded.tail, created = excluded.created",
             "ttiibi", l->digest, l->toc_digest, (int64_t)l->blob_size, (int64_t)l->toc_offset,
             (const void *)l->tail, l->tail_len, (int64_t)time(NULL));
-    for (size_t i = 0; r >= 0 && i < sl_toc_count(toc); i++) {
-        const struct sl_toc_entry *e = sl_toc_entry_at(toc, i);
-        if (e->type == SL_TOC_REG && e->has_digest && e->size > 0)
-            r = sl_store_db_exec(s, err,
-                                 "INSERT OR IGNORE INTO layer_content(layer, content) VALUES(?,?)",
-                                 "tt", l->digest, e->digest);
+    if (r >= 0 && sqlite3_prepare_v2(db,
+                                     "INSERT OR IGNORE INTO layer_content(layer, content) "
+                                     "VALUES(?,?)",
+                                     -1, &ref, NULL) != SQLITE_OK)
+        r = sl_error_make(err, EIO, "store database: layer references: %s", sqlite3_errmsg(db));
+    for (size_t i = 0; r >= 0 && i < n; i++) {
+        if (w[i].size == 0 || (i > 0 && strcmp(w[i].digest, w[i - 1].digest) == 0))
+            continue;
+        sqlite3_reset(ref);
+        sqlite3_bind_text(ref, 1, l->digest, -1, SQLITE_STATIC);
+        sqlite3_bind_text(ref, 2, w[i].digest, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(ref);
+        if (rc != SQLITE_DONE)
+            r = sl_error_make(err, rc == SQLITE_FULL ? ENOSPC : EIO,
+                              "store database: layer references: %s", sqlite3_errmsg(db));
     }
+    sqlite3_finalize(ref);
     if (r >= 0)
         r = sl_store_db_exec(s, err, "COMMIT", NULL);
-    else
+    else if (!sqlite3_get_autocommit(db))
         sl_store_db_exec(s, NULL, "ROLLBACK", NULL);
     if (r >= 0) {
         sqlite3_stmt *st = NULL;
@@ -93,6 +109,8 @@ static int layer_put(struct sl_store *s, struct sl_store_layer *l, const struct 
         }
     }
     sl_store_db_unlock(s);
+    if (r >= 0)
+        r = sl_store_expect_adopt(s, w, n, err);
     if (r < 0)
         return sl_error_wrap(err, r, "record layer %s", l->digest);
     return 0;

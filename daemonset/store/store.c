@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -845,6 +846,115 @@ int sl_store_expect(struct sl_store *s, const char *digest, uint64_t size, sl_er
     if (r < 0)
         return r;
     sl_store_content_unref(c);
+    return 0;
+}
+
+static int cmp_want(const void *a, const void *b)
+{
+    const struct sl_store_want *x = a, *y = b;
+    return strcmp(hex_of(x->digest), hex_of(y->digest));
+}
+
+int sl_store_expect_prepare(struct sl_store *s, struct sl_store_want *w, size_t n, sl_error_t *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!sl_digest_valid(w[i].digest))
+            return sl_error_make(err, EINVAL, "invalid content digest `%.80s`", w[i].digest);
+        if (w[i].size == UINT64_MAX)
+            return sl_error_make(err, EINVAL, "content %s: size out of range", w[i].digest);
+    }
+    qsort(w, n, sizeof *w, cmp_want);
+    for (size_t i = 1; i < n; i++)
+        if (strcmp(w[i].digest, w[i - 1].digest) == 0 && w[i].size != w[i - 1].size)
+            return sl_error_make(err, EINVAL,
+                                 "content %s: expected %" PRIu64 " bytes, known as %" PRIu64,
+                                 w[i].digest, w[i].size, w[i - 1].size);
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < n; i++) {
+        w[i].state = SL_STORE_WANT_NEW;
+        if (i > 0 && strcmp(w[i].digest, w[i - 1].digest) == 0) {
+            w[i].state = SL_STORE_WANT_MEMORY;
+            continue;
+        }
+        const struct sl_store_content *c = find_locked(s, w[i].digest);
+        if (!c)
+            continue;
+        if (c->size != w[i].size) {
+            uint64_t known = c->size;
+            pthread_mutex_unlock(&s->lock);
+            return sl_error_make(err, EINVAL,
+                                 "content %s: expected %" PRIu64 " bytes, known as %" PRIu64,
+                                 w[i].digest, w[i].size, known);
+        }
+        w[i].state = SL_STORE_WANT_MEMORY;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+int sl_store_expect_rows(struct sl_store *s, struct sl_store_want *w, size_t n, sl_error_t *err)
+{
+    sqlite3_stmt *sel = NULL, *ins = NULL;
+    int rc = sqlite3_prepare_v2(s->db, "SELECT size FROM content WHERE digest = ?", -1, &sel, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(s->db, "INSERT INTO content(digest, size, complete) VALUES(?,?,?)",
+                                -1, &ins, NULL);
+    int r = rc == SQLITE_OK ? 0 : db_err(s, err, rc, "expect: prepare");
+    for (size_t i = 0; r >= 0 && i < n; i++) {
+        if (w[i].state != SL_STORE_WANT_NEW)
+            continue;
+        sqlite3_reset(sel);
+        sqlite3_bind_text(sel, 1, w[i].digest, -1, SQLITE_STATIC);
+        rc = sqlite3_step(sel);
+        if (rc == SQLITE_ROW) {
+            uint64_t known = (uint64_t)sqlite3_column_int64(sel, 0);
+            if (known != w[i].size)
+                r = sl_error_make(err, EINVAL,
+                                  "content %s: expected %" PRIu64 " bytes, known as %" PRIu64,
+                                  w[i].digest, w[i].size, known);
+            w[i].state = SL_STORE_WANT_KNOWN;
+            continue;
+        }
+        if (rc != SQLITE_DONE) {
+            r = db_err(s, err, rc, "expect: select content");
+            break;
+        }
+        sqlite3_reset(ins);
+        sqlite3_bind_text(ins, 1, w[i].digest, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(ins, 2, (int64_t)w[i].size);
+        sqlite3_bind_int64(ins, 3, w[i].size == 0);
+        if ((rc = sqlite3_step(ins)) != SQLITE_DONE)
+            r = db_err(s, err, rc, "expect: insert content");
+    }
+    sqlite3_finalize(sel);
+    sqlite3_finalize(ins);
+    return r;
+}
+
+int sl_store_expect_adopt(struct sl_store *s, const struct sl_store_want *w, size_t n,
+                          sl_error_t *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (w[i].state == SL_STORE_WANT_KNOWN) {
+            int r = sl_store_expect(s, w[i].digest, w[i].size, err);
+            if (r < 0)
+                return r;
+        }
+        if (w[i].state != SL_STORE_WANT_NEW)
+            continue;
+        /* a new row: no chunk recorded, nothing on disk to trust (a stale final file is
+         * replaced by the rename at completion, a stale partial file's bytes are never
+         * served: presence is per recorded chunk) */
+        struct sl_store_content *c = content_new(s, w[i].digest, w[i].size);
+        if (w[i].size == 0)
+            atomic_store(&c->complete, true);
+        pthread_mutex_lock(&s->lock);
+        if (find_locked(s, w[i].digest)) /* another thread loaded the row meanwhile */
+            content_destroy(c);
+        else
+            insert_locked(s, c);
+        pthread_mutex_unlock(&s->lock);
+    }
     return 0;
 }
 

@@ -28,6 +28,7 @@ struct ev {
 };
 
 typedef int (*register_fn)(void *ud, const struct sl_delta_header *h, const char *ns,
+                           int (*gate)(void *gate_ud, sl_error_t *err), void *gate_ud,
                            sl_error_t *err);
 
 struct sl_trace {
@@ -503,6 +504,7 @@ void sl_trace_chain_register(struct sl_trace *t, register_fn fn, void *ud)
 }
 
 int sl_trace_pull_register(void *ud, const struct sl_delta_header *h, const char *ns,
+                           int (*gate)(void *gate_ud, sl_error_t *err), void *gate_ud,
                            sl_error_t *err)
 {
     struct sl_trace *t = ud;
@@ -513,7 +515,9 @@ int sl_trace_pull_register(void *ud, const struct sl_delta_header *h, const char
     int r = sl_trace_add_image(t, h->digest, layers, h->n_layers, &e2);
     if (r < 0) /* traces lose an image, the pull goes on */
         log_warn("trace: %s", sl_error_msg(e2, r));
-    return t->chain_fn ? t->chain_fn(t->chain_ud, h, ns, err) : 0;
+    if (t->chain_fn)
+        return t->chain_fn(t->chain_ud, h, ns, gate, gate_ud, err);
+    return gate ? gate(gate_ud, err) : 0;
 }
 
 /* ---- listing ---- */

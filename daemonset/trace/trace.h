@@ -82,9 +82,11 @@ int sl_trace_add_image(struct sl_trace *t, const char *manifest_digest, const ch
 /* A pull registration hook (sl_pull_register_fn) that records the image, then calls the hook
  * set with sl_trace_chain_register (if any). ud = struct sl_trace *. */
 int sl_trace_pull_register(void *ud, const struct sl_delta_header *h, const char *ns,
+                           int (*gate)(void *gate_ud, sl_error_t *err), void *gate_ud,
                            sl_error_t *err);
 void sl_trace_chain_register(struct sl_trace *t,
                              int (*fn)(void *ud, const struct sl_delta_header *h, const char *ns,
+                                       int (*gate)(void *gate_ud, sl_error_t *err), void *gate_ud,
                                        sl_error_t *err),
                              void *ud);
 

@@ -63,6 +63,7 @@ struct fixture {
     char ranges[8][64]; /* Range of each request ("" = none) */
     int saw_contents;   /* a POST body named held contents */
     bool cancel_on_resume;
+    struct sl_store *store; /* of the running pull */
 };
 
 /* "Name: value" of request head `h` (case as curl sends it), copied into out. */
@@ -331,7 +332,8 @@ static int teardown(void **state)
 }
 
 /* The hook: builds what would go to containerd and checks it. */
-static int on_register(void *ud, const struct sl_delta_header *h, const char *ns, sl_error_t *err)
+static int on_register(void *ud, const struct sl_delta_header *h, const char *ns,
+                       int (*gate)(void *gate_ud, sl_error_t *err), void *gate_ud, sl_error_t *err)
 {
     struct fixture *fx = ud;
     struct sl_ctrd_layer layers[4];
@@ -346,6 +348,17 @@ static int on_register(void *ud, const struct sl_delta_header *h, const char *ns
     assert_true(layers[0].starlight);
     assert_string_equal(layers[0].diff_id, h->layers[0].diff_id);
     assert_string_equal(img.manifest_digest, h->digest);
+    /* the gate: once it let the registration go on, the new layer is recorded in the store */
+    assert_non_null(gate);
+    r = gate(gate_ud, err);
+    if (r < 0) {
+        sl_manifest_free(m);
+        return r;
+    }
+    struct sl_store_layer rec = {0};
+    assert_int_equal(sl_store_layer_get(fx->store, h->layers[0].digest, &rec, NULL), 0);
+    sl_store_layer_clear(&rec);
+    assert_int_equal(gate(gate_ud, err), 0); /* idempotent */
     snprintf(fx->media_type, sizeof fx->media_type, "%s", layers[0].media_type);
     sl_manifest_free(m);
     fx->registered++;
@@ -401,7 +414,9 @@ static int run_stats(struct fixture *fx, const char *sub, struct sl_pull_stats *
         .event_ud = fx,
         .low_speed_time_s = 5,
     };
+    fx->store = store;
     r = sl_pull_run(store, NULL, &rq, st, err);
+    fx->store = NULL;
     sl_store_free(store);
     return r;
 }

@@ -140,8 +140,11 @@ static void test_hook(void **state)
     sl_snap_close(f.s);
 }
 
-static int no_register(void *ud, const struct sl_delta_header *h, const char *ns, sl_error_t *err)
+static int no_register(void *ud, const struct sl_delta_header *h, const char *ns,
+                       int (*gate)(void *gate_ud, sl_error_t *err), void *gate_ud, sl_error_t *err)
 {
+    (void)gate;
+    (void)gate_ud;
     (void)ud;
     (void)h;
     (void)ns;

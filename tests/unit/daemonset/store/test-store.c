@@ -439,6 +439,63 @@ static void test_layer_round_trip(void **state)
     sl_store_free(s);
 }
 
+/* Recording a layer expects all its contents in the same transaction: contents only in the
+ * database (after a restart) are loaded with their verified chunks, new ones start empty, empty
+ * ones are complete; a size conflict (in memory or in the database) records nothing at all. */
+static void test_layer_put_batch(void **state)
+{
+    struct fixture *fx = *state;
+    const struct sl_toc_entry *small = sl_toc_find(fx->toc, "dir/small.txt");
+    const struct sl_toc_entry *empty = sl_toc_find(fx->toc, "dir/empty");
+    assert_non_null(small);
+    assert_non_null(empty);
+    sl_error_t err = NULL;
+    struct sl_store *s = open_store(fx);
+    assert_int_equal(sl_store_expect(s, fx->big->digest, fx->big->size, NULL), 0);
+    assert_int_equal(put(s, fx, fx->big, 2), 1);
+    sl_store_free(s);
+
+    s = open_store(fx); /* big.bin: a row and one chunk row, nothing in memory */
+    char digest[SL_DIGEST_STR_LEN];
+    int r = sl_store_import_blob(s, fx->blob_fd, NULL, true, digest, NULL, &err);
+    if (r < 0)
+        fail_msg("import: %s", sl_error_msg(err, r));
+    assert_int_equal(sl_store_content_state(s, fx->big->digest), SL_STORE_PARTIAL);
+    assert_int_equal(sl_store_content_state(s, small->digest), SL_STORE_PARTIAL);
+    assert_int_equal(sl_store_content_state(s, empty->digest), SL_STORE_COMPLETE);
+    struct sl_store_content *c = NULL;
+    assert_int_equal(sl_store_content_open(s, fx->big->digest, fx->big->size, &c, NULL), 0);
+    assert_true(sl_store_chunks_present(c, &fx->big->chunks[2], 1));
+    assert_false(sl_store_chunks_present(c, &fx->big->chunks[0], 1));
+    sl_store_content_unref(c);
+    for (size_t k = 0; k < fx->big->n_chunks; k++)
+        assert_int_equal(put(s, fx, fx->big, k), k == 2 ? 0 : 1);
+    assert_int_equal(put(s, fx, small, 0), 1);
+    check_final_file(fx, fx->big, fx->big_data);
+    enum sl_store_layer_state ls;
+    assert_int_equal(sl_store_layer_refresh(s, digest, fx->toc, &ls, NULL), 0);
+    assert_int_equal(ls, SL_STORE_LAYER_COMPLETE);
+    sl_store_free(s);
+
+    /* a size conflict: with the content in memory, then only in the database */
+    char root2[96];
+    snprintf(root2, sizeof root2, "%s2", fx->root);
+    struct sl_store_options o = {.no_sync = true};
+    for (int pass = 0; pass < 2; pass++) {
+        assert_int_equal(sl_store_open(root2, &o, &s, NULL), 0);
+        if (pass == 0)
+            assert_int_equal(sl_store_expect(s, small->digest, small->size + 1, NULL), 0);
+        r = sl_store_import_blob(s, fx->blob_fd, digest, true, NULL, NULL, &err);
+        assert_int_equal(r, -EINVAL);
+        assert_non_null(strstr(sl_error_msg(err, r), small->digest));
+        sl_error_free(&err);
+        struct sl_store_layer l;
+        assert_int_equal(sl_store_layer_get(s, digest, &l, NULL), -ENOENT);
+        assert_int_equal(sl_store_content_state(s, fx->big->digest), SL_STORE_ABSENT);
+        sl_store_free(s);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -448,6 +505,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_partial, setup, teardown),
         cmocka_unit_test_setup_teardown(test_layer_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_layer_put_batch, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
