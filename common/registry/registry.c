@@ -152,6 +152,11 @@ int sl_registry_http_error(const struct sl_http_response *resp, const char *what
     }
     if (resp->attempts > 1)
         (void)sl_buf_printf(&m, " (after %d attempts)", resp->attempts);
+    /* The registry's strings end up in logs and terminals: no control bytes (newlines, ANSI
+     * escapes) from it. */
+    for (size_t i = 0; i < m.len; i++)
+        if ((unsigned char)m.data[i] < 0x20 || m.data[i] == 0x7f)
+            m.data[i] = ' ';
     return sl_error_make(err, status_class(resp->status), "%s: %s", what, m.data);
 }
 

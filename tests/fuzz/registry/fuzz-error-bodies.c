@@ -5,7 +5,7 @@
  * Input: the first byte selects the parser (even: registry, odd: API server), the next two
  * give the HTTP status (big-endian), the rest is the body. Invariants (abort on violation):
  * the result is a negative errno with a message; a registry message stays bounded (4 errors
- * of 200-byte fields at most). */
+ * of 200-byte fields at most) and holds no control byte. */
 #include "cleanup.h"
 #include "k8s-internal.h"
 #include "registry.h"
@@ -35,6 +35,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const char *m = sl_error_msg(err, r);
         if (strlen(m) > 8192)
             abort();
+        for (const unsigned char *p = (const unsigned char *)m; *p; p++)
+            if (*p < 0x20 || *p == 0x7f)
+                abort();
         sl_http_response_free(&resp);
     } else {
         _cleanup_free_ char *copy = malloc(len ? len : 1); /* exact size for ASan */
