@@ -1378,7 +1378,7 @@ static size_t find_segment(const struct sl_delta *d, uint64_t pos)
 /* Starts background cache fetches for the payload from response position pos (in segment i)
  * to the prefetch horizon, so a single stream on an empty cache does not wait one registry
  * round trip per block: its reads end at its window, and a read fetches only its own blocks.
- * Called before the read, so the read's own blocks are queued first (first byte) and the
+ * Called after the read's first run, whose blocks the read fetched itself (first byte); the
  * rest follows in payload order. Segments of one blob lying close together are asked for as
  * one range; blocks already present or being fetched are skipped by the cache. */
 static void prefetch_ahead(struct sl_core *core, const struct sl_delta *d, size_t i, uint64_t pos)
@@ -1426,7 +1426,8 @@ int sl_core_read_payload(struct sl_core *core, const struct sl_delta *d, uint64_
                                         pos, len);
     const struct delta_priv *p = d->priv;
     size_t i = find_segment(d, pos);
-    prefetch_ahead(core, d, i, pos);
+    const size_t first = i;
+    const uint64_t first_pos = pos;
     while (len > 0) {
         /* one read: segments i..j of one blob, ascending, gaps <= READ_GAP_MAX */
         uint64_t start, blob_end, want;
@@ -1442,6 +1443,10 @@ int sl_core_read_payload(struct sl_core *core, const struct sl_delta *d, uint64_
         if (g.left != 0)
             return sl_error_make(err, EIO, "read layer %s: %" PRIu64 " bytes missing", l->digest,
                                  g.left);
+        /* After the first run, so on an empty cache its blocks are fetched alone first
+         * (first byte); the horizon counts from the read's start. */
+        if (i == first)
+            prefetch_ahead(core, d, first, first_pos);
         pos += want;
         len -= want;
         i = j + 1;
