@@ -31,6 +31,10 @@ for b in "$CS" "$PX" "$DAEMON"; do
 done
 [ -e /dev/fuse ] || e2e_skip "no /dev/fuse"
 T() { python3 "$here/tool.py" "$@"; }
+# Relays run in the background as the interpreter itself (not a function's subshell, nor a
+# pyenv shim running python as its child), so the tracked PID is the one that must stop.
+PY=$(python3 -c 'import sys; print(sys.executable)') || e2e_fail "python3 does not run"
+relay() { exec "$PY" "$here/tool.py" relay "$@"; }
 TREE() { python3 "$here/../pull/tools.py" tree "$@"; }
 
 arch=$(uname -m | sed 's/x86_64/amd64/; s/aarch64/arm64/')
@@ -66,12 +70,12 @@ total=$(curl -fsS -r 0-31 "$U/starlight/delta?to=$R/redis7:sl&platform=$P&insecu
 # through the second (sections 2 and 3).
 rate=$((total / 20))
 rport=$(e2e_free_port)
-T relay "$rport" "$pport" "$rate" >>"$E2E_DIR/logs/relay.log" 2>&1 &
+relay "$rport" "$pport" "$rate" >>"$E2E_DIR/logs/relay.log" 2>&1 &
 e2e_track_pid relay $!
 RU="http://127.0.0.1:$rport"
 rate2=$((total / 8))
 rport2=$(e2e_free_port)
-T relay "$rport2" "$pport" "$rate2" >>"$E2E_DIR/logs/relay2.log" 2>&1 &
+relay "$rport2" "$pport" "$rate2" >>"$E2E_DIR/logs/relay2.log" 2>&1 &
 e2e_track_pid relay2 $!
 RU2="http://127.0.0.1:$rport2"
 wait_port() { e2e_wait_for "a relay on port $1" 20 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1"; }
@@ -219,7 +223,7 @@ stop_daemon
 
 # ---------------------------------------------------------------- 4: tampering proxy
 fport=$(e2e_free_port)
-T relay "$fport" "$pport" 0 always >>"$E2E_DIR/logs/flip.log" 2>&1 &
+relay "$fport" "$pport" 0 always >>"$E2E_DIR/logs/flip.log" 2>&1 &
 e2e_track_pid flip $!
 wait_port "$fport"
 ROOT4="$E2E_DIR/root4"
