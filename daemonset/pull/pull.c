@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
@@ -26,6 +27,7 @@
 #define BACKOFF_FIRST_MS    100
 #define BACKOFF_MAX_MS      4000
 #define CHECKPOINT_EVERY_NS 1000000000LL /* resume point persisted at most once a second */
+#define MAX_EARLY_BYTES     (64u << 20)  /* payload held while the header is processed */
 
 enum rx_state { RX_PRELUDE, RX_HEADER, RX_PAYLOAD, RX_DONE };
 
@@ -74,6 +76,16 @@ struct rx {
     bool no_contents;    /* the proxy refused held contents (older proxy) */
     bool ckpt_failed;    /* persisting the resume point failed once (logged) */
     int64_t ckpt_t;
+
+    /* The header is processed (on_header) on a thread of its own while curl keeps reading the
+     * answer: the body bytes that arrive meanwhile wait in `early` (at most MAX_EARLY_BYTES;
+     * beyond, the sink waits for the header) and go through the state machine after it. While
+     * hdr_pending only the worker touches the plan and x->st. */
+    pthread_t hdr_thread;
+    bool hdr_pending;
+    atomic_bool hdr_done;
+    int hdr_r;
+    struct sl_buf early;
 };
 
 static int64_t now_ns(void)
@@ -366,7 +378,7 @@ static int check_toc_vouched(struct rx *x)
 }
 
 /* Records the new layers of the header in the store (and expects every content of the plan),
- * on its own thread while the pulling thread registers the image (on_header). */
+ * on its own thread while the header's worker registers the image (on_header). */
 struct recorder {
     struct rx *x;
     pthread_t thread;
@@ -635,7 +647,7 @@ static int on_payload(struct rx *x, const uint8_t *p, size_t len)
  * (a chunk buffered in part does not count). Best effort: a failure only costs a resume. */
 static void checkpoint(struct rx *x, bool force)
 {
-    if (!x->key || !x->etag[0] || !x->h || x->head_only)
+    if (!x->key || !x->etag[0] || x->hdr_pending || !x->h || x->head_only)
         return;
     int64_t t = now_ns();
     if (!force && t - x->ckpt_t < CHECKPOINT_EVERY_NS)
@@ -663,10 +675,17 @@ static void checkpoint(struct rx *x, bool force)
     }
 }
 
-static int sink(void *ud, const void *data, size_t len)
+static void *header_main(void *ud)
 {
     struct rx *x = ud;
-    const uint8_t *p = data;
+    x->hdr_r = on_header(x);
+    atomic_store(&x->hdr_done, true);
+    return NULL;
+}
+
+/* Runs the state machine over one piece of the body. */
+static int feed(struct rx *x, const uint8_t *p, size_t len)
+{
     const size_t total = len;
     int r = 0;
     x->st.bytes_received += len;
@@ -701,8 +720,15 @@ static int sink(void *ud, const void *data, size_t len)
             len -= n;
             if (x->header.len < x->header_len)
                 break;
-            r = on_header(x);
             x->state = RX_PAYLOAD;
+            if (len == 0) { /* the piece ends with the header (sink cuts it so) */
+                atomic_store(&x->hdr_done, false);
+                if (pthread_create(&x->hdr_thread, NULL, header_main, x) == 0) {
+                    x->hdr_pending = true;
+                    break;
+                }
+            }
+            r = on_header(x);
             sl_buf_free(&x->header);
             if (r >= 0)
                 checkpoint(x, true);
@@ -734,6 +760,57 @@ static int sink(void *ud, const void *data, size_t len)
     return 0;
 }
 
+/* Joins the header's worker, then runs the body bytes that arrived meanwhile. */
+static int header_finish(struct rx *x)
+{
+    pthread_join(x->hdr_thread, NULL);
+    x->hdr_pending = false;
+    sl_buf_free(&x->header);
+    struct sl_buf e = x->early;
+    sl_buf_init(&x->early, 0);
+    int r = x->hdr_r;
+    if (r < 0) {
+        x->failed = r;
+        x->high_water = SL_MAX(x->high_water, x->body_off + e.len); /* received all the same */
+    } else {
+        checkpoint(x, true);
+        if (e.len > 0)
+            r = feed(x, (const uint8_t *)e.data, e.len);
+    }
+    sl_buf_free(&e);
+    return r;
+}
+
+/* curl's write callback. Pieces are cut at the end of the prelude and of the header, so the
+ * header's worker starts at once and what follows is held until it is done. */
+static int sink(void *ud, const void *data, size_t len)
+{
+    struct rx *x = ud;
+    const uint8_t *p = data;
+    while (len > 0) {
+        if (x->hdr_pending) {
+            if (!atomic_load(&x->hdr_done) && x->early.len + len <= MAX_EARLY_BYTES &&
+                sl_buf_append(&x->early, p, len) >= 0)
+                return 0;
+            int r = header_finish(x);
+            if (r < 0)
+                return r;
+            continue;
+        }
+        size_t n = len;
+        if (x->state == RX_PRELUDE)
+            n = SL_MIN(len, sizeof(x->prelude) - x->prelude_len);
+        else if (x->state == RX_HEADER && x->header_len > x->header.len)
+            n = (size_t)SL_MIN((uint64_t)len, x->header_len - x->header.len);
+        int r = feed(x, p, n);
+        if (r < 0)
+            return r;
+        p += n;
+        len -= n;
+    }
+    return 0;
+}
+
 static int status_errno(long status)
 {
     switch (status) {
@@ -762,6 +839,7 @@ static void rx_clear_plan(struct rx *x)
     sl_delta_header_free(x->h);
     x->h = NULL;
     sl_buf_free(&x->header);
+    sl_buf_free(&x->early);
     free(x->chunks);
     x->chunks = NULL;
     free(x->chunks_left);
@@ -1015,6 +1093,11 @@ static int attempt(struct rx *x)
               x->body_off);
     _cleanup_error_ sl_error_t herr = NULL;
     int r = sl_http_perform(&o, &hr, &resp, &herr);
+    if (x->hdr_pending) { /* the answer ended (or broke) while the header was processed */
+        int hr2 = header_finish(x);
+        if (hr2 < 0 && r >= 0)
+            r = hr2;
+    }
     if (r < 0) {
         if (x->failed < 0 || x->replan) {
             r = x->failed < 0 ? x->failed : -ESTALE;

@@ -2,7 +2,9 @@
  * (docs/protocol.md §2 `/starlight/delta`, §3 the body), written into the store as it arrives.
  *
  * A pull names every layer the node holds complete (the store's layer records), then:
- *   1. decodes the prelude and header as soon as they arrive (common/delta);
+ *   1. decodes the prelude and header as soon as they arrive (common/delta), on a worker
+ *      thread while the HTTP sink keeps reading the answer (payload bytes that arrive
+ *      meanwhile are held in memory, bounded, and stored after the header);
  *   2. for each target layer the node lacks: rebuilds its TOC from the header's tocTail
  *      (checked against tocDigest), cross-checks the header's file list and contents against
  *      that TOC (paths, sizes, digests, chunk lists: a header that lies is refused);
@@ -75,10 +77,11 @@ struct sl_pull_stats {
                                                           * not yet */
 };
 
-/* Called on the pulling thread. Return 0 to go on, a negative errno to abort the pull. */
+/* Called on the pulling thread, or for HEADER, READY (and a STARTUP right after it) on the
+ * header's worker, never two at a time. Return 0 to go on, a negative errno to abort the pull. */
 typedef int (*sl_pull_event_fn)(void *ud, enum sl_pull_phase phase, const struct sl_pull_stats *s);
 
-/* Registration of the pulled image (containerd): called on the pulling thread once the header is
+/* Registration of the pulled image (containerd): called on the header's worker once the header is
  * checked, while another thread records the new layers in the store, before READY. The hook
  * must call gate(gate_ud, err) before it makes the image visible (containerd's image record)
  * and give up when that fails: the gate waits until the layers are recorded (and committed), so
