@@ -95,34 +95,6 @@ const struct sl_cmd sl_controller_cmd = {
               "http://starlight-proxy:8090",
 };
 
-int sl_controller_parse_listen(const char *flag, const char *s, char **ret_addr, int *ret_port,
-                               sl_error_t *err)
-{
-    const char *colon = s ? strrchr(s, ':') : NULL;
-    if (!colon || colon[1] == '\0')
-        return sl_error_make(err, EINVAL, "%s `%s`: expected ADDR:PORT", flag, s ? s : "");
-    char *end = NULL;
-    errno = 0;
-    long port = strtol(colon + 1, &end, 10);
-    if (errno || *end || port < 0 || port > 65535)
-        return sl_error_make(err, EINVAL, "%s `%s`: bad port", flag, s);
-    const char *a = s;
-    size_t alen = (size_t)(colon - s);
-    if (alen >= 2 && a[0] == '[' && a[alen - 1] == ']') {
-        a++;
-        alen -= 2;
-    } else if (memchr(a, ':', alen)) {
-        return sl_error_make(err, EINVAL, "%s `%s`: write IPv6 addresses as [ADDR]:PORT", flag, s);
-    }
-    if (alen == 0 || (alen == 7 && memcmp(a, "0.0.0.0", 7) == 0) ||
-        (alen == 2 && memcmp(a, "::", 2) == 0))
-        *ret_addr = NULL;
-    else
-        *ret_addr = sl_xstrndup(a, alen);
-    *ret_port = (int)port;
-    return 0;
-}
-
 static int duration(const char *flag, const char *s, int64_t *ret, sl_error_t *err)
 {
     if (sl_parse_duration_ms(s, ret) < 0 || *ret <= 0)
@@ -158,9 +130,8 @@ int sl_controller_config_parse(struct sl_controller_config *cfg, int argc, char 
                              "need --retry-period < --renew-deadline < --lease-duration");
     _cleanup_free_ char *a1 = NULL, *a2 = NULL;
     int p;
-    if ((r = sl_controller_parse_listen("--webhook-listen", cfg->webhook_listen, &a1, &p, err)) <
-            0 ||
-        (r = sl_controller_parse_listen("--metrics-listen", cfg->metrics_listen, &a2, &p, err)) < 0)
+    if ((r = sl_parse_listen("--webhook-listen", cfg->webhook_listen, &a1, &p, err)) < 0 ||
+        (r = sl_parse_listen("--metrics-listen", cfg->metrics_listen, &a2, &p, err)) < 0)
         return r;
     if (cfg->proxy && *cfg->proxy && strncmp(cfg->proxy, "http://", 7) != 0 &&
         strncmp(cfg->proxy, "https://", 8) != 0)

@@ -50,9 +50,4 @@ int sl_controller_config_parse(struct sl_controller_config *cfg, int argc, char 
                                sl_error_t *err);
 void sl_controller_config_free(struct sl_controller_config *cfg);
 
-/* Splits "ADDR:PORT" ("[v6]:PORT" too) into a malloc'd address (NULL for 0.0.0.0 / [::] /
- * empty = every interface) and a port. -EINVAL with a message naming `flag` otherwise. */
-int sl_controller_parse_listen(const char *flag, const char *s, char **ret_addr, int *ret_port,
-                               sl_error_t *err);
-
 #endif

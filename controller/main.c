@@ -89,8 +89,8 @@ int main(int argc, char **argv)
 
     _cleanup_free_ char *waddr = NULL, *maddr = NULL;
     int wport = 0, mport = 0;
-    (void)sl_controller_parse_listen("--webhook-listen", cfg.webhook_listen, &waddr, &wport, NULL);
-    (void)sl_controller_parse_listen("--metrics-listen", cfg.metrics_listen, &maddr, &mport, NULL);
+    (void)sl_parse_listen("--webhook-listen", cfg.webhook_listen, &waddr, &wport, NULL);
+    (void)sl_parse_listen("--metrics-listen", cfg.metrics_listen, &maddr, &mport, NULL);
     const struct sl_webhook_config wc = {
         .listen_addr = waddr,
         .port = wport,

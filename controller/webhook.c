@@ -6,8 +6,7 @@
 #include "cleanup.h"
 #include "json.h"
 #include "log.h"
-
-#include <libwebsockets.h>
+#include "lws.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -544,38 +543,13 @@ static const struct lws_protocols protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
-static atomic_bool lws_started;
-
-static void lws_log(int level, const char *line)
-{
-    size_t n = strlen(line);
-    while (n > 0 && line[n - 1] == '\n')
-        n--;
-    if ((level & LLL_ERR) && !atomic_load(&lws_started))
-        log_warn("libwebsockets: %.*s", (int)n, line);
-    else
-        log_debug("libwebsockets: %.*s", (int)n, line);
-}
-
 static struct lws_vhost *vhost(struct sl_webhook *w, const char *name, const char *addr, int port,
                                bool tls)
 {
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
-    info.vhost_name = name;
-    info.iface = addr;
-    info.port = port;
-    info.protocols = protocols;
-    info.keepalive_timeout = IDLE_TIMEOUT_S;
-    info.timeout_secs = IDLE_TIMEOUT_S;
-    info.alpn = "http/1.1";
-    if (addr && !strchr(addr, ':'))
-        info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
-    if (tls) {
-        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-        info.ssl_cert_filepath = w->tls_cert;
-        info.ssl_private_key_filepath = w->tls_key;
-    }
+    sl_lws_listen_info(&info, name, addr, port, protocols, IDLE_TIMEOUT_S, tls ? w->tls_cert : NULL,
+                       w->tls_key);
     return lws_create_vhost(w->ctx, &info);
 }
 
@@ -608,7 +582,7 @@ int sl_webhook_new(const struct sl_webhook_config *cfg, struct sl_webhook **ret,
         sl_metric_add(w->m_reviews, "result=\"bad-request\"", 0);
     }
 
-    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
+    sl_lws_log_setup();
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
     info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
@@ -638,7 +612,7 @@ int sl_webhook_new(const struct sl_webhook_config *cfg, struct sl_webhook **ret,
                                  cfg->metrics_addr ? cfg->metrics_addr : "*", cfg->metrics_port);
         }
     }
-    atomic_store(&lws_started, true);
+    sl_lws_started();
     w->n_threads = cfg->workers > 0 ? cfg->workers : 1;
     w->threads = sl_xcalloc((size_t)w->n_threads, sizeof(pthread_t));
     for (int i = 0; i < w->n_threads; i++)
@@ -665,17 +639,12 @@ int sl_webhook_metrics_port(struct sl_webhook *w)
 
 int sl_webhook_run(struct sl_webhook *w)
 {
-    while (!atomic_load(&w->stop))
-        if (lws_service(w->ctx, 0) < 0)
-            return -EIO;
-    return 0;
+    return sl_lws_run(w->ctx, &w->stop);
 }
 
 void sl_webhook_stop(struct sl_webhook *w)
 {
-    atomic_store(&w->stop, true);
-    if (w->ctx)
-        lws_cancel_service(w->ctx);
+    sl_lws_stop(w->ctx, &w->stop);
 }
 
 void sl_webhook_free(struct sl_webhook *w)

@@ -56,6 +56,34 @@ int sl_parse_size(const char *s, uint64_t *ret)
     return -EINVAL;
 }
 
+int sl_parse_listen(const char *flag, const char *s, char **ret_addr, int *ret_port,
+                    sl_error_t *err)
+{
+    const char *colon = s ? strrchr(s, ':') : NULL;
+    if (!colon || colon[1] == '\0')
+        return sl_error_make(err, EINVAL, "%s `%s`: expected ADDR:PORT", flag, s ? s : "");
+    char *end = NULL;
+    errno = 0;
+    long port = strtol(colon + 1, &end, 10);
+    if (errno || *end || port < 0 || port > 65535)
+        return sl_error_make(err, EINVAL, "%s `%s`: bad port", flag, s);
+    const char *a = s;
+    size_t alen = (size_t)(colon - s);
+    if (alen >= 2 && a[0] == '[' && a[alen - 1] == ']') {
+        a++;
+        alen -= 2;
+    } else if (memchr(a, ':', alen)) {
+        return sl_error_make(err, EINVAL, "%s `%s`: write IPv6 addresses as [ADDR]:PORT", flag, s);
+    }
+    if (alen == 0 || (alen == 7 && memcmp(a, "0.0.0.0", 7) == 0) ||
+        (alen == 2 && memcmp(a, "::", 2) == 0))
+        *ret_addr = NULL;
+    else
+        *ret_addr = sl_xstrndup(a, alen);
+    *ret_port = (int)port;
+    return 0;
+}
+
 int sl_parse_duration_ms(const char *s, int64_t *ret)
 {
     if (!s || !*s || *s == '-' || *s == '+')

@@ -70,6 +70,10 @@ int sl_parse_bool(const char *s, int *ret);
 /* Go-style duration ("300ms", "30s", "5m", "1h30m", "1.5s"; a bare number is seconds) to
  * milliseconds. Returns 0, -EINVAL or -ERANGE (over ~290 million years or negative). */
 int sl_parse_duration_ms(const char *s, int64_t *ret);
+/* Splits "ADDR:PORT" ("[v6]:PORT" too) into a malloc'd address (NULL for 0.0.0.0 / [::] /
+ * empty = every interface) and a port. -EINVAL with a message naming `flag` otherwise. */
+int sl_parse_listen(const char *flag, const char *s, char **ret_addr, int *ret_port,
+                    sl_error_t *err);
 void sl_strlist_free(struct sl_strlist *l);
 void sl_strlist_add(struct sl_strlist *l, const char *s);
 

@@ -85,33 +85,6 @@ const struct sl_cmd sl_proxy_cmd = {
               "      --registry registry.example.com --auth-file /etc/starlight/htpasswd",
 };
 
-int sl_proxy_parse_listen(const char *s, char **ret_addr, int *ret_port, sl_error_t *err)
-{
-    const char *colon = strrchr(s, ':');
-    if (!colon || colon[1] == '\0')
-        return sl_error_make(err, EINVAL, "--listen `%s`: expected ADDR:PORT", s);
-    char *end = NULL;
-    errno = 0;
-    long port = strtol(colon + 1, &end, 10);
-    if (errno || *end || port < 0 || port > 65535)
-        return sl_error_make(err, EINVAL, "--listen `%s`: bad port", s);
-    const char *a = s;
-    size_t alen = (size_t)(colon - s);
-    if (alen >= 2 && a[0] == '[' && a[alen - 1] == ']') {
-        a++;
-        alen -= 2;
-    } else if (memchr(a, ':', alen)) {
-        return sl_error_make(err, EINVAL, "--listen `%s`: write IPv6 addresses as [ADDR]:PORT", s);
-    }
-    if (alen == 0 || (alen == 7 && memcmp(a, "0.0.0.0", 7) == 0) ||
-        (alen == 2 && memcmp(a, "::", 2) == 0))
-        *ret_addr = NULL;
-    else
-        *ret_addr = sl_xstrndup(a, alen);
-    *ret_port = (int)port;
-    return 0;
-}
-
 int sl_proxy_config_parse(struct sl_proxy_config *cfg, int argc, char **argv, sl_error_t *err)
 {
     int argi = 0;
@@ -135,7 +108,7 @@ int sl_proxy_config_parse(struct sl_proxy_config *cfg, int argc, char **argv, sl
     cfg->prune_min_age_s = age_ms / 1000;
     _cleanup_free_ char *addr = NULL;
     int port;
-    return sl_proxy_parse_listen(cfg->listen, &addr, &port, err);
+    return sl_parse_listen("--listen", cfg->listen, &addr, &port, err);
 }
 
 void sl_proxy_config_free(struct sl_proxy_config *cfg)

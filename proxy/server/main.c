@@ -66,7 +66,7 @@ int main(int argc, char **argv)
 
     _cleanup_free_ char *addr = NULL;
     int port = 0;
-    (void)sl_proxy_parse_listen(cfg.listen, &addr, &port, NULL); /* checked while parsing */
+    (void)sl_parse_listen("--listen", cfg.listen, &addr, &port, NULL); /* checked while parsing */
 
     const struct sl_core_config core_cfg = {
         .postgres = cfg.postgres,

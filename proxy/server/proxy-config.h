@@ -49,8 +49,4 @@ extern const struct sl_cmd sl_proxy_cmd;
 int sl_proxy_config_parse(struct sl_proxy_config *cfg, int argc, char **argv, sl_error_t *err);
 void sl_proxy_config_free(struct sl_proxy_config *cfg);
 
-/* Splits "ADDR:PORT" ("[v6]:PORT" too) into a malloc'd address (NULL for 0.0.0.0 / [::] /
- * empty = every interface) and a port. -EINVAL with a message otherwise. */
-int sl_proxy_parse_listen(const char *s, char **ret_addr, int *ret_port, sl_error_t *err);
-
 #endif

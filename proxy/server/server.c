@@ -13,12 +13,11 @@
 #include "config.h"
 #include "json.h"
 #include "log.h"
+#include "lws.h"
 #include "metrics.h"
 #include "pool.h"
 #include "request.h"
 #include "stream.h"
-
-#include <libwebsockets.h>
 
 #include <errno.h>
 #include <inttypes.h>
@@ -863,21 +862,6 @@ static const struct lws_protocols protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
-static atomic_bool lws_started;
-
-static void lws_log(int level, const char *line)
-{
-    size_t n = strlen(line);
-    while (n > 0 && line[n - 1] == '\n')
-        n--;
-    /* After start-up lws errors are mostly about hostile or broken clients (oversized
-     * headers, bad requests): keep them out of the warn level, where they would flood. */
-    if ((level & LLL_ERR) && !lws_started)
-        log_warn("libwebsockets: %.*s", (int)n, line);
-    else
-        log_debug("libwebsockets: %.*s", (int)n, line);
-}
-
 /* ---- public API --------------------------------------------------------------------------- */
 
 int sl_server_new(const struct sl_server_config *cfg, struct sl_core *core, struct sl_server **ret,
@@ -923,28 +907,15 @@ int sl_server_new(const struct sl_server_config *cfg, struct sl_core *core, stru
         return r;
     }
 
-    lws_set_log_level(LLL_ERR | LLL_WARN | (sl_log_get_level() >= SL_LOG_DEBUG ? LLL_NOTICE : 0),
-                      lws_log);
+    sl_lws_log_setup();
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
-    info.iface = srv->listen_addr;
-    info.port = cfg->port;
-    info.protocols = protocols;
+    sl_lws_listen_info(&info, "starlight", srv->listen_addr, cfg->port, protocols,
+                       cfg->idle_timeout_s, srv->tls_cert, srv->tls_key);
     info.user = srv;
-    info.vhost_name = "starlight";
     info.server_string = "starlight-proxy";
     info.max_http_header_data = HEADER_DATA_MAX;
     info.max_http_header_pool = HEADER_POOL;
-    info.keepalive_timeout = cfg->idle_timeout_s;
-    info.timeout_secs = (unsigned)cfg->idle_timeout_s;
-    info.alpn = "http/1.1";
-    if (srv->listen_addr && !strchr(srv->listen_addr, ':'))
-        info.options |= LWS_SERVER_OPTION_DISABLE_IPV6; /* an IPv4 address binds IPv4 only */
-    if (cfg->tls_cert) {
-        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-        info.ssl_cert_filepath = srv->tls_cert;
-        info.ssl_private_key_filepath = srv->tls_key;
-    }
     srv->ctx = lws_create_context(&info);
     if (!srv->ctx) {
         sl_server_free(srv);
@@ -954,7 +925,7 @@ int sl_server_new(const struct sl_server_config *cfg, struct sl_core *core, stru
                              cfg->listen_addr ? cfg->listen_addr : "*", cfg->port,
                              cfg->tls_cert ? " with TLS" : "");
     }
-    atomic_store(&lws_started, true);
+    sl_lws_started();
     srv->vhost = lws_get_vhost_by_name(srv->ctx, "starlight");
     if (!srv->vhost || lws_get_vhost_listen_port(srv->vhost) <= 0) {
         sl_server_free(srv);
@@ -972,17 +943,12 @@ int sl_server_port(struct sl_server *srv)
 
 int sl_server_run(struct sl_server *srv)
 {
-    while (!atomic_load(&srv->stop))
-        if (lws_service(srv->ctx, 0) < 0)
-            return -EIO;
-    return 0;
+    return sl_lws_run(srv->ctx, &srv->stop);
 }
 
 void sl_server_stop(struct sl_server *srv)
 {
-    atomic_store(&srv->stop, true);
-    if (srv->ctx)
-        lws_cancel_service(srv->ctx);
+    sl_lws_stop(srv->ctx, &srv->stop);
 }
 
 void sl_server_free(struct sl_server *srv)

@@ -6,7 +6,7 @@ list(REMOVE_ITEM SL_PROXY_SERVER_LIB_SRC ${CMAKE_SOURCE_DIR}/proxy/server/main.c
 if(SL_PROXY_SERVER_LIB_SRC)
   sl_add_unit_test(test-proxy-server
     SOURCES proxy/server/test-proxy-server.c proxy/server/fake-core.c ${SL_PROXY_SERVER_LIB_SRC}
-    LIBS sl_json sl_http sl_base PkgConfig::LWS PkgConfig::LIBCRYPT PkgConfig::CURL
+    LIBS sl_json sl_http sl_lws sl_base PkgConfig::LIBCRYPT PkgConfig::CURL
       Threads::Threads)
   target_include_directories(test-proxy-server PRIVATE ${CMAKE_SOURCE_DIR}/proxy/server
     ${CMAKE_SOURCE_DIR}/proxy/core)

@@ -73,7 +73,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             char *addr = NULL;
             int port = 0;
             sl_error_t err = NULL;
-            if (sl_proxy_parse_listen(c.listen, &addr, &port, &err) == 0 &&
+            if (sl_parse_listen("--listen", c.listen, &addr, &port, &err) == 0 &&
                 (port < 0 || port > 65535))
                 abort();
             free(addr);
