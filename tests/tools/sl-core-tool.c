@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +68,17 @@ static int new_core(const char *pg, struct sl_core **core, sl_error_t *err)
     return sl_core_new(&cfg, core, err);
 }
 
+/* Checks the argument count (min..max), then opens the core on argv[0] (the PostgreSQL DSN): 0,
+ * or the exit code after the message. */
+static int open_core(int argc, char **argv, int min, int max, struct sl_core **core)
+{
+    if (argc < min || argc > max)
+        return usage();
+    _cleanup_error_ sl_error_t err = NULL;
+    int r = new_core(argv[0], core, &err);
+    return r < 0 ? fail(&err, r, "core") : 0;
+}
+
 static int read_file(const char *path, char **ret, size_t *ret_len)
 {
     _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -91,13 +103,11 @@ static int read_file(const char *path, char **ret, size_t *ret_len)
 
 static int cmd_notify(int argc, char **argv)
 {
-    if (argc != 2)
-        return usage();
-    _cleanup_error_ sl_error_t err = NULL;
     struct sl_core *core = NULL;
-    int r = new_core(argv[0], &core, &err);
-    if (r < 0)
-        return fail(&err, r, "core");
+    int r = open_core(argc, argv, 2, 2, &core);
+    if (r)
+        return r;
+    _cleanup_error_ sl_error_t err = NULL;
     json_t *body = NULL;
     r = sl_core_notify(core, argv[1], true, &body, &err);
     sl_core_free(core);
@@ -131,16 +141,14 @@ static void *notify_thread(void *ud)
 
 static int cmd_notify_many(int argc, char **argv)
 {
-    if (argc != 3)
-        return usage();
-    int n = atoi(argv[2]);
+    int n = argc == 3 ? atoi(argv[2]) : 0;
     if (n < 1 || n > 16)
         return usage();
-    _cleanup_error_ sl_error_t err = NULL;
     struct sl_core *core = NULL;
-    int r = new_core(argv[0], &core, &err);
-    if (r < 0)
-        return fail(&err, r, "core");
+    int r = open_core(argc, argv, 3, 3, &core);
+    if (r)
+        return r;
+    _cleanup_error_ sl_error_t err = NULL;
     pthread_barrier_t barrier;
     pthread_barrier_init(&barrier, NULL, (unsigned)n);
     struct notify_job jobs[16] = {0};
@@ -225,8 +233,6 @@ static int fd_sink(void *ud, const void *data, size_t len)
 
 static int cmd_delta(int argc, char **argv)
 {
-    if (argc < 4)
-        return usage();
     const char *from[64], *layers[64];
     size_t nf = 0, nl = 0;
     for (int i = 4; i < argc; i++) {
@@ -237,11 +243,11 @@ static int cmd_delta(int argc, char **argv)
         else
             return usage();
     }
-    _cleanup_error_ sl_error_t err = NULL;
     struct sl_core *core = NULL;
-    int r = new_core(argv[0], &core, &err);
-    if (r < 0)
-        return fail(&err, r, "core");
+    int r = open_core(argc, argv, 4, INT_MAX, &core);
+    if (r)
+        return r;
+    _cleanup_error_ sl_error_t err = NULL;
     struct sl_delta_request req = {.to = argv[2],
                                    .platform = argv[3],
                                    .from = from,
@@ -380,13 +386,11 @@ static int cmd_check(int argc, char **argv)
 
 static int cmd_watch(int argc, char **argv)
 {
-    if (argc != 4)
-        return usage();
-    _cleanup_error_ sl_error_t err = NULL;
     struct sl_core *core = NULL;
-    int r = new_core(argv[0], &core, &err);
-    if (r < 0)
-        return fail(&err, r, "core");
+    int r = open_core(argc, argv, 4, 4, &core);
+    if (r)
+        return r;
+    _cleanup_error_ sl_error_t err = NULL;
     int secs = atoi(argv[3]);
     int phase = 0; /* 0: waiting for ok, 1: ok seen, 2: EAGAIN seen, 3: recovered */
     struct sl_delta_request req = {.to = argv[1], .platform = argv[2], .insecure = true};
@@ -415,13 +419,11 @@ static int cmd_watch(int argc, char **argv)
 
 static int cmd_health(int argc, char **argv)
 {
-    if (argc != 1)
-        return usage();
-    _cleanup_error_ sl_error_t err = NULL;
     struct sl_core *core = NULL;
-    int r = new_core(argv[0], &core, &err);
-    if (r < 0)
-        return fail(&err, r, "core");
+    int r = open_core(argc, argv, 1, 1, &core);
+    if (r)
+        return r;
+    _cleanup_error_ sl_error_t err = NULL;
     json_t *j = NULL;
     r = sl_core_health(core, &j, &err);
     print_json(j);
