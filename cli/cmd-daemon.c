@@ -82,35 +82,54 @@ static int run(const struct sl_cmd *cmd, int argc, char **argv,
     return code;
 }
 
-static int do_status(struct dcmd_config *cfg, char **args, sl_error_t *err)
+/* One call to the daemon; its answer is printed as JSON with --json, else by `show`. */
+static int call(struct dcmd_config *cfg, const char *method, const char *path, const json_t *req,
+                void (*show)(json_t *j, char **args), char **args, sl_error_t *err)
 {
-    (void)args;
     json_t *j = NULL;
-    int r = sl_daemon_call(cfg->daemon.socket, "GET", "/v1/status", NULL, &j, err);
+    int r = sl_daemon_call(cfg->daemon.socket, method, path, req, &j, err);
     if (r < 0)
         return r;
-    if (cfg->json) {
+    if (cfg->json)
         print_json(j);
-    } else {
-        size_t i;
-        json_t *l;
-        printf("%-73s %-8s %s\n", "LAYER", "STATE", "LOCAL/TOTAL MB");
-        json_array_foreach(json_object_get(j, "layers"), i, l)
-        {
-            printf("%-73s %-8s %.1f/%.1f\n", json_string_value(json_object_get(l, "digest")),
-                   json_is_true(json_object_get(l, "complete")) ? "complete" : "partial",
-                   (double)json_integer_value(json_object_get(l, "bytesLocal")) / 1e6,
-                   (double)json_integer_value(json_object_get(l, "bytesTotal")) / 1e6);
-        }
-        json_array_foreach(json_object_get(j, "pulls"), i, l)
-        {
-            printf("pulling %s: %.1f/%.1f MB\n", json_string_value(json_object_get(l, "ref")),
-                   (double)json_integer_value(json_object_get(l, "payloadBytes")) / 1e6,
-                   (double)json_integer_value(json_object_get(l, "payloadTotal")) / 1e6);
-        }
-    }
+    else
+        show(j, args);
     json_decref(j);
     return 0;
+}
+
+static void show_status(json_t *j, char **args)
+{
+    (void)args;
+    size_t i;
+    json_t *l;
+    printf("%-73s %-8s %s\n", "LAYER", "STATE", "LOCAL/TOTAL MB");
+    json_array_foreach(json_object_get(j, "layers"), i, l)
+    {
+        printf("%-73s %-8s %.1f/%.1f\n", json_string_value(json_object_get(l, "digest")),
+               json_is_true(json_object_get(l, "complete")) ? "complete" : "partial",
+               (double)json_integer_value(json_object_get(l, "bytesLocal")) / 1e6,
+               (double)json_integer_value(json_object_get(l, "bytesTotal")) / 1e6);
+    }
+    json_array_foreach(json_object_get(j, "pulls"), i, l)
+    {
+        printf("pulling %s: %.1f/%.1f MB\n", json_string_value(json_object_get(l, "ref")),
+               (double)json_integer_value(json_object_get(l, "payloadBytes")) / 1e6,
+               (double)json_integer_value(json_object_get(l, "payloadTotal")) / 1e6);
+    }
+}
+
+static int do_status(struct dcmd_config *cfg, char **args, sl_error_t *err)
+{
+    return call(cfg, "GET", "/v1/status", NULL, show_status, args, err);
+}
+
+static void show_ping(json_t *j, char **args)
+{
+    (void)args;
+    printf("%s: HTTP %lld, RTT %.1f ms\n", json_string_value(json_object_get(j, "proxy")),
+           (long long)json_integer_value(json_object_get(j, "status")),
+           json_real_value(json_object_get(j, "rttMs")));
 }
 
 static int do_ping(struct dcmd_config *cfg, char **args, sl_error_t *err)
@@ -122,18 +141,13 @@ static int do_ping(struct dcmd_config *cfg, char **args, sl_error_t *err)
     } else {
         path = sl_xstrdup("/v1/ping");
     }
-    json_t *j = NULL;
-    int r = sl_daemon_call(cfg->daemon.socket, "GET", path, NULL, &j, err);
-    if (r < 0)
-        return r;
-    if (cfg->json)
-        print_json(j);
-    else
-        printf("%s: HTTP %lld, RTT %.1f ms\n", json_string_value(json_object_get(j, "proxy")),
-               (long long)json_integer_value(json_object_get(j, "status")),
-               json_real_value(json_object_get(j, "rttMs")));
-    json_decref(j);
-    return 0;
+    return call(cfg, "GET", path, NULL, show_ping, args, err);
+}
+
+static void show_add(json_t *j, char **args)
+{
+    (void)j;
+    printf("proxy %s = %s\n", args[0], args[1]);
 }
 
 static int do_add(struct dcmd_config *cfg, char **args, sl_error_t *err)
@@ -143,38 +157,25 @@ static int do_add(struct dcmd_config *cfg, char **args, sl_error_t *err)
         json_object_set_new(req, "user", json_string(cfg->user));
     if (cfg->token)
         json_object_set_new(req, "token", json_string(cfg->token));
-    json_t *j = NULL;
-    int r = sl_daemon_call(cfg->daemon.socket, "POST", "/v1/proxies", req, &j, err);
+    int r = call(cfg, "POST", "/v1/proxies", req, show_add, args, err);
     json_decref(req);
-    if (r < 0)
-        return r;
-    if (cfg->json)
-        print_json(j);
-    else
-        printf("proxy %s = %s\n", args[0], args[1]);
-    json_decref(j);
-    return 0;
+    return r;
+}
+
+static void show_list(json_t *j, char **args)
+{
+    (void)args;
+    size_t i;
+    json_t *p;
+    json_array_foreach(json_object_get(j, "proxies"), i, p)
+        printf("%-16s %s%s\n", json_string_value(json_object_get(p, "name")),
+               json_string_value(json_object_get(p, "url")),
+               json_is_true(json_object_get(p, "credentials")) ? " (credentials)" : "");
 }
 
 static int do_list(struct dcmd_config *cfg, char **args, sl_error_t *err)
 {
-    (void)args;
-    json_t *j = NULL;
-    int r = sl_daemon_call(cfg->daemon.socket, "GET", "/v1/proxies", NULL, &j, err);
-    if (r < 0)
-        return r;
-    if (cfg->json) {
-        print_json(j);
-    } else {
-        size_t i;
-        json_t *p;
-        json_array_foreach(json_object_get(j, "proxies"), i, p)
-            printf("%-16s %s%s\n", json_string_value(json_object_get(p, "name")),
-                   json_string_value(json_object_get(p, "url")),
-                   json_is_true(json_object_get(p, "credentials")) ? " (credentials)" : "");
-    }
-    json_decref(j);
-    return 0;
+    return call(cfg, "GET", "/v1/proxies", NULL, show_list, args, err);
 }
 
 static int do_version(struct dcmd_config *cfg, char **args, sl_error_t *err)
