@@ -14,15 +14,15 @@ with its header made hostile, and /health-check. Standard library only.
 import base64
 import hashlib
 import json
-import struct
+import os
 import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib_py"))
+from e2eproxy import delta_join, delta_split, serve_delta  # noqa: E402
 
 
 def hostile(delta, mode):
-    hl, pl = struct.unpack(">QQ", delta[16:32])
-    h = json.loads(delta[32:32 + hl])
-    payload = delta[32 + hl:]
+    h, pl, payload = delta_split(delta)
     layer = next(l for l in h["layers"] if not l["held"] and l["files"])
     if mode == "overlap":
         if len(h["contents"]) < 2:
@@ -57,8 +57,7 @@ def hostile(delta, mode):
                      tocTail=base64.b64encode(blob[off:]).decode())
     else:
         sys.exit(__doc__)
-    hj = json.dumps(h, separators=(",", ":")).encode()
-    return delta[:16] + struct.pack(">QQ", len(hj), pl) + hj + payload
+    return delta_join(delta, h, pl, payload)
 
 
 def hostile_toc_json(blob, off):
@@ -74,28 +73,7 @@ def main():
         sys.exit(__doc__)
     host, port = sys.argv[1].rsplit(":", 1)
     body = hostile(open(sys.argv[2], "rb").read(), sys.argv[3])
-
-    class H(BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
-
-        def do_GET(self):
-            if self.path.startswith("/health-check"):
-                b = b'{"status":"OK"}'
-            elif self.path.startswith("/starlight/delta"):
-                b = body
-            else:
-                self.send_response(404)
-                self.end_headers()
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(b)))
-            self.end_headers()
-            self.wfile.write(b)
-
-        do_POST = do_GET
-
-    ThreadingHTTPServer((host, int(port)), H).serve_forever()
+    serve_delta((host, int(port)), body, b'{"status":"OK"}', post=True)
 
 
 if __name__ == "__main__":

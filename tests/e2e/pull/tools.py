@@ -14,8 +14,11 @@
                                    opaque markers → trusted.overlay.opaque=y); --nlink: also
                                    the link count of regular files (hardlinks)
 """
-import hashlib, json, os, socket, stat, struct, sys, threading, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import hashlib, os, socket, stat, struct, sys, threading
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib_py"))
+from e2eproxy import (delta_join, delta_split, listen, pump_up, send_paced, serve,  # noqa: E402
+                      serve_delta)
 
 
 def addr(s):
@@ -24,24 +27,7 @@ def addr(s):
 
 
 def relay(at, up, rate, flip):
-    ls = socket.socket()
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(at)
-    ls.listen(16)
-
-    def pump_up(c, u):
-        try:
-            while True:
-                b = c.recv(65536)
-                if not b:
-                    break
-                u.sendall(b)
-        except OSError:
-            pass
-        try:
-            u.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+    ls = listen(at)
 
     def handle(c):
         u = socket.create_connection(up)
@@ -50,7 +36,6 @@ def relay(at, up, rate, flip):
         buf = b""
         body_at = None
         flip_at = None
-        sent = 0
         try:
             while True:
                 b = u.recv(16384)
@@ -73,26 +58,17 @@ def relay(at, up, rate, flip):
                         ba[flip_at] ^= 0x5A
                         b = bytes(ba)
                         do_flip = False
-                for i in range(0, len(b), 4096):
-                    piece = b[i:i + 4096]
-                    c.sendall(piece)
-                    sent += len(piece)
-                    if rate > 0:
-                        time.sleep(len(piece) / rate)
+                send_paced(c, b, rate)
         except OSError:
             pass
         c.close()
         u.close()
 
-    while True:
-        c, _ = ls.accept()
-        threading.Thread(target=handle, args=(c,), daemon=True).start()
+    serve(ls, handle)
 
 
 def hostile(delta, mode):
-    hl, pl = struct.unpack(">QQ", delta[16:32])
-    h = json.loads(delta[32:32 + hl])
-    payload = delta[32 + hl:]
+    h, pl, payload = delta_split(delta)
     layer = next(l for l in h["layers"] if not l["held"] and l["files"])
     if mode == "traversal":
         layer["files"][0]["path"] = "../../../evil-traversal"
@@ -111,32 +87,13 @@ def hostile(delta, mode):
         t = bytearray(base64.b64decode(layer["tocTail"]))
         t[len(t) // 2] ^= 1
         layer["tocTail"] = base64.b64encode(bytes(t)).decode()
-    hj = json.dumps(h, separators=(",", ":")).encode()
-    return delta[:16] + struct.pack(">QQ", len(hj), pl) + hj + payload
+    return delta_join(delta, h, pl, payload)
 
 
 def fake(at, path, mode):
     body = hostile(open(path, "rb").read(), mode)
-
-    class H(BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
-
-        def do_GET(self):
-            if self.path.startswith("/health-check"):
-                b = ('{"status":"OK","fake":%d}' % os.getpid()).encode()  # whose port it is
-            elif self.path.startswith("/starlight/delta"):
-                b = body
-            else:
-                self.send_response(404)
-                self.end_headers()
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(b)))
-            self.end_headers()
-            self.wfile.write(b)
-
-    ThreadingHTTPServer(at, H).serve_forever()
+    # whose port it is: tells it from another server
+    serve_delta(at, body, ('{"status":"OK","fake":%d}' % os.getpid()).encode())
 
 
 SKIP = {"stargz.index.json", ".prefetch.landmark", ".no.prefetch.landmark"}

@@ -12,37 +12,19 @@
   summary NDJSON                        checks a /v1/pull answer ended with phase complete and
                                         prints its last line's counters as key=value
 """
-import json, re, socket, struct, sys, threading, time
+import json, os, re, socket, struct, sys, threading
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib_py"))
+from e2eproxy import listen, pump_up, send_paced, serve  # noqa: E402
 
 
 def relay(port, up, rate, flip):
-    ls = socket.socket()
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(("127.0.0.1", port))
-    ls.listen(16)
+    ls = listen(("127.0.0.1", port))
     state = {"at": None, "flipped": False}
     lock = threading.Lock()
 
-    def pump_up(c, u):
-        try:
-            while True:
-                b = c.recv(65536)
-                if not b:
-                    break
-                u.sendall(b)
-        except OSError:
-            pass
-        try:
-            u.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-
     def send(c, b):
-        for i in range(0, len(b), 4096):
-            piece = b[i:i + 4096]
-            c.sendall(piece)
-            if rate > 0:
-                time.sleep(len(piece) / rate)
+        send_paced(c, b, rate)
 
     def handle(c):
         # a small receive buffer keeps little in flight: when the proxy dies the client sees
@@ -103,9 +85,7 @@ def relay(port, up, rate, flip):
                 pass
             s_.close()
 
-    while True:
-        c, _ = ls.accept()
-        threading.Thread(target=handle, args=(c,), daemon=True).start()
+    serve(ls, handle)
 
 
 def report(path, out):
