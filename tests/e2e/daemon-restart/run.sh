@@ -22,22 +22,10 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../pull/common.sh"
 
-e2e_require python3 curl skopeo psql
-[ "$(id -u)" = 0 ] || e2e_skip "needs root (containerd, FUSE, overlay mounts)"
-CS="$SL_BIN/ctr-starlight"
-PX="$SL_BIN/starlight-proxy"
-for b in "$CS" "$PX" "$SL_BIN/starlight-daemon"; do
-    [ -x "$b" ] || e2e_skip "build first: $b missing"
-done
-[ -e /dev/fuse ] || e2e_skip "no /dev/fuse"
-W="$E2E_DIR/work"
-mkdir -p "$W"
+pull_node_prereqs
 
 pull_cloud_start
-e2e_push_image features features:src
-"$CS" convert --insecure-source --insecure-destination --notify --proxy "$U" \
-    "$R/features:src" "$R/features:sl" >/dev/null 2>"$W/convert.log" ||
-    { cat "$W/convert.log" >&2; e2e_fail "convert --notify features"; }
+pull_convert features
 pull_edge_start "$U"
 D=(--daemon "$PULL_EDGE_CTL")
 SN=(--snapshotter starlight)

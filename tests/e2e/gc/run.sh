@@ -31,25 +31,11 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../pull/common.sh"
 
-e2e_require python3 curl skopeo psql
-[ "$(id -u)" = 0 ] || e2e_skip "needs root (containerd, FUSE, overlay mounts)"
-CS="$SL_BIN/ctr-starlight"
-PX="$SL_BIN/starlight-proxy"
-for b in "$CS" "$PX" "$SL_BIN/starlight-daemon"; do
-    [ -x "$b" ] || e2e_skip "build first: $b missing"
-done
-[ -e /dev/fuse ] || e2e_skip "no /dev/fuse"
+pull_node_prereqs
 T() { python3 "$here/tools.py" "$@"; }
-W="$E2E_DIR/work"
-mkdir -p "$W"
 
 pull_cloud_start
-for img in redis6 redis7; do
-    e2e_push_image "$img" "$img:src"
-    "$CS" convert --insecure-source --insecure-destination --notify --proxy "$U" \
-        "$R/$img:src" "$R/$img:sl" >/dev/null 2>"$W/$img.convert.log" ||
-        { cat "$W/$img.convert.log" >&2; e2e_fail "convert --notify $img"; }
-done
+pull_convert redis6 redis7
 pull_edge_start "$U"
 ROOT="$E2E_DIR/root"
 STORE="$ROOT/store"

@@ -24,6 +24,36 @@ pull_cloud_start() {
     e2e_wait_for "proxy" 20 "${nsx[@]}" curl -fsS -o /dev/null "$U/health-check"
 }
 
+# pull_node_prereqs: checks what a scenario with the cloud side and a node (containerd, FUSE,
+# overlay mounts) needs (python3, curl, skopeo, psql, root, /dev/fuse, the built ctr-starlight,
+# starlight-proxy and starlight-daemon; skips the scenario otherwise), sets CS and PX, and
+# makes W ($E2E_DIR/work).
+pull_node_prereqs() {
+    e2e_require python3 curl skopeo psql
+    [ "$(id -u)" = 0 ] || e2e_skip "needs root (containerd, FUSE, overlay mounts)"
+    CS="$SL_BIN/ctr-starlight"
+    PX="$SL_BIN/starlight-proxy"
+    local b
+    for b in "$CS" "$PX" "$SL_BIN/starlight-daemon"; do
+        [ -x "$b" ] || e2e_skip "build first: $b missing"
+    done
+    [ -e /dev/fuse ] || e2e_skip "no /dev/fuse"
+    W="$E2E_DIR/work"
+    mkdir -p "$W"
+}
+
+# pull_convert IMG...: pushes each test image IMG as IMG:src to the registry ($R) and converts
+# it to IMG:sl, notifying the proxy ($U); the converter's log is W/IMG.convert.log.
+pull_convert() {
+    local img
+    for img in "$@"; do
+        e2e_push_image "$img" "$img:src"
+        "$CS" convert --insecure-source --insecure-destination --notify --proxy "$U" \
+            "$R/$img:src" "$R/$img:sl" >/dev/null 2>"$W/$img.convert.log" ||
+            { cat "$W/$img.convert.log" >&2; e2e_fail "convert --notify $img"; }
+    done
+}
+
 # pull_layers REGISTRY IMG: the layer digests of REGISTRY/IMG:sl, bottom first.
 pull_layers() {
     # shellcheck disable=SC2086

@@ -17,28 +17,13 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../pull/common.sh"
 
-e2e_require python3 curl skopeo psql
-[ "$(id -u)" = 0 ] || e2e_skip "needs root (containerd, FUSE, overlay mounts)"
-CS="$SL_BIN/ctr-starlight"
-PX="$SL_BIN/starlight-proxy"
+pull_node_prereqs
 DAEMON="$SL_BIN/starlight-daemon"
-for b in "$CS" "$PX" "$DAEMON"; do
-    [ -x "$b" ] || e2e_skip "build first: $b missing"
-done
-[ -e /dev/fuse ] || e2e_skip "no /dev/fuse"
 arch=$(uname -m | sed 's/x86_64/amd64/; s/aarch64/arm64/')
 P="linux/$arch"
-W="$E2E_DIR/work"
-mkdir -p "$W"
 
 pull_cloud_start
-
-for img in features busybox; do
-    e2e_push_image "$img" "$img:src"
-    "$CS" convert --insecure-source --insecure-destination --notify --proxy "$U" \
-        "$R/$img:src" "$R/$img:sl" >/dev/null 2>"$W/convert.log" ||
-        { cat "$W/convert.log" >&2; e2e_fail "convert --notify $img"; }
-done
+pull_convert features busybox
 
 ROOT="$E2E_DIR/root"
 CTL="$E2E_DIR/ctl.sock"
