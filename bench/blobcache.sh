@@ -5,42 +5,20 @@
 # in one run. Usage: bench/blobcache.sh BUILD_DIR [SIZE_MB]
 # Prints a markdown table (and writes it as CSV to CSV_OUT when that is set).
 set -euo pipefail
-build=${1:-build}
+here=$(cd "$(dirname "$0")" && pwd)
+build=$(cd "${1:-build}" && pwd)
 mb=${2:-100}
+export SL_BUILD="$build" SL_BIN="$build/bin"
+. "$here/../tests/e2e/lib.sh"
+E2E_NAME=bench-blobcache
 tool="$build/bench/sl-blobcache-bench"
-[ -x "$tool" ] || { echo "blobcache: build $tool first (cmake --build $build)" >&2; exit 1; }
-for t in docker-registry curl python3 sha256sum; do
-  command -v "$t" >/dev/null || { echo "blobcache: $t missing" >&2; exit 1; }
-done
-
-tmp=$(mktemp -d /tmp/sl-bench-blobcache.XXXXXX)
-reg_pid=
-cleanup() {
-  if [ -n "$reg_pid" ]; then
-    kill "$reg_pid" 2>/dev/null || true
-    wait "$reg_pid" 2>/dev/null || true
-  fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$tmp/config.yml" <<YAML
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $tmp/data
-http:
-  addr: 127.0.0.1:$port
-YAML
-docker-registry serve "$tmp/config.yml" >"$tmp/registry.log" 2>&1 &
-reg_pid=$!
-base="http://127.0.0.1:$port"
-for _ in $(seq 100); do curl -sf "$base/v2/" >/dev/null && break; sleep 0.1; done
+[ -x "$tool" ] || e2e_fail "build $tool first (cmake --build $build)"
+e2e_require docker-registry curl python3 sha256sum
+e2e_tmpdir >/dev/null
+tmp="$E2E_DIR/work"
+mkdir -p "$tmp"
+e2e_start_registry
+base="http://$E2E_REGISTRY"
 
 head -c "$((mb * 1000 * 1000))" /dev/urandom >"$tmp/blob"
 size=$(stat -c %s "$tmp/blob")
@@ -69,7 +47,7 @@ done
 end=$(date +%s.%N)
 ranged=$(python3 -c "t=$end-$start; print(f'{t:.3f} {$size/t/1e6:.1f}')")
 
-out=$("$tool" "127.0.0.1:$port" "$repo" "$digest" "$size" "$tmp/cache" 8)
+out=$("$tool" "$E2E_REGISTRY" "$repo" "$digest" "$size" "$tmp/cache" 8)
 
 {
   echo "phase,seconds,MB_per_s"
