@@ -3,6 +3,7 @@ hostile/hostile-proxy.py; standard library only): the parts of a TCP relay, a de
 header split and re-join (docs/protocol.md), and a fake proxy serving one delta.
 
 A script next to a scenario imports it with
+    sys.dont_write_bytecode = True
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib_py"))
 """
 import json

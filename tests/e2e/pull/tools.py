@@ -16,6 +16,7 @@
 """
 import hashlib, os, socket, stat, struct, sys, threading
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib_py"))
 from e2eproxy import (delta_join, delta_split, listen, pump_up, send_paced, serve,  # noqa: E402
                       serve_delta)

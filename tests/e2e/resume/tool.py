@@ -14,6 +14,7 @@
 """
 import json, os, re, socket, struct, sys, threading
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib_py"))
 from e2eproxy import listen, pump_up, send_paced, serve  # noqa: E402
 
