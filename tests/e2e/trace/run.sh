@@ -18,36 +18,15 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../pull/common.sh"
 
 pull_node_prereqs
-DAEMON="$SL_BIN/starlight-daemon"
 arch=$(uname -m | sed 's/x86_64/amd64/; s/aarch64/arm64/')
 P="linux/$arch"
 
 pull_cloud_start
 pull_convert features busybox
 
-ROOT="$E2E_DIR/root"
-CTL="$E2E_DIR/ctl.sock"
-SNAP="$E2E_DIR/snap.sock"
-CTRD_SOCK="$E2E_DIR/containerd/containerd.sock" # e2e_start_containerd's address
-DPID=
-start_daemon() {
-    "$DAEMON" --root "$ROOT" --control-socket "$CTL" --snapshotter-socket "$SNAP" --proxy "$U" \
-        --containerd-socket "$CTRD_SOCK" >>"$E2E_DIR/logs/starlight-daemon.log" 2>&1 &
-    DPID=$!
-    e2e_track_pid starlight-daemon "$DPID"
-    e2e_wait_for "the control socket" 15 curl -fsS --unix-socket "$CTL" http://localhost/v1/version
-}
-stop_daemon() {
-    local rc=0
-    kill -TERM "$DPID"
-    wait "$DPID" || rc=$?
-    [ "$rc" = 0 ] || e2e_fail "starlight-daemon exited with $rc"
-}
-start_daemon
-D=(--daemon "$CTL")
+pull_edge_start "$U"
+D=(--daemon "$PULL_EDGE_CTL")
 SN=(--snapshotter starlight)
-e2e_start_containerd "$SNAP"
-e2e_wait_for "containerd to reach the snapshotter" 20 e2e_ctr snapshots "${SN[@]}" ls
 "$CS" pull "${D[@]}" --insecure "$R/features:sl" >"$W/pull" 2>"$W/pull.err" ||
     { cat "$W/pull.err" >&2; e2e_fail "pull features"; }
 "$CS" pull "${D[@]}" --insecure "$R/busybox:sl" >"$W/pull.bb" 2>"$W/pull.err" ||
@@ -84,8 +63,8 @@ e2e_log "2. optimizer on → ctr run → off: $(cat "$W/off.out"): $cgroups"
 
 # ---------------------------------------------------------------- 3: restart
 n_before=$(ntraces)
-stop_daemon
-start_daemon
+pull_edge_daemon_stop
+pull_edge_daemon_start "$U"
 [ "$(ntraces)" = "$n_before" ] || e2e_fail "the daemon restart lost traces"
 e2e_log "3. daemon restarted: $n_before trace(s) kept"
 
