@@ -10,82 +10,8 @@ set -uo pipefail
 bin=$1
 here=$(cd "$(dirname "$0")" && pwd)
 
-for tool in docker-registry htpasswd openssl python3 curl; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    echo "run-live: $tool not installed" >&2
-    [ "${CI:-}" = true ] && exit 1
-    exit 77
-  fi
-done
-
-tmp=$(mktemp -d /tmp/sl-registry-live.XXXXXX)
-pids=()
-cleanup() {
-  # start_registry runs in a command substitution (a subshell): its PIDs come back in files.
-  local f
-  for f in "$tmp"/*/pid; do [ -f "$f" ] && pids+=("$(cat "$f")"); done
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || while kill -0 "$p" 2>/dev/null; do sleep 0.05; done; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# wait_http URL: until the server answers anything (any status) or 10 s pass.
-wait_http() {
-  for _ in $(seq 100); do
-    code=$(curl -s -o /dev/null -w '%{http_code}' "$1" 2>/dev/null)
-    [ "$code" != 000 ] && return 0
-    sleep 0.1
-  done
-  echo "run-live: $1 did not come up" >&2
-  return 1
-}
-
-wait_file() {
-  for _ in $(seq 100); do [ -s "$1" ] && return 0; sleep 0.1; done
-  echo "run-live: $1 not written" >&2
-  return 1
-}
-
-# start_registry NAME AUTH_YAML: echoes the port.
-start_registry() {
-  local name=$1 auth=$2 port
-  for _ in 1 2 3; do
-    port=$(free_port)
-    mkdir -p "$tmp/$name"
-    cat >"$tmp/$name/config.yml" <<YAML
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $tmp/$name/data
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$port
-$auth
-YAML
-    docker-registry serve "$tmp/$name/config.yml" >"$tmp/$name/log" 2>&1 &
-    local pid=$!
-    pids+=("$pid")
-    echo "$pid" >"$tmp/$name/pid"
-    if wait_http "http://127.0.0.1:$port/v2/" 2>/dev/null && kill -0 "$pid" 2>/dev/null; then
-      echo "$port"
-      return 0
-    fi
-    kill "$pid" 2>/dev/null # port taken in the meantime: try another
-  done
-  echo "run-live: docker-registry $name failed:" >&2
-  cat "$tmp/$name/log" >&2
-  return 1
-}
+. "$here/../../live.sh"
+live_init sl-registry-live docker-registry htpasswd openssl python3 curl
 
 # Token signing key and the certificate the registry trusts.
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/key.pem" -out "$tmp/cert.pem" \
