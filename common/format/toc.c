@@ -1099,6 +1099,34 @@ static int stream_feed(struct stream_inflate *s, const uint8_t *in, size_t n,
     return 0;
 }
 
+/* Inflates one gzip member into `out` (c->size bytes); -ENOMEM when zlib cannot start. */
+static int stream_begin(struct stream_inflate *s, const struct sl_toc_chunk *c, void *out)
+{
+    if (inflateInit2(&s->zs, 15 + 16) != Z_OK)
+        return -ENOMEM;
+    s->member_open = true;
+    s->zs.next_out = out;
+    s->zs.avail_out = (uInt)c->size;
+    return 0;
+}
+
+/* Ends what stream_begin started: `r` (the feeding's result) when negative, an error when the
+ * member held fewer than c->size bytes, else the chunk's digest check. */
+static int stream_end(struct stream_inflate *s, int r, const struct sl_toc_chunk *c,
+                      const void *out, sl_error_t *err)
+{
+    uInt left = s->zs.avail_out;
+    inflateEnd(&s->zs);
+    if (r < 0)
+        return r;
+    if (left)
+        return sl_error_make(err, EBADMSG,
+                             "chunk at blob offset %" PRIu64 ": member holds %" PRIu64
+                             " of %" PRIu64 " bytes",
+                             c->offset, c->size - left, c->size);
+    return verify(out, c, err);
+}
+
 int sl_toc_chunk_decode(const void *comp, size_t comp_len, const struct sl_toc_chunk *c, void *out,
                         sl_error_t *err)
 {
@@ -1122,22 +1150,10 @@ int sl_toc_chunk_decode(const void *comp, size_t comp_len, const struct sl_toc_c
         }
     }
     struct stream_inflate s = {0};
-    if (inflateInit2(&s.zs, 15 + 16) != Z_OK)
+    if (stream_begin(&s, c, out) < 0)
         return sl_error_make(err, ENOMEM, "inflateInit failed");
-    s.member_open = true;
-    s.zs.next_out = out;
-    s.zs.avail_out = (uInt)c->size;
     int r = stream_feed(&s, comp, comp_len, c, err);
-    uInt left = s.zs.avail_out;
-    inflateEnd(&s.zs);
-    if (r < 0)
-        return r;
-    if (left)
-        return sl_error_make(err, EBADMSG,
-                             "chunk at blob offset %" PRIu64 ": member holds %" PRIu64
-                             " of %" PRIu64 " bytes",
-                             c->offset, c->size - left, c->size);
-    return verify(out, c, err);
+    return stream_end(&s, r, c, out, err);
 }
 
 int sl_toc_read_chunk(sl_toc_read_at_fn read_at, void *ud, const struct sl_toc_chunk *c, void *out,
@@ -1157,11 +1173,8 @@ int sl_toc_read_chunk(sl_toc_read_at_fn read_at, void *ud, const struct sl_toc_c
     }
     /* Derived sizes may span tar headers after the chunk: read piecewise, stop when full. */
     struct stream_inflate s = {0};
-    if (inflateInit2(&s.zs, 15 + 16) != Z_OK)
+    if (stream_begin(&s, c, out) < 0)
         return sl_error_make(err, ENOMEM, "inflateInit failed");
-    s.member_open = true;
-    s.zs.next_out = out;
-    s.zs.avail_out = (uInt)c->size;
     _cleanup_free_ uint8_t *piece = sl_xmalloc(READ_PIECE);
     int r = 0;
     for (uint64_t pos = 0; pos < c->compressed_size && s.zs.avail_out > 0 && r >= 0;) {
@@ -1174,14 +1187,5 @@ int sl_toc_read_chunk(sl_toc_read_at_fn read_at, void *ud, const struct sl_toc_c
         r = stream_feed(&s, piece, n, c, err);
         pos += n;
     }
-    uInt left = s.zs.avail_out;
-    inflateEnd(&s.zs);
-    if (r < 0)
-        return r;
-    if (left)
-        return sl_error_make(err, EBADMSG,
-                             "chunk at blob offset %" PRIu64 ": member holds %" PRIu64
-                             " of %" PRIu64 " bytes",
-                             c->offset, c->size - left, c->size);
-    return verify(out, c, err);
+    return stream_end(&s, r, c, out, err);
 }
