@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define MAX_ANSWER (16u << 20)
 #define MAX_LINE   (1u << 20)
@@ -91,6 +92,15 @@ static int perform(const char *socket, const char *method, const char *path, con
     } else {
         req.body_buf = buf;
     }
+    /* curl reports a missing socket as a failed TCP connect to localhost:80: say what is wrong */
+    struct stat st;
+    if (stat(socket, &st) < 0) {
+        int e = errno;
+        return sl_error_make(err, e, "starlight-daemon socket %s: %s (is it running?)", socket,
+                             strerror(e));
+    }
+    if (!S_ISSOCK(st.st_mode))
+        return sl_error_make(err, ENOTSOCK, "starlight-daemon socket %s: not a socket", socket);
     struct sl_http_response resp = {0};
     int r = sl_http_perform(&o, &req, &resp, err);
     if (r < 0) {

@@ -35,6 +35,10 @@ foreach(verb status list-proxy ping version)
 endforeach()
 add_test(NAME cli-pull-no-daemon COMMAND sh -c "${SL_CS} pull --daemon /nonexistent/sl.sock a 2>&1 | grep -q 'is it running'")
 set_tests_properties(cli-pull-no-daemon PROPERTIES LABELS cli)
+# a missing socket is named as such (curl alone would report a failed connect to localhost:80)
+add_test(NAME cli-status-no-socket COMMAND sh -c "${SL_CS} status --daemon /nonexistent/sl.sock 2>&1")
+set_tests_properties(cli-status-no-socket PROPERTIES LABELS cli
+  PASS_REGULAR_EXPRESSION "socket /nonexistent/sl.sock: No such file or directory" FAIL_REGULAR_EXPRESSION "port 80")
 add_test(NAME cli-add-proxy-usage COMMAND ${SL_CS} add-proxy onlyname)
 set_tests_properties(cli-add-proxy-usage PROPERTIES LABELS cli WILL_FAIL TRUE)
 # Node setup: install/uninstall help, and a refused file exits 1 without touching it.
