@@ -153,10 +153,16 @@ int sl_registry_http_error(const struct sl_http_response *resp, const char *what
     if (resp->attempts > 1)
         (void)sl_buf_printf(&m, " (after %d attempts)", resp->attempts);
     /* The registry's strings end up in logs and terminals: no control bytes (newlines, ANSI
-     * escapes) from it. */
-    for (size_t i = 0; i < m.len; i++)
-        if ((unsigned char)m.data[i] < 0x20 || m.data[i] == 0x7f)
+     * escapes) from it, C0 and DEL, nor C1 (U+0080-U+009F, UTF-8 C2 80-C2 9F: U+009B is a CSI
+     * for some terminals). */
+    for (size_t i = 0; i < m.len; i++) {
+        unsigned char c = (unsigned char)m.data[i];
+        if (c < 0x20 || c == 0x7f)
             m.data[i] = ' ';
+        else if (c == 0xc2 && i + 1 < m.len && (unsigned char)m.data[i + 1] >= 0x80 &&
+                 (unsigned char)m.data[i + 1] <= 0x9f)
+            m.data[i] = m.data[i + 1] = ' ';
+    }
     return sl_error_make(err, status_class(resp->status), "%s: %s", what, m.data);
 }
 

@@ -135,7 +135,8 @@ int sl_registry_put_manifest(struct sl_registry *reg, const char *repo, const ch
 /* The error of a registry's non-2xx answer (`resp`: status, error body, attempts, headers):
  * "WHAT: HTTP 400 MANIFEST_INVALID: manifest invalid; …" from the body's `errors` array (the
  * first 4, each field cut at 200 bytes), else the start of the body, plus WWW-Authenticate
- * on 401; control bytes of all of these become spaces. Returns the negative class of the status.
+ * on 401; control characters of all of these (C0, DEL, and C1 as UTF-8) become spaces. Returns
+ * the negative class of the status.
  * Pure; fuzzed by fuzz-error-bodies. */
 int sl_registry_http_error(const struct sl_http_response *resp, const char *what, sl_error_t *err);
 

@@ -5,7 +5,8 @@
  * Input: the first byte selects the parser (even: registry, odd: API server), the next two
  * give the HTTP status (big-endian), the rest is the body. Invariants (abort on violation):
  * the result is a negative errno with a message; a registry message stays bounded (4 errors
- * of 200-byte fields at most) and holds no control byte. */
+ * of 200-byte fields at most) and holds no control character (C0, DEL, nor C1 as UTF-8:
+ * C2 80-C2 9F). */
 #include "cleanup.h"
 #include "k8s-internal.h"
 #include "registry.h"
@@ -36,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (strlen(m) > 8192)
             abort();
         for (const unsigned char *p = (const unsigned char *)m; *p; p++)
-            if (*p < 0x20 || *p == 0x7f)
+            if (*p < 0x20 || *p == 0x7f || (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f))
                 abort();
         sl_http_response_free(&resp);
     } else {
