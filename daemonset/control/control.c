@@ -180,10 +180,13 @@ static void reply_error(struct conn *k, int r, const char *msg)
 
 /* ------------------------------------------------------------------ proxy profiles */
 
-/* ROOT/proxies.json (a missing file holds no profile), plus the --proxy of the daemon as
- * profile "default" unless the file defines one. Under c->lock. A file that does not parse is
- * an error naming it: it is never silently replaced. */
-static int profiles_load(struct sl_control *c, struct sl_control_profiles *ret, sl_error_t *err)
+/* ROOT/proxies.json (a missing file holds no profile), plus, when `with_default`, the --proxy
+ * of the daemon as profile "default" unless the file defines one. The file holds only the
+ * profiles users added: a synthesized "default" is never saved, so a later --proxy takes
+ * effect. Under c->lock. A file that does not parse is an error naming it: it is never
+ * silently replaced. */
+static int profiles_load(struct sl_control *c, bool with_default, struct sl_control_profiles *ret,
+                         sl_error_t *err)
 {
     memset(ret, 0, sizeof(*ret));
     _cleanup_close_ int fd = open(c->profiles_path, O_RDONLY | O_CLOEXEC);
@@ -209,7 +212,8 @@ static int profiles_load(struct sl_control *c, struct sl_control_profiles *ret, 
         if (r < 0) /* the daemon's own file: a server-side error (500), not the caller's */
             return sl_error_wrap(err, -EIO, "%s (fix or remove the file)", c->profiles_path);
     }
-    if (c->default_proxy && *c->default_proxy && sl_control_profiles_find(ret, "default") < 0) {
+    if (with_default && c->default_proxy && *c->default_proxy &&
+        sl_control_profiles_find(ret, "default") < 0) {
         /* the --proxy profile comes first in listings */
         ret->v = sl_xrealloc(ret->v, (ret->n + 1) * sizeof(*ret->v));
         memmove(ret->v + 1, ret->v, ret->n * sizeof(*ret->v));
@@ -258,7 +262,7 @@ static int resolve_proxy(struct sl_control *c, const char *name, char **ret_url,
         name = "default";
     struct sl_control_profiles profs;
     pthread_mutex_lock(&c->lock);
-    int r = profiles_load(c, &profs, err);
+    int r = profiles_load(c, true, &profs, err);
     pthread_mutex_unlock(&c->lock);
     if (r < 0)
         return r;
@@ -287,7 +291,7 @@ static void handle_proxies_get(struct conn *k)
     _cleanup_error_ sl_error_t err = NULL;
     struct sl_control_profiles profs;
     pthread_mutex_lock(&k->c->lock);
-    int r = profiles_load(k->c, &profs, &err);
+    int r = profiles_load(k->c, true, &profs, &err);
     pthread_mutex_unlock(&k->c->lock);
     if (r < 0)
         return reply_error(k, r, sl_error_msg(err, r));
@@ -314,7 +318,7 @@ static void handle_proxies_post(struct conn *k)
     if (r >= 0) {
         struct sl_control_profiles profs;
         pthread_mutex_lock(&k->c->lock);
-        r = profiles_load(k->c, &profs, &err);
+        r = profiles_load(k->c, false, &profs, &err); /* what the file holds */
         if (r >= 0)
             r = sl_control_profiles_put(&profs, &in, &err);
         if (r >= 0)

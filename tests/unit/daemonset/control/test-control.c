@@ -275,6 +275,19 @@ static void test_pull_attach(void **state)
     close(sp.lfd);
 }
 
+/* The whole of a small file, NUL-terminated. */
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char *buf = calloc(1, 65536);
+    assert_non_null(buf);
+    size_t n = fread(buf, 1, 65535, f);
+    fclose(f);
+    assert_true(n > 0);
+    return buf;
+}
+
 static void test_proxies(void **state)
 {
     struct fixture *fx = *state;
@@ -292,6 +305,38 @@ static void test_proxies(void **state)
     struct stat stt;
     assert_int_equal(stat(pj, &stt), 0);
     assert_int_equal(stt.st_mode & 0777, 0600);
+    /* the file holds what users added, not the "default" synthesized from --proxy */
+    _cleanup_free_ char *doc = read_file(pj);
+    assert_non_null(strstr(doc, "\"p1\""));
+    if (strstr(doc, "default") || strstr(doc, "127.0.0.1:1\""))
+        fail_msg("synthesized profile saved: %s", doc);
+    assert_non_null(strstr(l, "\"default\""));
+
+    /* so a daemon restarted with another --proxy uses it */
+    sl_control_stop(fx->ctl);
+    fx->ctl = NULL;
+    sl_error_t err = NULL;
+    struct sl_control_options o = {
+        .socket_path = fx->sock,
+        .root = fx->dir,
+        .default_proxy = "http://127.0.0.1:3",
+        .store = fx->store,
+    };
+    assert_int_equal(sl_control_start(&o, &fx->ctl, &err), 0);
+    _cleanup_free_ char *l2 = NULL, *a2 = NULL, *l3 = NULL;
+    assert_int_equal(call(fx, "GET", "/v1/proxies", NULL, &l2), 200);
+    if (!strstr(l2, "\"http://127.0.0.1:3\"") || !strstr(l2, "p1"))
+        fail_msg("after a new --proxy: %s", l2);
+
+    /* a "default" the user adds is saved and overrides --proxy */
+    st = call(fx, "POST", "/v1/proxies", "{\"name\":\"default\",\"url\":\"http://127.0.0.1:4\"}",
+              &a2);
+    assert_true(st >= 200 && st < 300);
+    assert_int_equal(call(fx, "GET", "/v1/proxies", NULL, &l3), 200);
+    if (!strstr(l3, "\"http://127.0.0.1:4\"") || strstr(l3, "127.0.0.1:3\""))
+        fail_msg("user default: %s", l3);
+    _cleanup_free_ char *doc2 = read_file(pj);
+    assert_non_null(strstr(doc2, "127.0.0.1:4"));
 }
 
 /* Sends raw bytes (the first `split` bytes, then after a pause the rest, when split > 0) and
