@@ -62,11 +62,13 @@ int sl_parse_listen(const char *flag, const char *s, char **ret_addr, int *ret_p
     const char *colon = s ? strrchr(s, ':') : NULL;
     if (!colon || colon[1] == '\0')
         return sl_error_make(err, EINVAL, "%s `%s`: expected ADDR:PORT", flag, s ? s : "");
+    /* digits only (strtol alone takes " 80" and "+80"); 1-65535: port 0 would bind a random
+     * port nobody can reach */
     char *end = NULL;
     errno = 0;
-    long port = strtol(colon + 1, &end, 10);
-    if (errno || *end || port < 0 || port > 65535)
-        return sl_error_make(err, EINVAL, "%s `%s`: bad port", flag, s);
+    long port = colon[1] >= '0' && colon[1] <= '9' ? strtol(colon + 1, &end, 10) : -1;
+    if (errno || port < 1 || port > 65535 || *end)
+        return sl_error_make(err, EINVAL, "%s `%s`: bad port (expected 1-65535)", flag, s);
     const char *a = s;
     size_t alen = (size_t)(colon - s);
     if (alen >= 2 && a[0] == '[' && a[alen - 1] == ']') {

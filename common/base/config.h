@@ -71,7 +71,8 @@ int sl_parse_bool(const char *s, int *ret);
  * milliseconds. Returns 0, -EINVAL or -ERANGE (over ~290 million years or negative). */
 int sl_parse_duration_ms(const char *s, int64_t *ret);
 /* Splits "ADDR:PORT" ("[v6]:PORT" too) into a malloc'd address (NULL for 0.0.0.0 / [::] /
- * empty = every interface) and a port. -EINVAL with a message naming `flag` otherwise. */
+ * empty = every interface) and a port (digits only, 1-65535: no sign, space or port 0).
+ * -EINVAL with a message naming `flag` otherwise. */
 int sl_parse_listen(const char *flag, const char *s, char **ret_addr, int *ret_port,
                     sl_error_t *err);
 void sl_strlist_free(struct sl_strlist *l);

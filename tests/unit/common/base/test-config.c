@@ -182,12 +182,56 @@ static void test_parse_duration(void **state)
     assert_int_equal(sl_parse_duration_ms("1e300h", &v), -ERANGE);
 }
 
+static void test_parse_listen(void **state)
+{
+    static const struct {
+        const char *in, *addr;
+        int port;
+    } ok[] = {
+        {"127.0.0.1:8090", "127.0.0.1", 8090},
+        {"0.0.0.0:1", NULL, 1},
+        {":65535", NULL, 65535},
+        {"[::1]:443", "::1", 443},
+        {"[::]:8080", NULL, 8080},
+        {"h:080", "h", 80},
+    };
+    for (size_t i = 0; i < SL_ELEMENTSOF(ok); i++) {
+        char *addr = NULL;
+        int port = -1;
+        sl_error_t err = NULL;
+        if (sl_parse_listen("--listen", ok[i].in, &addr, &port, &err) != 0)
+            fail_msg("`%s`: %s", ok[i].in, sl_error_msg(err, -EINVAL));
+        assert_int_equal(port, ok[i].port);
+        if (ok[i].addr)
+            assert_string_equal(addr, ok[i].addr);
+        else
+            assert_null(addr);
+        free(addr);
+    }
+    static const char *const bad[] = {
+        "127.0.0.1:0",     "127.0.0.1: 80",         "127.0.0.1:+80", "127.0.0.1:-1",
+        "127.0.0.1:65536", "127.0.0.1:80x",         "127.0.0.1:",    "127.0.0.1",
+        "::1:80",          "127.0.0.1:99999999999", ":00",           "a:\t80",
+    };
+    for (size_t i = 0; i < SL_ELEMENTSOF(bad); i++) {
+        char *addr = NULL;
+        int port = -1;
+        sl_error_t err = NULL;
+        if (sl_parse_listen("--listen", bad[i], &addr, &port, &err) != -EINVAL)
+            fail_msg("`%s` accepted (port %d)", bad[i], port);
+        assert_non_null(strstr(sl_error_msg(err, -EINVAL), "--listen"));
+        assert_null(addr);
+        sl_error_free(&err);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),   cmocka_unit_test(test_precedence),
-        cmocka_unit_test(test_errors),     cmocka_unit_test(test_help),
-        cmocka_unit_test(test_parse_size), cmocka_unit_test(test_parse_duration),
+        cmocka_unit_test(test_defaults),     cmocka_unit_test(test_precedence),
+        cmocka_unit_test(test_errors),       cmocka_unit_test(test_help),
+        cmocka_unit_test(test_parse_size),   cmocka_unit_test(test_parse_duration),
+        cmocka_unit_test(test_parse_listen),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
