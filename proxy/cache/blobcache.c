@@ -395,6 +395,11 @@ static void run_fetch(struct sl_blobcache *c, struct fetch *f)
     s.start = s.pos = block_start(c, f->first);
     s.end = SL_MIN(b->size, block_start(c, f->first + f->n));
     _cleanup_error_ sl_error_t e = NULL;
+    /* Reserve the run's disk space in one call: without it ext4 reserves (delayed
+     * allocation) page by page inside every write, which made the cache-file writes of a cold
+     * stream ~1.5x dearer (bench/README.md). Harmless if it fails: the writes allocate. The
+     * blocks are ours (fetching) until fetch_finish, so nothing else touches the range. */
+    (void)fallocate(b->fd, FALLOC_FL_KEEP_SIZE, (off_t)s.start, (off_t)(s.end - s.start));
     double t0 = now_s();
     int r = sl_registry_get_blob_range(f->reg, f->repo, b->digest, (int64_t)s.start,
                                        (int64_t)(s.end - s.start), fetch_sink_fn, &s, &e);
@@ -414,12 +419,13 @@ static void run_fetch(struct sl_blobcache *c, struct fetch *f)
     c->st.bytes_fetched += s.pos - s.start;
     if (r < 0) {
         c->st.fetch_errors++;
-        /* Bytes of blocks left unfinished are not accounted anywhere: give the space back.
-         * Those blocks are still ours (fetching), so no one else writes them meanwhile. */
+        /* The space of blocks left unfinished (written or only reserved) is not accounted
+         * anywhere: give it back. Those blocks are still ours (fetching), so no one else
+         * writes them meanwhile. */
         uint64_t from = block_start(c, s.next);
-        if (s.pos > from)
+        if (s.end > from)
             (void)fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)from,
-                            (off_t)(s.pos - from));
+                            (off_t)(s.end - from));
     }
     fetch_finish(f, r < 0 ? r : 0, msg);
     pthread_mutex_unlock(&c->lock);

@@ -41,7 +41,7 @@
 #include <stdint.h>
 
 #define SL_BLOBCACHE_BLOCK_DEFAULT    (1024 * 1024) /* bytes per block */
-#define SL_BLOBCACHE_RUN_DEFAULT      8             /* blocks per Range request, at most */
+#define SL_BLOBCACHE_RUN_DEFAULT      32            /* blocks per Range request, at most */
 #define SL_BLOBCACHE_WINDOW_DEFAULT   32            /* blocks pinned ahead by one reader */
 #define SL_BLOBCACHE_FETCHERS_DEFAULT 8             /* concurrent Range requests, cache-wide */
 

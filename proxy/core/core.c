@@ -37,7 +37,7 @@
 #define READ_GAP_MAX (64u * 1024)
 /* sl_core_read_payload prefetches the payload up to a horizon PREFETCH_AHEAD past its read
  * (at most a quarter of the cache, so prefetched blocks are not evicted before they are read),
- * rounded down to a quarter of that (so the horizon moves in steps and the new blocks go out
+ * rounded down to a half of that (so the horizon moves in steps and the new blocks go out
  * as multi-block Range requests, not one block per read), asking for segments of one blob at
  * most PREFETCH_GAP apart as one range. */
 #define PREFETCH_AHEAD (32u << 20)
@@ -1388,7 +1388,7 @@ static void prefetch_ahead(struct sl_core *core, const struct sl_delta *d, size_
         return;
     const struct delta_priv *p = d->priv;
     const uint64_t ahead = SL_MIN((uint64_t)PREFETCH_AHEAD, core->cache_max_bytes / 4);
-    const uint64_t step = SL_MAX(ahead / 4, (uint64_t)1);
+    const uint64_t step = SL_MAX(ahead / 2, (uint64_t)1);
     const uint64_t horizon = (pos + ahead) / step * step;
     while (i < d->n_segments && d->segments[i].response_offset < horizon) {
         const struct sl_delta_segment *s = &d->segments[i];
