@@ -149,6 +149,8 @@ int main(int argc, char **argv)
     r = sl_store_open(store_dir, NULL, &store, &err);
     if (r >= 0)
         r = sl_fs_new(store, &fso, &fs, &err);
+    if (r >= 0 && taken.fd >= 0) /* before publishing: no slot the kernel may cache is picked */
+        r = sl_fs_reserve_slots(fs, &taken, &err);
     int published = 0;
     if (r >= 0) {
         /* Layers known from earlier runs mount again (their completed contents are local);

@@ -116,8 +116,10 @@ struct sl_fs {
     _Atomic(struct layer *) *layers; /* by slot, SL_FS_MAX_SLOT + 1 entries */
     atomic_uint max_slot;
     pthread_mutex_t layers_lock; /* writers of `layers`, `retired`, and sl_fs_layer_dir */
-    /* Slots of removed layers: never given again, so an inode number the kernel still caches
-     * never names another layer's entry. */
+    /* Per slot: SLOT_RETIRED for removed layers (here or in a predecessor): never given again,
+     * so an inode number the kernel still caches never names another layer's entry;
+     * SLOT_RESERVED for a predecessor's published layers: only a request for that very slot
+     * (the same store layer id, so the same layer) gets it, never the "any free slot" pick. */
     uint8_t *retired;
     struct layer *removed;        /* unpublished, slot reference not yet dropped (sl_fs_reclaim) */
     pthread_mutex_t workers_lock; /* `workers` against quiesce() */
@@ -130,6 +132,8 @@ struct sl_fs {
 };
 
 /* ---------------------------------------------------------------- inodes */
+
+enum { SLOT_FREE, SLOT_RETIRED, SLOT_RESERVED };
 
 static fuse_ino_t make_ino(uint32_t slot, uint32_t idx)
 {
@@ -1260,8 +1264,30 @@ int sl_fs_adopt(struct sl_fs *fs, const char *mountpoint, struct sl_fs_handoff *
         return sl_error_make(err, EINVAL, "handoff: no FUSE connection or no valid FUSE_INIT");
     if (h->gen == 0 || h->gen > 0xffff)
         return sl_error_make(err, EINVAL, "handoff: handle generation %u out of range", h->gen);
+    int r = sl_fs_reserve_slots(fs, h, err);
+    if (r < 0)
+        return r;
     fs->gen = h->gen % 0xffff + 1;
     return attach(fs, mountpoint, TAKE_FD(fd), h->init, h->init_len, err);
+}
+
+int sl_fs_reserve_slots(struct sl_fs *fs, const struct sl_fs_handoff *h, sl_error_t *err)
+{
+    int r = 0;
+    pthread_mutex_lock(&fs->layers_lock);
+    for (uint32_t s = 1; s <= SL_FS_MAX_SLOT; s++) {
+        bool retired = h->retired[s / 8] & (1u << (s % 8)), used = h->used[s / 8] & (1u << (s % 8));
+        if (retired && atomic_load(&fs->layers[s]) && r == 0)
+            r = sl_error_make(err, EEXIST,
+                              "handoff: layer slot %u, retired by the previous daemon, is in use",
+                              s);
+        if (retired)
+            fs->retired[s] = SLOT_RETIRED;
+        else if (used && !atomic_load(&fs->layers[s]) && fs->retired[s] == SLOT_FREE)
+            fs->retired[s] = SLOT_RESERVED;
+    }
+    pthread_mutex_unlock(&fs->layers_lock);
+    return r;
 }
 
 bool sl_fs_wait_unparked(struct sl_fs *fs, int timeout_ms)
@@ -1327,6 +1353,16 @@ int sl_fs_detach(struct sl_fs *fs, struct sl_fs_handoff *ret, sl_error_t *err)
     }
     ret->init_len = (uint32_t)n;
     ret->gen = fs->gen;
+    memset(ret->retired, 0, sizeof ret->retired);
+    memset(ret->used, 0, sizeof ret->used);
+    pthread_mutex_lock(&fs->layers_lock);
+    for (uint32_t s = 1; s <= SL_FS_MAX_SLOT; s++) {
+        if (fs->retired[s] == SLOT_RETIRED)
+            ret->retired[s / 8] |= (uint8_t)(1u << (s % 8));
+        else if (atomic_load(&fs->layers[s]) || fs->retired[s] == SLOT_RESERVED)
+            ret->used[s / 8] |= (uint8_t)(1u << (s % 8));
+    }
+    pthread_mutex_unlock(&fs->layers_lock);
     ret->fd = fcntl(fuse_session_fd(fs->se), F_DUPFD_CLOEXEC, 3);
     if (ret->fd < 0) {
         int e = errno;
@@ -1422,17 +1458,28 @@ int sl_fs_add_layer(struct sl_fs *fs, const char *layer_digest, struct sl_toc *t
             return sl_error_make(err, EEXIST, "layer %s already added", layer_digest);
         }
     }
-    if (slot == 0)
+    if (slot == 0) {
         for (slot = 1;
              slot <= SL_FS_MAX_SLOT && (atomic_load(&fs->layers[slot]) || fs->retired[slot]);
              slot++)
             ;
-    if (slot > SL_FS_MAX_SLOT || atomic_load(&fs->layers[slot]) || fs->retired[slot]) {
+        if (slot > SL_FS_MAX_SLOT) {
+            pthread_mutex_unlock(&fs->layers_lock);
+            layer_free(l);
+            return sl_error_make(err, ENOSPC,
+                                 "no free layer slot: all %u inode ranges of this mount are "
+                                 "served or were retired (restart the daemon without a handoff "
+                                 "to start a new mount)",
+                                 SL_FS_MAX_SLOT);
+        }
+    }
+    if (atomic_load(&fs->layers[slot]) || fs->retired[slot] == SLOT_RETIRED) {
         pthread_mutex_unlock(&fs->layers_lock);
         layer_free(l);
         return sl_error_make(err, EEXIST, "layer slot %u is taken", slot);
     }
     l->slot = slot;
+    fs->retired[slot] = SLOT_FREE; /* a reserved slot taken by its own layer */
     atomic_store(&fs->layers[slot], l);
     if (slot > max)
         atomic_store(&fs->max_slot, slot);
@@ -1458,7 +1505,7 @@ int sl_fs_layer_dir(struct sl_fs *fs, const char *layer_digest, char **ret_path,
     return sl_error_make(err, ENOENT, "layer %.80s is not served", layer_digest);
 }
 
-#define QUIESCE_TIMEOUT_MS 10000
+#define QUIESCE_TIMEOUT_MS 10000 /* default of sl_fs_options.quiesce_timeout_ms */
 
 /* Waits until every worker has finished the request it was serving when called (or is waiting
  * for the next one): a handler that loaded a slot before it was cleared is done with it.
@@ -1466,6 +1513,7 @@ int sl_fs_layer_dir(struct sl_fs *fs, const char *layer_digest, char **ret_path,
  * to milliseconds. False on timeout. Never called from a worker. */
 static bool quiesce(struct sl_fs *fs)
 {
+    unsigned timeout_ms = fs->o.quiesce_timeout_ms ? fs->o.quiesce_timeout_ms : QUIESCE_TIMEOUT_MS;
     pthread_mutex_lock(&fs->workers_lock);
     unsigned n = fs->n_workers;
     uint64_t *seen = sl_xcalloc(n ? n : 1, sizeof *seen);
@@ -1477,7 +1525,7 @@ static bool quiesce(struct sl_fs *fs)
         for (int waited = 0; !atomic_load(&w->in_read) && !atomic_load(&w->done) &&
                              atomic_load(&w->served) == seen[i];
              waited++) {
-            if (waited >= QUIESCE_TIMEOUT_MS * 10) {
+            if (waited >= (int)timeout_ms * 10) {
                 ok = false;
                 break;
             }
@@ -1502,22 +1550,16 @@ int sl_fs_remove_layer(struct sl_fs *fs, const char *layer_digest, sl_error_t *e
     }
     if (l) {
         atomic_store(&fs->layers[l->slot], NULL);
-        fs->retired[l->slot] = 1;
+        fs->retired[l->slot] = SLOT_RETIRED;
         l->next_removed = fs->removed;
         fs->removed = l;
     }
     pthread_mutex_unlock(&fs->layers_lock);
     if (!l)
         return sl_error_make(err, ENOENT, "layer %.80s is not served", layer_digest);
-    /* The kernel caches the layer's directory entry (entry timeout): drop it now, so the
-     * directory is gone from MNT at once. Not from a worker: the kernel waits for a lookup in
-     * the root being served to be answered. (l stays alive: its slot reference is dropped by
-     * sl_fs_reclaim, never concurrently with this call's caller.) */
-    if (fs->se && !fs->detached) {
-        int r = fuse_lowlevel_notify_inval_entry(fs->se, FUSE_ROOT_ID, l->hex, strlen(l->hex));
-        if (r < 0 && r != -ENOENT)
-            log_debug("fs: invalidate %s: %s", l->hex, strerror(-r));
-    }
+    /* The kernel's cached entry of the layer's directory is dropped by sl_fs_reclaim, not here:
+     * invalidating waits for a lookup in the root being served, which needs a free worker, and
+     * the caller (gc) holds a lock that workers opening a content wait for. */
     return 0;
 }
 
@@ -1529,11 +1571,28 @@ void sl_fs_reclaim(struct sl_fs *fs)
     pthread_mutex_unlock(&fs->layers_lock);
     if (!list)
         return;
+    /* The kernel caches the layers' directory entries (entry timeout): drop them, so the
+     * directories are gone from MNT. Not from a worker nor under a lock a worker may wait for:
+     * the kernel waits for a lookup in the root being served to be answered. (The layers stay
+     * alive: the slot references are dropped below, by this call only.) A layer kept from an
+     * earlier call is invalidated again: harmless. */
+    for (struct layer *l = list; l && fs->se && !fs->detached; l = l->next_removed) {
+        int r = fuse_lowlevel_notify_inval_entry(fs->se, FUSE_ROOT_ID, l->hex, strlen(l->hex));
+        if (r < 0 && r != -ENOENT)
+            log_debug("fs: invalidate %s: %s", l->hex, strerror(-r));
+    }
     if (!quiesce(fs)) {
-        /* a handler may still use them: keep them (memory only) rather than risk a free */
-        log_warn("fs: a FUSE worker did not finish its request within %d ms: removed layers "
-                 "stay in memory",
-                 QUIESCE_TIMEOUT_MS);
+        /* a handler may still use them: keep them for the next call rather than risk a free */
+        log_warn("fs: a FUSE worker did not finish its request within %u ms: removed layers "
+                 "are freed by a later reclaim",
+                 fs->o.quiesce_timeout_ms ? fs->o.quiesce_timeout_ms : QUIESCE_TIMEOUT_MS);
+        pthread_mutex_lock(&fs->layers_lock);
+        struct layer *tail = list;
+        while (tail->next_removed)
+            tail = tail->next_removed;
+        tail->next_removed = fs->removed;
+        fs->removed = list;
+        pthread_mutex_unlock(&fs->layers_lock);
         return;
     }
     while (list) {

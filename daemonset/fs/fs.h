@@ -18,7 +18,8 @@
  * over a unix socket, handoff.h) passes them to sl_fs_adopt, which sets up its session as the
  * predecessor's and serves the same mount. Requests arriving in between wait in the kernel.
  * Inode numbers are the same as long as the successor publishes every layer with the same slot
- * before adopting; file handles of the predecessor are opened again by inode on first use.
+ * before adopting (and applies the predecessor's slot maps first: sl_fs_reserve_slots); file
+ * handles of the predecessor are opened again by inode on first use.
  *
  * Reads of chunks that have not arrived are parked: the handler registers a store waiter and
  * returns; the store's writer thread replies when the chunk lands. No thread is held per
@@ -26,17 +27,20 @@
  * reply (fuse_reply_data), without allocation.
  *
  * Removal (sl_fs_remove_layer, for the garbage collector): the layer's directory disappears
- * from MNT at once (the kernel's cached entry is invalidated); files opened before stay
+ * from MNT (at once for new lookups; the kernel's cached entry is invalidated by the
+ * following sl_fs_reclaim, outside the caller's locks); files opened before stay
  * readable until released (each open file keeps the tree alive); other inodes of the layer the
  * kernel still caches answer ESTALE. Its inode range (slot) is never given to another layer
- * in this process. The caller must make sure no mount uses the directory.
+ * on this mount (a successor learns the retired slots in the handoff); once all
+ * SL_FS_MAX_SLOT slots are used or retired, adding a layer fails with -ENOSPC. The caller
+ * must make sure no mount uses the directory.
  *
  * Thread-safety: sl_fs_add_layer, sl_fs_remove_layer, sl_fs_reclaim, sl_fs_layer_dir and the
  * trace hook may run on any thread concurrently with the session, except that the removal
  * calls never run on a FUSE worker (the trace hook must not call them); sl_fs_free must not
  * race with other calls. Errors: negative
- * errno + sl_error_t (-ENOENT unknown layer, -EEXIST layer or slot already present, -EINVAL bad
- * digest or slot, and the system's class for mount failures). */
+ * errno + sl_error_t (-ENOENT unknown layer, -EEXIST layer or slot already present, -ENOSPC no slot
+ * left, -EINVAL bad digest or slot, and the system's class for mount failures). */
 #ifndef SL_DAEMON_FS_H
 #define SL_DAEMON_FS_H
 
@@ -78,17 +82,24 @@ struct sl_fs_options {
     sl_fs_event_fn on_event;
     void *event_ud;
     bool trace_every_open;
+    unsigned quiesce_timeout_ms; /* sl_fs_reclaim's wait for a busy worker; 0 = 10000 */
 };
 
 struct sl_fs;
 
 /* What a successor needs to serve a mounted fs (sl_fs_detach -> sl_fs_adopt). */
-#define SL_FS_INIT_MAX 256
+#define SL_FS_INIT_MAX       256
+#define SL_FS_SLOT_MAP_BYTES ((SL_FS_MAX_SLOT + 1) / 8)
 struct sl_fs_handoff {
     int fd;                             /* the /dev/fuse connection; -1 when none */
     uint32_t gen;                       /* the giver's handle generation (1..65535) */
     uint32_t init_len;                  /* bytes of init */
     unsigned char init[SL_FS_INIT_MAX]; /* the kernel's FUSE_INIT request to the first daemon */
+    /* Slots whose inode numbers the kernel may still cache (bit s % 8 of byte s / 8): those of
+     * layers the giver removed (never given again) and those of layers it served (given only
+     * to a request for that very slot, i.e. the same store layer). */
+    uint8_t retired[SL_FS_SLOT_MAP_BYTES];
+    uint8_t used[SL_FS_SLOT_MAP_BYTES];
 };
 
 /* Creates a filesystem over `store` (borrowed: must outlive the fs). `o` may be NULL. */
@@ -102,6 +113,10 @@ int sl_fs_mount(struct sl_fs *fs, const char *mountpoint, sl_error_t *err);
  * received over handoff.h): takes h->fd in every case (sets it to -1). Publish the layers
  * first (same slots as the predecessor), so that no request finds an unknown inode. */
 int sl_fs_adopt(struct sl_fs *fs, const char *mountpoint, struct sl_fs_handoff *h, sl_error_t *err);
+/* Applies a predecessor's slot maps (h->retired, h->used; sl_fs_adopt does it too): call it
+ * before publishing, so that no "any free slot" pick takes a slot the kernel may cache.
+ * -EEXIST when a layer published here holds a slot the predecessor retired. */
+int sl_fs_reserve_slots(struct sl_fs *fs, const struct sl_fs_handoff *h, sl_error_t *err);
 /* Stops serving without unmounting (requests then wait in the kernel): reads still parked fail
  * with EIO (wait for them first: sl_fs_wait_unparked); *ret gets a copy of the connection
  * (caller closes ret->fd) for sl_fs_adopt in a successor. sl_fs_free then leaves the mount. */
@@ -128,12 +143,14 @@ int sl_fs_add_layer(struct sl_fs *fs, const char *layer_digest, struct sl_toc *t
                     sl_error_t *err);
 
 /* Stops serving a layer (see "Removal" above): -ENOENT when it is not served. Quick: never
- * waits for FUSE workers (safe under locks a worker may want). A later sl_fs_add_layer of the
+ * waits for FUSE workers nor for the kernel (safe under locks a worker may want). The kernel
+ * may show the directory from its cache until sl_fs_reclaim. A later sl_fs_add_layer of the
  * same digest publishes it again in a new slot. */
 int sl_fs_remove_layer(struct sl_fs *fs, const char *layer_digest, sl_error_t *err);
-/* Frees what removed layers no open file holds, once every FUSE worker has finished the request
- * it was serving (normally well under a millisecond; a worker stuck 10 s leaves them in
- * memory). Call it after sl_fs_remove_layer holding no lock a FUSE handler may take. */
+/* Drops the kernel's cached entries of removed layers' directories, then frees what removed
+ * layers no open file holds once every FUSE worker has finished the request it was serving
+ * (normally well under a millisecond; when a worker is stuck 10 s they stay queued for the
+ * next call). Call it after sl_fs_remove_layer holding no lock a FUSE handler may take. */
 void sl_fs_reclaim(struct sl_fs *fs);
 
 /* The directory to use as an overlay lowerdir for a layer ("MNT/<hex>", caller frees).

@@ -19,13 +19,23 @@
 #define TAKE_REQ     "SLHOTAKE1\n"
 #define TAKE_REQ_LEN (sizeof TAKE_REQ - 1)
 #define GIVE_MAGIC   "SLHOGIVE"
-#define VERSION      1u
+#define VERSION      2u /* 1: no slot maps (still accepted) */
 #define REQ_WAIT_MS  5000
 
 struct give_hdr {
     char magic[8];
-    uint32_t version, gen, init_len, reserved;
+    uint32_t version, gen, init_len;
+    uint32_t map_len; /* bytes of each slot map after init (version 2) */
 };
+
+/* Bytes of the slot maps worth sending: up to their last set byte. */
+static uint32_t maps_len(const struct sl_fs_handoff *h)
+{
+    uint32_t n = SL_FS_SLOT_MAP_BYTES;
+    while (n > 0 && !h->retired[n - 1] && !h->used[n - 1])
+        n--;
+    return n;
+}
 
 struct sl_handoff {
     char *path;
@@ -188,17 +198,22 @@ int sl_handoff_give(struct sl_handoff *ho, const struct sl_fs_handoff *h, int ti
         return sl_error_make(err, ENOTCONN, "handoff: no successor asked");
     if (h->fd < 0 || h->init_len > SL_FS_INIT_MAX)
         return sl_error_make(err, EINVAL, "handoff: nothing to give");
-    struct give_hdr hdr = {.version = VERSION, .gen = h->gen, .init_len = h->init_len};
+    uint32_t map_len = maps_len(h);
+    struct give_hdr hdr = {
+        .version = VERSION, .gen = h->gen, .init_len = h->init_len, .map_len = map_len};
     memcpy(hdr.magic, GIVE_MAGIC, sizeof hdr.magic);
-    struct iovec iov[2] = {{.iov_base = &hdr, .iov_len = sizeof hdr},
-                           {.iov_base = (void *)h->init, .iov_len = h->init_len}};
+    struct iovec iov[4] = {{.iov_base = &hdr, .iov_len = sizeof hdr},
+                           {.iov_base = (void *)h->init, .iov_len = h->init_len},
+                           {.iov_base = (void *)h->retired, .iov_len = map_len},
+                           {.iov_base = (void *)h->used, .iov_len = map_len}};
+    size_t total = sizeof hdr + h->init_len + 2 * (size_t)map_len;
     union {
         char buf[CMSG_SPACE(sizeof(int))];
         struct cmsghdr align;
     } ctl;
     memset(&ctl, 0, sizeof ctl);
     struct msghdr m = {
-        .msg_iov = iov, .msg_iovlen = 2, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
+        .msg_iov = iov, .msg_iovlen = 4, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
     struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
     cm->cmsg_level = SOL_SOCKET;
     cm->cmsg_type = SCM_RIGHTS;
@@ -208,7 +223,7 @@ int sl_handoff_give(struct sl_handoff *ho, const struct sl_fs_handoff *h, int ti
     do
         k = sendmsg(c, &m, MSG_NOSIGNAL);
     while (k < 0 && errno == EINTR);
-    if (k != (ssize_t)(sizeof hdr + h->init_len))
+    if (k != (ssize_t)total)
         return sl_error_make(err, k < 0 ? errno : EIO, "handoff: send the FUSE connection: %s",
                              k < 0 ? strerror(errno) : "short write");
     char ack;
@@ -277,8 +292,11 @@ int sl_handoff_take(const char *path, int timeout_ms, struct sl_fs_handoff *ret,
         return sl_error_make(err, r, "handoff: no answer from %s within %d ms: %s", path,
                              timeout_ms, strerror(-r));
     struct give_hdr hdr;
-    struct iovec iov[2] = {{.iov_base = &hdr, .iov_len = sizeof hdr},
-                           {.iov_base = ret->init, .iov_len = sizeof ret->init}};
+    /* init, then the two slot maps, as one stream (their lengths are in the header) */
+    _cleanup_free_ unsigned char *body = sl_xcalloc(1, SL_FS_INIT_MAX + 2 * SL_FS_SLOT_MAP_BYTES);
+    struct iovec iov[2] = {
+        {.iov_base = &hdr, .iov_len = sizeof hdr},
+        {.iov_base = body, .iov_len = SL_FS_INIT_MAX + 2 * SL_FS_SLOT_MAP_BYTES}};
     union {
         char buf[CMSG_SPACE(sizeof(int) * 4)];
         struct cmsghdr align;
@@ -299,14 +317,23 @@ int sl_handoff_take(const char *path, int timeout_ms, struct sl_fs_handoff *ret,
             for (size_t i = 0; i < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int) && nfds < 4; i++)
                 memcpy(&fds[nfds++], CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
     const char *bad = NULL;
+    size_t want = 0;
     if (k < 0)
         bad = strerror(recv_errno);
     else if ((size_t)k < sizeof hdr || memcmp(hdr.magic, GIVE_MAGIC, sizeof hdr.magic) != 0)
         bad = "not a handoff message";
-    else if (hdr.version != VERSION)
+    else if (hdr.version != VERSION && hdr.version != 1)
         bad = "unknown version";
-    else if (hdr.init_len > SL_FS_INIT_MAX || (size_t)k != sizeof hdr + hdr.init_len)
+    else if (hdr.version == 1 && hdr.map_len != 0)
         bad = "bad length";
+    else if (hdr.init_len > SL_FS_INIT_MAX || hdr.map_len > SL_FS_SLOT_MAP_BYTES ||
+             (size_t)k > (want = sizeof hdr + hdr.init_len + 2 * (size_t)hdr.map_len))
+        bad = "bad length";
+    else if ((size_t)k < want &&
+             (hdr.version == 1 ||
+              read_full(c, body + (k - sizeof hdr), want - (size_t)k,
+                        now_ms() + (timeout_ms < 1000 ? timeout_ms : 1000)) < 0))
+        bad = hdr.version == 1 ? "bad length" : "short message"; /* a stream may split the maps */
     else if (m.msg_flags & (MSG_CTRUNC | MSG_TRUNC))
         bad = "truncated";
     else if (nfds != 1)
@@ -319,6 +346,11 @@ int sl_handoff_take(const char *path, int timeout_ms, struct sl_fs_handoff *ret,
     ret->fd = fds[0];
     ret->gen = hdr.gen;
     ret->init_len = hdr.init_len;
+    memcpy(ret->init, body, hdr.init_len);
+    memset(ret->retired, 0, sizeof ret->retired);
+    memset(ret->used, 0, sizeof ret->used);
+    memcpy(ret->retired, body + hdr.init_len, hdr.map_len);
+    memcpy(ret->used, body + hdr.init_len + hdr.map_len, hdr.map_len);
     if (send(c, "K", 1, MSG_NOSIGNAL) != 1)
         log_warn("handoff: acknowledge: %s", strerror(errno));
     return 1;

@@ -5,8 +5,10 @@
  * A unix socket (by default ROOT/handoff.sock, mode 0600) on which the running daemon listens.
  * The successor, started while the predecessor runs, connects and asks (`SLHOTAKE1\n`); the
  * predecessor stops (control API, snapshotter, pulls), detaches its fs without unmounting, and
- * answers with one message: a fixed header ("SLHOGIVE", version 1, handle generation, length
- * of the FUSE_INIT copy), the FUSE_INIT bytes, and the /dev/fuse descriptor (SCM_RIGHTS). The
+ * answers with one message: a fixed header ("SLHOGIVE", version 2, handle generation, length
+ * of the FUSE_INIT copy, length of each slot map), the FUSE_INIT bytes, the retired and used
+ * slot maps (fs.h, struct sl_fs_handoff; trimmed after their last set byte), and the
+ * /dev/fuse descriptor (SCM_RIGHTS). A version 1 message (no maps) is still accepted. The
  * successor acknowledges with `K`; only then does the predecessor close its copy and exit.
  * Both sides check that the peer runs as root or as their own user (SO_PEERCRED), and every
  * length received.

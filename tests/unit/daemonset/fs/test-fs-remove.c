@@ -10,6 +10,7 @@
 #include "../../common/format/fmt-test.h"
 #include "format.h"
 #include "fs.h"
+#include "store-gc.h"
 #include "store.h"
 
 #include <dirent.h>
@@ -17,10 +18,12 @@
 #include <ftw.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CHUNK    4096
@@ -32,8 +35,10 @@ static uint8_t big[BIG_SIZE];
 struct world {
     struct sl_store *store;
     struct sl_fs *fs;
-    char a[SL_DIGEST_STR_LEN], b[SL_DIGEST_STR_LEN];
+    char a[SL_DIGEST_STR_LEN], b[SL_DIGEST_STR_LEN], c[SL_DIGEST_STR_LEN];
 };
+
+#define N_OPENERS 6 /* files of layer C, more than the fs's 4 workers */
 
 static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f)
 {
@@ -127,7 +132,21 @@ static int teardown(void **state)
     return 0;
 }
 
-static void world_open(struct world *w)
+/* A trace hook that holds its FUSE worker while g_hold is set (opening b.txt), so that
+ * sl_fs_reclaim's wait for the workers times out. */
+static atomic_bool g_hold, g_held;
+
+static void hold_hook(void *ud, const struct sl_fs_event *ev)
+{
+    (void)ud;
+    if (ev->type != SL_FS_EVENT_OPEN || strcmp(ev->path, "b.txt") != 0)
+        return;
+    atomic_store(&g_held, true);
+    while (atomic_load(&g_hold))
+        usleep(1000);
+}
+
+static void world_open_ex(struct world *w, bool cold)
 {
     char dir[128];
     snprintf(dir, sizeof dir, "%s/store", g_root);
@@ -145,13 +164,35 @@ static void world_open(struct world *w)
     };
     import(w->store, a, SL_ELEMENTSOF(a), w->a);
     import(w->store, b, SL_ELEMENTSOF(b), w->b);
-    struct sl_fs_options fo = {.max_threads = 4};
+    if (cold) {
+        /* layer C, then the store reopened: no content is in memory, so each open loads one
+         * (under the store's gc lock, shared) */
+        static char names[N_OPENERS][8], data[N_OPENERS][8];
+        struct fmt_spec c[N_OPENERS];
+        for (int i = 0; i < N_OPENERS; i++) {
+            snprintf(names[i], sizeof names[i], "f%d", i);
+            snprintf(data[i], sizeof data[i], "file %d", i);
+            c[i] = (struct fmt_spec){
+                .name = names[i], .type = '0', .mode = 0644, .data = data[i], .len = 6};
+        }
+        import(w->store, c, N_OPENERS, w->c);
+        sl_store_free(w->store);
+        assert_int_equal(sl_store_open(dir, &so, &w->store, &err), 0);
+    }
+    struct sl_fs_options fo = {.max_threads = 4, .on_event = hold_hook, .quiesce_timeout_ms = 300};
     assert_int_equal(sl_fs_new(w->store, &fo, &w->fs, &err), 0);
     assert_int_equal(add(w, w->a, (uint32_t)slot_of(w, w->a)), 0);
     assert_int_equal(add(w, w->b, (uint32_t)slot_of(w, w->b)), 0);
+    if (cold)
+        assert_int_equal(add(w, w->c, (uint32_t)slot_of(w, w->c)), 0);
     int r = sl_fs_mount(w->fs, g_mnt, &err);
     if (r < 0)
         fail_msg("mount: %s", sl_error_msg(err, r));
+}
+
+static void world_open(struct world *w)
+{
+    world_open_ex(w, false);
 }
 
 static void world_close(struct world *w)
@@ -277,6 +318,223 @@ static void test_remove_while_used(void **state)
     world_close(&w);
 }
 
+/* Review item 2: every FUSE worker waits for the store's gc lock (opening a content) while
+ * the lock's holder removes a layer and the kernel has a lookup in the root pending. The
+ * removal must not wait for the kernel (which waits for a worker): it returns at once. */
+struct opener {
+    struct world *w;
+    int i;
+    bool ok;
+};
+
+static void *open_main(void *ud)
+{
+    struct opener *o = ud;
+    char p[256], want[8];
+    char rel[8];
+    snprintf(rel, sizeof rel, "f%d", o->i);
+    snprintf(want, sizeof want, "file %d", o->i);
+    path_in(o->w->c, rel, p, sizeof p);
+    o->ok = reads_as(p, want, 6);
+    return NULL;
+}
+
+static void *lookup_main(void *ud)
+{
+    (void)ud;
+    char p[256];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/%064d", g_mnt, 1); /* not cached: asks the daemon */
+    (void)stat(p, &st);
+    return NULL;
+}
+
+struct remover {
+    struct world *w;
+    atomic_bool done;
+    int r;
+};
+
+static void *remove_main(void *ud)
+{
+    struct remover *m = ud;
+    m->r = sl_fs_remove_layer(m->w->fs, m->w->a, NULL);
+    atomic_store(&m->done, true);
+    return NULL;
+}
+
+static void test_remove_under_gc_lock(void **state)
+{
+    (void)state;
+    struct world w;
+    world_open_ex(&w, true);
+    char p[256];
+    path_in(w.c, "", p, sizeof p);
+    struct stat st;
+    assert_int_equal(stat(p, &st), 0); /* C's directory looked up before the lock */
+    assert_true(listed(w.a));
+    sl_store_gc_lock(w.store, true); /* as the collector holds it around removals */
+    struct opener op[N_OPENERS];
+    pthread_t th[N_OPENERS], look, rm;
+    for (int i = 0; i < N_OPENERS; i++) {
+        op[i] = (struct opener){.w = &w, .i = i};
+        assert_int_equal(pthread_create(&th[i], NULL, open_main, &op[i]), 0);
+    }
+    usleep(300 * 1000); /* the workers are now waiting for the gc lock */
+    assert_int_equal(pthread_create(&look, NULL, lookup_main, NULL), 0);
+    usleep(200 * 1000); /* the kernel holds the root for that lookup */
+    struct remover m = {.w = &w};
+    assert_int_equal(pthread_create(&rm, NULL, remove_main, &m), 0);
+    int waited = 0;
+    while (!atomic_load(&m.done) && waited < 5000) {
+        usleep(10 * 1000);
+        waited += 10;
+    }
+    bool removed_in_time = atomic_load(&m.done);
+    sl_store_gc_unlock(w.store); /* unblocks everything, also when the removal hung */
+    pthread_join(rm, NULL);
+    pthread_join(look, NULL);
+    for (int i = 0; i < N_OPENERS; i++)
+        pthread_join(th[i], NULL);
+    if (!removed_in_time)
+        fail_msg("sl_fs_remove_layer blocked under the gc lock (FUSE workers busy)");
+    assert_int_equal(m.r, 0);
+    for (int i = 0; i < N_OPENERS; i++)
+        assert_true(op[i].ok);
+    sl_fs_reclaim(w.fs); /* outside the lock: drops the kernel's entry, frees the tree */
+    assert_false(listed(w.a));
+    assert_true(listed(w.b));
+    world_close(&w);
+}
+
+static void *open_b_main(void *ud)
+{
+    struct world *w = ud;
+    char p[256];
+    path_in(w->b, "b.txt", p, sizeof p);
+    return (void *)(intptr_t)reads_as(p, "layer B\n", 8);
+}
+
+/* Review item 11: a reclaim whose wait for the workers times out keeps the removed layers for
+ * the next one (nothing leaked: ASan's leak check), and the next one frees them. */
+static void test_reclaim_timeout_retries(void **state)
+{
+    (void)state;
+    struct world w;
+    world_open(&w);
+    atomic_store(&g_hold, true);
+    atomic_store(&g_held, false);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, open_b_main, &w), 0);
+    for (int i = 0; i < 5000 && !atomic_load(&g_held); i++)
+        usleep(1000);
+    assert_true(atomic_load(&g_held)); /* a worker is busy in the hook */
+    assert_int_equal(sl_fs_remove_layer(w.fs, w.a, NULL), 0);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    sl_fs_reclaim(w.fs); /* times out: the layer stays queued */
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int64_t ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    assert_true(ms >= 250);
+    assert_false(listed(w.a)); /* the kernel's entry was dropped all the same */
+    atomic_store(&g_hold, false);
+    void *ok = NULL;
+    pthread_join(th, &ok);
+    assert_true(ok != NULL);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    sl_fs_reclaim(w.fs); /* now frees it */
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    assert_true(ms < 250);
+    assert_int_equal(add(&w, w.a, 0), 0); /* served again, in a new slot */
+    assert_true(listed(w.a));
+    world_close(&w);
+}
+
+static struct sl_toc *toc_of(struct world *w, const char *digest)
+{
+    struct sl_store_layer rec;
+    assert_int_equal(sl_store_layer_get(w->store, digest, &rec, NULL), 0);
+    struct sl_toc *toc = NULL;
+    assert_int_equal(sl_store_layer_load_toc(&rec, &toc, NULL), 0);
+    sl_store_layer_clear(&rec);
+    return toc;
+}
+
+/* Review item 10: a successor given the predecessor's slot maps never gives a retired slot,
+ * gives a slot the predecessor served only to a request for that slot, and says so clearly
+ * when no slot is left. */
+static void test_handoff_slots(void **state)
+{
+    (void)state;
+    struct world w;
+    world_open(&w);
+    static struct sl_fs_handoff h;
+    memset(&h, 0, sizeof h);
+    h.used[0] = 1u << 1;    /* slot 1: served by the predecessor */
+    h.retired[0] = 1u << 3; /* slot 3: removed by the predecessor */
+    struct sl_fs *f2 = NULL;
+    sl_error_t err = NULL;
+    assert_int_equal(sl_fs_new(w.store, NULL, &f2, &err), 0);
+    assert_int_equal(sl_fs_reserve_slots(f2, &h, &err), 0);
+    assert_int_equal(sl_fs_add_layer(f2, w.b, toc_of(&w, w.b), 3, &err), -EEXIST);
+    sl_error_free(&err);
+    assert_int_equal(sl_fs_add_layer(f2, w.b, toc_of(&w, w.b), 0, &err), 0); /* -> 2 */
+    assert_int_equal(sl_fs_add_layer(f2, w.a, toc_of(&w, w.a), 0, &err), 0); /* -> 4 */
+    char mnt2[128];
+    snprintf(mnt2, sizeof mnt2, "%s/mnt2", g_root);
+    assert_int_equal(sl_fs_mount(f2, mnt2, &err), 0);
+    char p[256];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/%.64s", mnt2, w.b + 7);
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_ino >> 32, 2);
+    snprintf(p, sizeof p, "%s/%.64s", mnt2, w.a + 7);
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_ino >> 32, 4);
+    /* this one's maps for its own successor: retired 3 (inherited) and 4 (removed here),
+     * served 2, reserved 1 */
+    assert_int_equal(sl_fs_remove_layer(f2, w.a, &err), 0);
+    sl_fs_reclaim(f2);
+    static struct sl_fs_handoff out;
+    assert_int_equal(sl_fs_detach(f2, &out, &err), 0);
+    assert_true(out.fd >= 0);
+    close(out.fd);
+    assert_int_equal(out.retired[0], (1u << 3) | (1u << 4));
+    assert_int_equal(out.used[0], (1u << 1) | (1u << 2));
+    for (size_t i = 1; i < sizeof out.retired; i++)
+        assert_true(out.retired[i] == 0 && out.used[i] == 0);
+    sl_fs_free(f2);
+    sl_fs_unmount_abandoned(mnt2);
+
+    /* a layer published where the predecessor retired the slot: refused */
+    assert_int_equal(sl_fs_new(w.store, NULL, &f2, &err), 0);
+    assert_int_equal(sl_fs_add_layer(f2, w.b, toc_of(&w, w.b), 3, &err), 0);
+    assert_int_equal(sl_fs_reserve_slots(f2, &h, &err), -EEXIST);
+    sl_error_free(&err);
+    sl_fs_free(f2);
+
+    /* the slot reserved for layer A (1) is given to a request for it */
+    assert_int_equal(sl_fs_new(w.store, NULL, &f2, &err), 0);
+    assert_int_equal(sl_fs_reserve_slots(f2, &h, &err), 0);
+    assert_int_equal(sl_fs_add_layer(f2, w.a, toc_of(&w, w.a), 1, &err), 0);
+    sl_fs_free(f2);
+
+    /* every slot retired but one: the next layer gets a clear error */
+    memset(h.retired, 0xff, sizeof h.retired);
+    h.retired[0] = (uint8_t) ~(1u << 5);
+    memset(h.used, 0, sizeof h.used);
+    assert_int_equal(sl_fs_new(w.store, NULL, &f2, &err), 0);
+    assert_int_equal(sl_fs_reserve_slots(f2, &h, &err), 0);
+    assert_int_equal(sl_fs_add_layer(f2, w.a, toc_of(&w, w.a), 0, &err), 0); /* slot 5 */
+    int r = sl_fs_add_layer(f2, w.b, toc_of(&w, w.b), 0, &err);
+    assert_int_equal(r, -ENOSPC);
+    assert_non_null(strstr(sl_error_msg(err, r), "no free layer slot"));
+    sl_error_free(&err);
+    sl_fs_free(f2);
+    world_close(&w);
+}
+
 int main(void)
 {
     if (geteuid() != 0 || access("/dev/fuse", R_OK | W_OK) != 0) {
@@ -286,6 +544,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove_while_used, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remove_under_gc_lock, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reclaim_timeout_retries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handoff_slots, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -110,15 +110,23 @@ static void test_round_trip(void **state)
 
     int p[2];
     assert_int_equal(pipe(p), 0);
-    struct sl_fs_handoff give = {.fd = p[0], .gen = 7, .init_len = 104};
+    static struct sl_fs_handoff give; /* large: slot maps */
+    give = (struct sl_fs_handoff){.fd = p[0], .gen = 7, .init_len = 104};
     for (int i = 0; i < 104; i++)
         give.init[i] = (unsigned char)(i * 3);
+    /* slot maps up to the last slot (the whole 8 KiB each: beyond one socket buffer read) */
+    give.retired[0] = 0x06;                        /* slots 1, 2 */
+    give.retired[SL_FS_SLOT_MAP_BYTES - 1] = 0x80; /* SL_FS_MAX_SLOT */
+    give.used[1] = 0x01;                           /* slot 8 */
+    give.used[4000] = 0x10;                        /* slot 32004 */
     assert_int_equal(sl_handoff_give(ho, &give, 5000, &err), 0);
     pthread_join(th, NULL);
     assert_int_equal(t.r, 1);
     assert_int_equal(t.h.gen, 7);
     assert_int_equal(t.h.init_len, 104);
     assert_memory_equal(t.h.init, give.init, 104);
+    assert_memory_equal(t.h.retired, give.retired, sizeof give.retired);
+    assert_memory_equal(t.h.used, give.used, sizeof give.used);
     assert_true(t.h.fd >= 0 && t.h.fd != p[0]);
     /* the same pipe */
     assert_int_equal(write(p[1], "xy", 2), 2);
@@ -173,8 +181,8 @@ static void *fake_main(void *ud)
     return NULL;
 }
 
-static void hostile(const char *magic, uint32_t version, uint32_t init_len, size_t extra, int nfds,
-                    const char *want)
+static void hostile_maps(const char *magic, uint32_t version, uint32_t init_len, uint32_t map_len,
+                         size_t extra, int nfds, const char *want)
 {
     int before = open_fds();
     int s = socket(AF_UNIX, SOCK_STREAM, 0);
@@ -184,7 +192,7 @@ static void hostile(const char *magic, uint32_t version, uint32_t init_len, size
     assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof sa), 0);
     assert_int_equal(listen(s, 1), 0);
     struct fake f = {.fd = s, .nfds = nfds};
-    uint32_t hdr[6] = {0, 0, version, 3, init_len, 0};
+    uint32_t hdr[6] = {0, 0, version, 3, init_len, map_len};
     memcpy(hdr, magic, 8);
     memcpy(f.msg, hdr, sizeof hdr);
     f.len = sizeof hdr + extra;
@@ -201,10 +209,21 @@ static void hostile(const char *magic, uint32_t version, uint32_t init_len, size
     assert_int_equal(open_fds(), before); /* nothing leaked */
 }
 
+static void hostile(const char *magic, uint32_t version, uint32_t init_len, size_t extra, int nfds,
+                    const char *want)
+{
+    hostile_maps(magic, version, init_len, 0, extra, nfds, want);
+}
+
 static void test_hostile_givers(void **state)
 {
     hostile("SLHOGIVX", 1, 104, 104, 1, "not a handoff message");
-    hostile("SLHOGIVE", 2, 104, 104, 1, "unknown version");
+    hostile("SLHOGIVE", 3, 104, 104, 1, "unknown version");
+    /* version 2: slot maps after init */
+    hostile_maps("SLHOGIVE", 2, 104, SL_FS_SLOT_MAP_BYTES + 1, 300, 1, "bad length");
+    hostile_maps("SLHOGIVE", 2, 104, 100, 104 + 150, 1, "short message");
+    hostile_maps("SLHOGIVE", 2, 104, 10, 104 + 30, 1, "bad length"); /* too long */
+    hostile_maps("SLHOGIVE", 1, 104, 10, 104 + 20, 1, "bad length"); /* v1 has no maps */
     hostile("SLHOGIVE", 1, 104, 50, 1, "bad length");
     hostile("SLHOGIVE", 1, 4096, 300, 1, "bad length");
     hostile("SLHOGIVE", 1, 104, 104, 0, "not exactly one descriptor");
