@@ -447,6 +447,40 @@ int sl_registry_put_manifest(struct sl_registry *reg, const char *repo, const ch
 
 /* ---- blob reads ---- */
 
+int sl_registry_head_manifest(struct sl_registry *reg, const char *repo, const char *reference,
+                              sl_error_t *err)
+{
+    _cleanup_free_ char *what = what_str(reg, "HEAD manifest", repo, reference);
+    int r;
+    if ((r = check_repo(repo, what, err)) < 0 || (r = check_reference(reference, what, err)) < 0)
+        return r;
+    _cleanup_free_ char *url =
+        sl_xasprintf("%s/v2/%s/manifests/%s", reg->base_url, repo, reference);
+    _cleanup_free_ char *scope = pull_scope(repo);
+    const char *scopes[] = {scope};
+    const char *headers[] = {"Accept: " SL_MANIFEST_ACCEPT, NULL};
+    struct sl_http_request req;
+    sl_http_request_init(&req);
+    req.method = "HEAD";
+    req.url = url;
+    req.headers = headers;
+    struct sl_http_response resp = {0};
+    r = reg_perform(reg, scopes, 1, &req, &resp, what, err);
+    if (r >= 0) {
+        if (resp.status == 200)
+            r = 1;
+        else if (resp.status == 404)
+            r = 0;
+        else if (resp.status == 405 || resp.status == 501)
+            r = sl_error_make(err, EOPNOTSUPP, "%s: the registry refuses HEAD (HTTP %ld)", what,
+                              resp.status);
+        else
+            r = sl_registry_http_error(&resp, what, err);
+    }
+    sl_http_response_free(&resp);
+    return r;
+}
+
 int sl_registry_head_blob(struct sl_registry *reg, const char *repo, const char *digest,
                           int64_t *ret_size, sl_error_t *err)
 {

@@ -80,6 +80,12 @@ void sl_registry_manifest_free(struct sl_registry_manifest *m);
 int sl_registry_get_manifest(struct sl_registry *reg, const char *repo, const char *reference,
                              struct sl_registry_manifest *ret, sl_error_t *err);
 
+/* HEAD /v2/<repo>/manifests/<reference> (Accept as for GET): 1 when the registry has it, 0 on
+ * 404, -EOPNOTSUPP when the registry refuses the method (405/501: ask with GET instead), else a
+ * negative errno. Nothing is downloaded, so it does not count against pull rate limits. */
+int sl_registry_head_manifest(struct sl_registry *reg, const char *repo, const char *reference,
+                              sl_error_t *err);
+
 /* HEAD /v2/<repo>/blobs/<digest>. Returns 1 (exists; *ret_size set when non-NULL), 0 (not
  * found) or a negative errno. */
 int sl_registry_head_blob(struct sl_registry *reg, const char *repo, const char *digest,

@@ -15,7 +15,8 @@
 #define PRUNE_LAYER_MIN_AGE_S 600
 
 /* 1 when the registry says the manifest is gone (404), 0 when it is there, < 0 when it could
- * not be asked. */
+ * not be asked. HEAD only (nothing downloaded, no pull counted against rate limits); GET only
+ * when the registry refuses HEAD. */
 static int manifest_gone(struct sl_core *core, const struct sl_store_image_row *row, bool insecure,
                          sl_error_t *err)
 {
@@ -26,14 +27,32 @@ static int manifest_gone(struct sl_core *core, const struct sl_store_image_row *
     struct sl_registry *reg = NULL;
     if (r >= 0)
         r = sl_core_registry(core, ref.domain, ins, &reg, err);
-    struct sl_registry_manifest m = {0};
-    if (r >= 0)
+    if (r >= 0) {
+        r = sl_registry_head_manifest(reg, ref.path, row->digest, err);
+        if (r >= 0) {
+            sl_image_ref_free(&ref);
+            return r == 0;
+        }
+    }
+    if (r == -EOPNOTSUPP) {
+        if (err)
+            sl_error_free(err);
+        struct sl_registry_manifest m = {0};
         r = sl_registry_get_manifest(reg, ref.path, row->digest, &m, err);
-    sl_registry_manifest_free(&m);
+        sl_registry_manifest_free(&m);
+    }
     sl_image_ref_free(&ref);
     if (r == -ENOENT)
         return 1;
     return r < 0 ? r : 0;
+}
+
+static bool stopping(struct sl_core *core)
+{
+    pthread_mutex_lock(&core->prune_mu);
+    bool stop = core->prune_stop;
+    pthread_mutex_unlock(&core->prune_mu);
+    return stop;
 }
 
 int sl_core_prune(struct sl_core *core, bool insecure, int64_t min_age_s, json_t **ret,
@@ -44,7 +63,8 @@ int sl_core_prune(struct sl_core *core, bool insecure, int64_t min_age_s, json_t
     struct sl_store_image_row *rows = NULL;
     size_t n = 0;
     atomic_fetch_add(&core->prunes, 1);
-    int r = sl_store_image_rows(core->store, &rows, &n, err);
+    _cleanup_free_ char *asof = NULL;
+    int r = sl_store_image_rows(core->store, &rows, &n, &asof, err);
     if (r < 0) {
         atomic_fetch_add(&core->prune_errors, 1);
         return sl_error_wrap(err, r, "prune");
@@ -53,6 +73,12 @@ int sl_core_prune(struct sl_core *core, bool insecure, int64_t min_age_s, json_t
     size_t n_gone = 0, unchecked = 0;
     json_t *removed = json_array();
     for (size_t i = 0; i < n; i++) {
+        if (stopping(core)) { /* shutting down: delete nothing, the next start checks again */
+            json_decref(removed);
+            free(gone);
+            sl_store_image_rows_free(rows, n);
+            return sl_error_make(err, ECANCELED, "prune: stopped after %zu of %zu images", i, n);
+        }
         _cleanup_error_ sl_error_t e = NULL;
         int g = manifest_gone(core, &rows[i], insecure, &e);
         if (g < 0) {
@@ -66,7 +92,7 @@ int sl_core_prune(struct sl_core *core, bool insecure, int64_t min_age_s, json_t
         }
     }
     size_t layers = 0;
-    r = sl_store_prune(core->store, gone, n_gone, min_age_s, &layers, err);
+    r = sl_store_prune(core->store, gone, n_gone, asof, min_age_s, &layers, err);
     atomic_fetch_add(&core->prune_unchecked, unchecked);
     if (r < 0) {
         atomic_fetch_add(&core->prune_errors, 1);

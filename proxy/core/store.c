@@ -100,6 +100,21 @@ static const char *const migrations[] = {
     "  n bigint NOT NULL CHECK (n > 0),"
     "  updated_at timestamptz NOT NULL DEFAULT now(),"
     "  PRIMARY KEY (layer_id, path));",
+    /* 2: prune safety (sl_store_prune). layers.last_used: a notify that finds a layer known
+     * (sl_store_layer_known) or lists it in an image (sl_store_put_image) sets it, so a prune
+     * never deletes a layer a notify in progress relies on; existing rows start from their
+     * ingest time. images.updated_at: every put_image (also of a known image) sets it, so a
+     * prune whose registry check predates a re-push + notify keeps the row. Plain ALTERs in the
+     * migration transaction, under its advisory lock: two proxies starting at once apply them
+     * once (the second sees version 2 and skips). */
+    "ALTER TABLE layers ADD COLUMN last_used timestamptz;"
+    "UPDATE layers SET last_used = ingested_at;"
+    "ALTER TABLE layers ALTER COLUMN last_used SET DEFAULT now(),"
+    "  ALTER COLUMN last_used SET NOT NULL;"
+    "ALTER TABLE images ADD COLUMN updated_at timestamptz;"
+    "UPDATE images SET updated_at = created_at;"
+    "ALTER TABLE images ALTER COLUMN updated_at SET DEFAULT now(),"
+    "  ALTER COLUMN updated_at SET NOT NULL;",
 };
 
 /* ---------------------------------------------------------------- pool */
@@ -431,8 +446,10 @@ int sl_store_layer_known(struct sl_store *s, const char *digest, sl_error_t *err
     WITH_CONN(s, c, slot, err);
     PGresult *res = NULL;
     const char *vals[] = {digest};
-    int r = q(s, c, "find layer", "SELECT 1 FROM layers WHERE digest = $1", 1, vals, NULL, NULL,
-              &res, err);
+    /* records the reuse: a prune keeps a layer used within its minimum age */
+    int r = q(s, c, "find layer",
+              "UPDATE layers SET last_used = clock_timestamp() WHERE digest = $1 RETURNING 1", 1,
+              vals, NULL, NULL, &res, err);
     if (r >= 0)
         r = PQntuples(res) > 0;
     PQclear(res);
@@ -613,7 +630,7 @@ int sl_store_put_image(struct sl_store *s, const struct sl_store_image_in *img, 
     if ((r = q(s, c, "insert image",
                "INSERT INTO images (repository, digest, media_type, manifest, config_digest, "
                "config, platform) VALUES ($1, $2, $3, $4::bytea, $5, $6::bytea, $7) "
-               "ON CONFLICT (repository, digest) DO UPDATE SET repository = EXCLUDED.repository "
+               "ON CONFLICT (repository, digest) DO UPDATE SET updated_at = clock_timestamp() "
                "RETURNING id",
                7, vals, lens, fmts, &res, err)) < 0)
         goto out;
@@ -621,6 +638,30 @@ int sl_store_put_image(struct sl_store *s, const struct sl_store_image_in *img, 
     snprintf(id, sizeof(id), "%s", PQgetvalue(res, 0, 0));
     PQclear(res);
     res = NULL;
+    /* Every layer must still be there: marking them used row-locks them against a prune in
+     * progress (which then re-checks last_used and keeps them) and counts them. */
+    const char *uv[] = {digests};
+    if ((r = q(s, c, "use image layers",
+               "UPDATE layers SET last_used = clock_timestamp() WHERE digest = ANY($1::text[])", 1,
+               uv, NULL, NULL, &res, err)) < 0)
+        goto out;
+    size_t have = (size_t)strtoull(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    res = NULL;
+    size_t distinct = 0;
+    for (size_t i = 0; i < img->n_layers; i++) {
+        size_t j = 0;
+        while (j < i && strcmp(img->layer_digests[j], img->layer_digests[i]) != 0)
+            j++;
+        distinct += j == i;
+    }
+    if (have != distinct) {
+        r = sl_error_make(err, EAGAIN,
+                          "%zu of its %zu layers are not in the store (pruned while this notify "
+                          "ran?): notify again",
+                          distinct - have, distinct);
+        goto out;
+    }
     const char *lv[] = {id, digests, diffs};
     if ((r = q(s, c, "insert image layers",
                "INSERT INTO image_layers (image_id, stack, layer_id, diff_id) "
@@ -630,6 +671,21 @@ int sl_store_put_image(struct sl_store *s, const struct sl_store_image_in *img, 
                "ON CONFLICT (image_id, stack) DO NOTHING",
                3, lv, NULL, NULL, NULL, err)) < 0)
         goto out;
+    {
+        /* a known image keeps its stack; a new one must have every layer listed */
+        if ((r = q(s, c, "count image layers",
+                   "SELECT count(*) FROM image_layers WHERE image_id = $1::bigint", 1, lv, NULL,
+                   NULL, &res, err)) < 0)
+            goto out;
+        size_t listed = (size_t)strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+        PQclear(res);
+        res = NULL;
+        if (listed != img->n_layers) {
+            r = sl_error_make(err, EIO, "its layer list has %zu rows, the manifest %zu layers",
+                              listed, img->n_layers);
+            goto out;
+        }
+    }
     for (size_t i = 0; i < img->n_tags; i++) {
         const char *tv[] = {img->repository, img->tags[i], img->platform, id};
         if ((r = q(s, c, "tag image",
@@ -1014,14 +1070,27 @@ int sl_store_add_ranks(struct sl_store *s, const int64_t *layer_ids, char *const
 }
 
 int sl_store_image_rows(struct sl_store *s, struct sl_store_image_row **ret, size_t *ret_n,
-                        sl_error_t *err)
+                        char **ret_asof, sl_error_t *err)
 {
     *ret = NULL;
     *ret_n = 0;
+    *ret_asof = NULL;
     WITH_CONN(s, c, slot, err);
     PGresult *res = NULL;
-    int r = q(s, c, "list images", "SELECT id, repository, digest FROM images ORDER BY id", 0, NULL,
+    /* the database's clock, taken before the rows are read: compared with its own timestamps */
+    int r =
+        q(s, c, "prune start", "SELECT clock_timestamp()::text", 0, NULL, NULL, NULL, &res, err);
+    if (r >= 0)
+        *ret_asof = sl_xstrdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    res = NULL;
+    if (r >= 0)
+        r = q(s, c, "list images", "SELECT id, repository, digest FROM images ORDER BY id", 0, NULL,
               NULL, NULL, &res, err);
+    if (r < 0) {
+        free(*ret_asof);
+        *ret_asof = NULL;
+    }
     if (r >= 0) {
         size_t n = (size_t)PQntuples(res);
         struct sl_store_image_row *v = sl_xcalloc(n + 1, sizeof(*v));
@@ -1047,28 +1116,30 @@ void sl_store_image_rows_free(struct sl_store_image_row *v, size_t n)
     free(v);
 }
 
-int sl_store_prune(struct sl_store *s, const int64_t *ids, size_t n, int64_t min_age_s,
-                   size_t *ret_layers, sl_error_t *err)
+int sl_store_prune(struct sl_store *s, const int64_t *ids, size_t n, const char *asof,
+                   int64_t min_age_s, size_t *ret_layers, sl_error_t *err)
 {
     *ret_layers = 0;
     WITH_CONN(s, c, slot, err);
     _cleanup_free_ char *arr = id_array(ids, n);
     char age[32];
     snprintf(age, sizeof(age), "%" PRId64, min_age_s);
-    const char *v1[] = {arr};
-    const char *v2[] = {age};
+    const char *v1[] = {arr, asof};
+    const char *v2[] = {age, asof};
     PGresult *res = NULL;
     int r = exec(s, c, "prune: begin", "BEGIN", err);
     if (r >= 0)
-        r = q(s, c, "prune images", "DELETE FROM images WHERE id = ANY($1::bigint[])", 1, v1, NULL,
-              NULL, NULL, err);
+        r = q(s, c, "prune images",
+              "DELETE FROM images WHERE id = ANY($1::bigint[]) AND updated_at < $2::timestamptz", 2,
+              v1, NULL, NULL, NULL, err);
     /* files and ranks cascade; a layer another image lists is not touched */
     if (r >= 0)
-        r = q(s, c, "prune layers",
-              "DELETE FROM layers l WHERE NOT EXISTS (SELECT 1 FROM image_layers il"
-              " WHERE il.layer_id = l.id) AND l.ingested_at < now() - make_interval(secs => "
-              "$1::bigint)",
-              1, v2, NULL, NULL, &res, err);
+        r = q(
+            s, c, "prune layers",
+            "DELETE FROM layers l WHERE NOT EXISTS (SELECT 1 FROM image_layers il"
+            " WHERE il.layer_id = l.id) AND l.last_used < $2::timestamptz - make_interval(secs => "
+            "$1::bigint)",
+            2, v2, NULL, NULL, &res, err);
     if (r >= 0) {
         *ret_layers = (size_t)strtoull(PQcmdTuples(res), NULL, 10);
         r = exec(s, c, "prune: commit", "COMMIT", err);

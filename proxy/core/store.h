@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SL_STORE_SCHEMA_VERSION 1
+#define SL_STORE_SCHEMA_VERSION 2
 
 struct sl_store;
 
@@ -36,7 +36,8 @@ void sl_store_free(struct sl_store *s);
 /* Connects (and migrates) if needed and runs SELECT 1. */
 int sl_store_ping(struct sl_store *s, sl_error_t *err);
 
-/* 1 when a layer with this blob digest is ingested, 0 when not. */
+/* 1 when a layer with this blob digest is ingested, 0 when not. Records the use (last_used):
+ * a prune keeps the layer for its minimum age from now. */
 int sl_store_layer_known(struct sl_store *s, const char *digest, sl_error_t *err);
 
 struct sl_store_layer_in {
@@ -70,7 +71,10 @@ struct sl_store_image_in {
     size_t n_tags;
 };
 
-/* Upserts the image, its layer list and tags (pointing the tags at it). Idempotent. */
+/* Upserts the image, its layer list and tags (pointing the tags at it), and marks its layers
+ * used, in one transaction. Idempotent; a known image gets a fresh updated_at (a prune whose
+ * registry check started before keeps it). -EAGAIN, nothing stored, when a layer is not in the
+ * store (a prune removed it since the notify found it). */
 int sl_store_put_image(struct sl_store *s, const struct sl_store_image_in *img, sl_error_t *err);
 
 /* Finds an image of `repository` by tag or digest (`reference`), for `platform`. A digest
@@ -163,17 +167,21 @@ struct sl_store_image_row {
     char *repository; /* "domain/path" */
     char *digest;     /* manifest digest */
 };
+/* *ret_asof: the database time before the rows were read (text; caller frees), for
+ * sl_store_prune. */
 int sl_store_image_rows(struct sl_store *s, struct sl_store_image_row **ret, size_t *ret_n,
-                        sl_error_t *err);
+                        char **ret_asof, sl_error_t *err);
 void sl_store_image_rows_free(struct sl_store_image_row *v, size_t n);
 
-/* Deletes the images `ids` (their tags and layer lists cascade) and then every layer no image
- * lists any more that was ingested more than `min_age_s` seconds ago (a notify in progress
- * ingests layers before it records its image), with their files and ranks; one transaction.
+/* Deletes the images `ids` not stored again since `asof` (their tags and layer lists cascade)
+ * and then every layer no image lists any more that was last used (ingested, found by a notify,
+ * listed by a put_image) more than `min_age_s` seconds before `asof` (a notify in progress
+ * ingests or finds layers before it records its image), with their files and ranks; one
+ * transaction.
  * Layers still listed by another image keep their rows and ranks. *ret_layers counts the
  * layers deleted. */
-int sl_store_prune(struct sl_store *s, const int64_t *ids, size_t n, int64_t min_age_s,
-                   size_t *ret_layers, sl_error_t *err);
+int sl_store_prune(struct sl_store *s, const int64_t *ids, size_t n, const char *asof,
+                   int64_t min_age_s, size_t *ret_layers, sl_error_t *err);
 
 /* Prometheus text of the store's counters, appended to `out`. */
 struct sl_buf;
