@@ -56,6 +56,8 @@ static void fill(char *p, size_t n, uint32_t seed)
     }
 }
 
+#define ZEROS64 "0000000000000000000000000000000000000000000000000000000000000000"
+
 #define CHECK(call)                                                                                \
     do {                                                                                           \
         sl_error_t e_ = NULL;                                                                      \
@@ -195,6 +197,9 @@ static void test_anon_roundtrip(void **state)
     CHECK(sl_registry_get_manifest(reg, "app", m1_d, &got, &e_));
     assert_string_equal(got.digest, m1_d);
     sl_registry_manifest_free(&got);
+    /* HEAD (prune's check): 1 for a pushed manifest, 0 for an unknown digest */
+    assert_int_equal(sl_registry_head_manifest(reg, "app", m1_d, NULL), 1);
+    assert_int_equal(sl_registry_head_manifest(reg, "app", "sha256:" ZEROS64, NULL), 0);
 
     char *m2 = oci_manifest(cfg_d, cfg_n, big_d, big_n, SL_MT_DOCKER_MANIFEST);
     char m2_d[SL_DIGEST_STR_LEN];
