@@ -34,8 +34,7 @@ static int setup(void **state)
     static const char json[] = "{\"version\":1,\"entries\":[{\"name\":\"d/\",\"type\":\"dir\","
                                "\"mode\":493}]}";
     if (sl_toc_parse_json(json, strlen(json), 10, &toc, &err) < 0 ||
-        sl_store_new(getenv("SL_TEST_PG"), 2, &store, &err) < 0 ||
-        sl_store_ping(store, &err) < 0) {
+        sl_store_new(getenv("SL_TEST_PG"), 2, &store, &err) < 0 || sl_store_ping(store, &err) < 0) {
         fprintf(stderr, "setup: %s\n", sl_error_msg(err, -EIO));
         return -1;
     }
