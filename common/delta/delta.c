@@ -1,10 +1,11 @@
-/* delta.c — encoder and validating decoder of the delta head (docs/protocol.md §5).
+/* delta.c — encoder and validating decoder of the delta head (docs/protocol.md §3).
  *
  * Both directions share one validator over the plain struct, so whatever the proxy encodes is
  * exactly what a worker accepts. The JSON is built with jansson in a fixed key order and
  * dumped compactly: equal structs give equal bytes. */
 #include "delta.h"
 #include "base64.h"
+#include "gzip.h"
 #include "json.h"
 
 #include <inttypes.h>
@@ -175,7 +176,9 @@ static int check_paths_unique(const struct sl_delta_header *h, sl_error_t *err)
     return 0;
 }
 
-static int check_header(const struct sl_delta_header *h, sl_error_t *err)
+/* with_files: the layers list their files (version 1, and any header being encoded); a decoded
+ * version-2 header has none, and the worker checks the contents against the TOCs instead. */
+static int check_header(const struct sl_delta_header *h, bool with_files, sl_error_t *err)
 {
     int r;
     if (!str_ok(h->reference, false) || !str_ok(h->repository, false) ||
@@ -301,6 +304,11 @@ static int check_header(const struct sl_delta_header *h, sl_error_t *err)
         if (!l->toc_tail || l->toc_offset >= l->size || l->toc_tail_len != l->size - l->toc_offset)
             return sl_error_make(
                 err, EINVAL, ".layers[%zu].tocTail: must hold the blob bytes [tocOffset, size)", i);
+        if (!with_files) {
+            if (l->n_files)
+                return sl_error_make(err, EINVAL, ".layers[%zu].files: not in version 2", i);
+            continue;
+        }
         total_files += l->n_files;
         if (total_files > SL_DELTA_MAX_ITEMS)
             return sl_error_make(err, EFBIG, ".layers: too many files");
@@ -341,7 +349,7 @@ static int check_header(const struct sl_delta_header *h, sl_error_t *err)
             }
         }
     }
-    for (size_t i = 0; i < h->n_contents; i++)
+    for (size_t i = 0; with_files && i < h->n_contents; i++)
         if (!used[i])
             return sl_error_make(err, EINVAL, ".contents[%zu]: no file uses it", i);
     return check_paths_unique(h, err);
@@ -396,11 +404,18 @@ static uint64_t get_be(const uint8_t *p, int n)
 int sl_delta_header_encode(const struct sl_delta_header *h, uint8_t **ret, size_t *ret_len,
                            sl_error_t *err)
 {
-    int r = check_header(h, err);
+    uint32_t version = h->version ? h->version : SL_DELTA_VERSION;
+    if (version != SL_DELTA_VERSION && version != SL_DELTA_VERSION_2)
+        return sl_error_make(err, EINVAL, "encode delta header: version %" PRIu32, version);
+    /* version 2 from a decoded version-2 header: no files to check */
+    bool with_files = version == SL_DELTA_VERSION;
+    for (size_t i = 0; i < h->n_layers && !with_files; i++)
+        with_files = h->layers[i].n_files > 0;
+    int r = check_header(h, with_files, err);
     if (r < 0)
         return sl_error_wrap(err, r, "encode delta header");
     json_auto_t *j = json_object();
-    json_object_set_new(j, "version", json_integer(SL_DELTA_VERSION));
+    json_object_set_new(j, "version", json_integer(version));
     json_t *t = json_object();
     json_object_set_new(j, "target", t);
     json_object_set_new(t, "reference", json_string(h->reference));
@@ -436,6 +451,8 @@ int sl_delta_header_encode(const struct sl_delta_header *h, uint8_t **ret, size_
         json_object_set_new(o, "tocOffset", l->held ? json_null() : ju64(l->toc_offset));
         json_object_set_new(o, "tocTail",
                             l->held ? json_null() : jbytes(l->toc_tail, l->toc_tail_len));
+        if (version == SL_DELTA_VERSION_2)
+            continue; /* derivable from the TOC, the contents and the held set */
         json_t *files = json_array();
         json_object_set_new(o, "files", files);
         for (size_t f = 0; f < l->n_files; f++) {
@@ -493,9 +510,18 @@ int sl_delta_header_encode(const struct sl_delta_header *h, uint8_t **ret, size_
     if (jl > SL_DELTA_MAX_HEADER)
         return sl_error_make(err, EFBIG, "encode delta header: %zu bytes (limit %u)", jl,
                              SL_DELTA_MAX_HEADER);
+    _cleanup_free_ uint8_t *gz = NULL;
+    if (version == SL_DELTA_VERSION_2) {
+        size_t gl = 0;
+        if ((r = sl_gzip_compress(js, jl, 6, &gz, &gl, err)) < 0)
+            return sl_error_wrap(err, r, "encode delta header");
+        free(js);
+        js = (char *)TAKE_PTR(gz);
+        jl = gl;
+    }
     uint8_t *out = sl_xmalloc(SL_DELTA_PRELUDE_SIZE + jl);
     memcpy(out, SL_DELTA_MAGIC, 8);
-    put_be(out + 8, SL_DELTA_VERSION, 4);
+    put_be(out + 8, version, 4);
     put_be(out + 12, 0, 4);
     put_be(out + 16, jl, 8);
     put_be(out + 24, h->payload_length, 8);
@@ -510,6 +536,20 @@ int sl_delta_header_encode(const struct sl_delta_header *h, uint8_t **ret, size_
 int sl_delta_prelude_parse(const void *p, size_t len, uint64_t *ret_header_len,
                            uint64_t *ret_payload_len, sl_error_t *err)
 {
+    uint32_t v = 0;
+    int r = sl_delta_prelude_parse_v(p, len, ret_header_len, ret_payload_len, &v, err);
+    if (r < 0)
+        return r;
+    if (v != SL_DELTA_VERSION)
+        return sl_error_make(err, EPROTONOSUPPORT,
+                             "delta prelude: format version %" PRIu32 ", expected %u", v,
+                             SL_DELTA_VERSION);
+    return 0;
+}
+
+int sl_delta_prelude_parse_v(const void *p, size_t len, uint64_t *ret_header_len,
+                             uint64_t *ret_payload_len, uint32_t *ret_version, sl_error_t *err)
+{
     const uint8_t *b = p;
     if (len < SL_DELTA_PRELUDE_SIZE)
         return sl_error_make(err, EINVAL, "delta prelude: %zu bytes, need %d", len,
@@ -517,11 +557,10 @@ int sl_delta_prelude_parse(const void *p, size_t len, uint64_t *ret_header_len,
     if (memcmp(b, SL_DELTA_MAGIC, 8) != 0)
         return sl_error_make(err, EINVAL, "delta prelude: bad magic (not a Starlight delta)");
     uint64_t v = get_be(b + 8, 4);
-    if (v != SL_DELTA_VERSION)
-        return sl_error_make(err, EPROTONOSUPPORT,
-                             "delta prelude: format version %" PRIu64
-                             ", this build reads version %u",
-                             v, SL_DELTA_VERSION);
+    if (v != SL_DELTA_VERSION && v != SL_DELTA_VERSION_2)
+        return sl_error_make(
+            err, EPROTONOSUPPORT,
+            "delta prelude: format version %" PRIu64 ", this build reads versions 1 and 2", v);
     if (get_be(b + 12, 4) != 0)
         return sl_error_make(err, EINVAL, "delta prelude: reserved bytes are not zero");
     uint64_t hl = get_be(b + 16, 8);
@@ -533,6 +572,7 @@ int sl_delta_prelude_parse(const void *p, size_t len, uint64_t *ret_header_len,
         return sl_error_make(err, EINVAL, "delta prelude: payload length %" PRIu64, pl);
     *ret_header_len = hl;
     *ret_payload_len = pl;
+    *ret_version = (uint32_t)v;
     return 0;
 }
 
@@ -686,12 +726,16 @@ static int decode_file(const json_t *o, const char *path, struct sl_delta_file *
     return 0;
 }
 
-static int decode_layer(const json_t *o, size_t i, struct sl_delta_hlayer *l, sl_error_t *err)
+static int decode_layer(const json_t *o, size_t i, uint32_t version, struct sl_delta_hlayer *l,
+                        sl_error_t *err)
 {
     char path[48];
     snprintf(path, sizeof(path), ".layers[%zu]", i);
-    int r = ONLY_KEYS(o, path, "index", "digest", "size", "diffID", "tocDigest", "held",
-                      "tocOffset", "tocTail", "files");
+    int r = version == SL_DELTA_VERSION_2
+                ? ONLY_KEYS(o, path, "index", "digest", "size", "diffID", "tocDigest", "held",
+                            "tocOffset", "tocTail")
+                : ONLY_KEYS(o, path, "index", "digest", "size", "diffID", "tocDigest", "held",
+                            "tocOffset", "tocTail", "files");
     if (r < 0)
         return r;
     uint64_t idx;
@@ -706,7 +750,8 @@ static int decode_layer(const json_t *o, size_t i, struct sl_delta_hlayer *l, sl
         (r = get_bool(o, "held", path, &l->held, err)) < 0)
         return r;
     json_t *files = NULL;
-    if ((r = get_array(o, "files", path, SL_DELTA_MAX_ITEMS, &files, err)) < 0)
+    if (version != SL_DELTA_VERSION_2 &&
+        (r = get_array(o, "files", path, SL_DELTA_MAX_ITEMS, &files, err)) < 0)
         return r;
     if (l->held) {
         if (!json_is_null(json_object_get(o, "tocOffset")) ||
@@ -720,7 +765,7 @@ static int decode_layer(const json_t *o, size_t i, struct sl_delta_hlayer *l, sl
     if ((r = get_u64(o, "tocOffset", path, UINT64_MAX >> 2, &l->toc_offset, err)) < 0 ||
         (r = get_bytes(o, "tocTail", path, &l->toc_tail, &l->toc_tail_len, err)) < 0)
         return r;
-    size_t n = json_array_size(files);
+    size_t n = json_array_size(files); /* 0 for NULL (version 2) */
     l->files = sl_xcalloc(n + 1, sizeof(*l->files));
     for (size_t f = 0; f < n; f++) {
         char fp[80];
@@ -778,8 +823,8 @@ static int decode_content(const json_t *o, size_t i, struct sl_delta_content *c,
     return 0;
 }
 
-int sl_delta_header_decode(const char *json, size_t len, struct sl_delta_header **ret,
-                           sl_error_t *err)
+static int header_decode_json(const char *json, size_t len, uint32_t version,
+                              struct sl_delta_header **ret, sl_error_t *err)
 {
     json_auto_t *j = NULL;
     int r = sl_json_parse(json, len, SL_DELTA_MAX_HEADER, "delta header", &j, err);
@@ -792,11 +837,12 @@ int sl_delta_header_decode(const char *json, size_t len, struct sl_delta_header 
     uint64_t v;
     if ((r = get_u64(j, "version", "", UINT32_MAX, &v, err)) < 0)
         goto fail;
-    if (v != SL_DELTA_VERSION) {
-        r = sl_error_make(err, EPROTONOSUPPORT, ".version: %" PRIu64 ", expected %u", v,
-                          SL_DELTA_VERSION);
+    if (v != version) {
+        r = sl_error_make(err, EPROTONOSUPPORT, ".version: %" PRIu64 ", expected %" PRIu32, v,
+                          version);
         goto fail;
     }
+    h->version = version;
     json_t *t = json_object_get(j, "target");
     if ((r = ONLY_KEYS(t, ".target", "reference", "repository", "platform", "digest", "mediaType",
                        "manifest", "configDigest", "config")) < 0 ||
@@ -823,7 +869,7 @@ int sl_delta_header_decode(const char *json, size_t len, struct sl_delta_header 
     h->layers = sl_xcalloc(nl + 1, sizeof(*h->layers));
     for (size_t i = 0; i < nl; i++) {
         h->n_layers = i + 1;
-        if ((r = decode_layer(json_array_get(layers, i), i, &h->layers[i], err)) < 0)
+        if ((r = decode_layer(json_array_get(layers, i), i, version, &h->layers[i], err)) < 0)
             goto fail;
     }
     size_t nc = json_array_size(contents);
@@ -833,7 +879,7 @@ int sl_delta_header_decode(const char *json, size_t len, struct sl_delta_header 
         if ((r = decode_content(json_array_get(contents, i), i, &h->contents[i], err)) < 0)
             goto fail;
     }
-    if ((r = check_header(h, err)) < 0)
+    if ((r = check_header(h, version != SL_DELTA_VERSION_2, err)) < 0)
         goto fail;
     *ret = TAKE_PTR(h);
     return 0;
@@ -841,18 +887,45 @@ fail:
     return sl_error_wrap(err, r, "delta header");
 }
 
+int sl_delta_header_decode(const char *json, size_t len, struct sl_delta_header **ret,
+                           sl_error_t *err)
+{
+    return header_decode_json(json, len, SL_DELTA_VERSION, ret, err);
+}
+
+int sl_delta_header_decode_v(const void *data, size_t len, uint32_t version,
+                             struct sl_delta_header **ret, sl_error_t *err)
+{
+    if (version == SL_DELTA_VERSION)
+        return header_decode_json(data, len, version, ret, err);
+    if (version != SL_DELTA_VERSION_2)
+        return sl_error_make(err, EPROTONOSUPPORT, "delta header: format version %" PRIu32,
+                             version);
+    if (len > SL_DELTA_MAX_HEADER)
+        return sl_error_make(err, EFBIG, "delta header: %zu compressed bytes (limit %u)", len,
+                             SL_DELTA_MAX_HEADER);
+    _cleanup_free_ uint8_t *json = NULL;
+    size_t jl = 0;
+    int r = sl_gzip_inflate_one(data, len, SL_DELTA_MAX_HEADER, &json, &jl, err);
+    if (r < 0)
+        return sl_error_wrap(err, r, "delta header (version 2)");
+    return header_decode_json((const char *)json, jl, version, ret, err);
+}
+
 int sl_delta_head_decode(const void *p, size_t len, struct sl_delta_header **ret,
                          size_t *ret_head_len, sl_error_t *err)
 {
     uint64_t hl, pl;
-    int r = sl_delta_prelude_parse(p, len, &hl, &pl, err);
+    uint32_t version = 0;
+    int r = sl_delta_prelude_parse_v(p, len, &hl, &pl, &version, err);
     if (r < 0)
         return r;
     if (len - SL_DELTA_PRELUDE_SIZE < hl)
         return sl_error_make(err, EINVAL, "delta head: %zu header bytes, prelude says %" PRIu64,
                              len - SL_DELTA_PRELUDE_SIZE, hl);
     struct sl_delta_header *h = NULL;
-    r = sl_delta_header_decode((const char *)p + SL_DELTA_PRELUDE_SIZE, (size_t)hl, &h, err);
+    r = sl_delta_header_decode_v((const char *)p + SL_DELTA_PRELUDE_SIZE, (size_t)hl, version, &h,
+                                 err);
     if (r < 0)
         return r;
     if (h->payload_length != pl) {

@@ -1,4 +1,4 @@
-/* delta.h — the wire format of a delta response (docs/protocol.md §5), version 1.
+/* delta.h — the wire format of a delta response (docs/protocol.md §3), versions 1 and 2.
  *
  * A delta body is a 32-byte prelude, a JSON header, then the payload:
  *
@@ -9,6 +9,9 @@
  *     24  8  payload length P in bytes, big-endian
  *     32  H  header: compact UTF-8 JSON (struct sl_delta_header below)
  *     32+H P payload: the contents' gzip members, copied verbatim from the layer blobs
+ *
+ * Version 2 is the same but the header is one gzip member of the version-1 JSON with
+ * "version": 2 and without layers[].files (derivable from the TOC tails and the contents).
  *
  * The proxy fills a struct sl_delta_header and encodes it (sl_delta_header_encode: prelude +
  * JSON, deterministic bytes for equal input); the worker decodes it (sl_delta_prelude_parse,
@@ -31,13 +34,17 @@
 #include <stdint.h>
 
 #define SL_DELTA_MAGIC        "SLDELTA\n"
-#define SL_DELTA_VERSION      1u
+#define SL_DELTA_VERSION      1u /* the uncompressed JSON header */
+#define SL_DELTA_VERSION_2    2u /* gzip header JSON without layers[].files (docs/protocol.md §3) */
 #define SL_DELTA_PRELUDE_SIZE 32
-#define SL_DELTA_MAX_HEADER   (256u << 20) /* header JSON bytes */
-#define SL_DELTA_MAX_LAYERS   4096
-#define SL_DELTA_MAX_ITEMS    (4u << 20)  /* files, contents or chunks in one header */
-#define SL_DELTA_MAX_BLOB     (64u << 20) /* manifest, config or TOC tail bytes */
-#define SL_DELTA_MAX_STRING   4096
+/* Media types of the answer (Content-Type); a worker asks for version 2 with Accept. */
+#define SL_DELTA_MEDIA_TYPE_V1 "application/vnd.starlight.delta.v1"
+#define SL_DELTA_MEDIA_TYPE_V2 "application/vnd.starlight.delta.v2"
+#define SL_DELTA_MAX_HEADER    (256u << 20) /* header JSON bytes */
+#define SL_DELTA_MAX_LAYERS    4096
+#define SL_DELTA_MAX_ITEMS     (4u << 20)  /* files, contents or chunks in one header */
+#define SL_DELTA_MAX_BLOB      (64u << 20) /* manifest, config or TOC tail bytes */
+#define SL_DELTA_MAX_STRING    4096
 
 /* A chunk of a content: bytes [blob_offset, blob_offset + compressed_size) of the layer blob
  * are one gzip member (possibly followed by surplus for blobs from other tools) inflating to
@@ -96,6 +103,11 @@ struct sl_delta_hlayer {
 };
 
 struct sl_delta_header {
+    /* Encoding: the format to write (0 or 1: version 1; 2: version 2, the files are validated
+     * but not written). Decoding: the version read. A version-2 header decodes with no files
+     * (n_files 0 in every layer): the worker derives them from each layer's TOC, the contents
+     * and the held set (docs/protocol.md §3), and checks that every content has a file. */
+    uint32_t version;
     char *reference;  /* the target as requested, normalised ("host/repo:tag" or "@digest") */
     char *repository; /* "host/path" */
     char *platform;   /* "os/arch[/variant]" */
@@ -124,9 +136,13 @@ int sl_delta_header_encode(const struct sl_delta_header *h, uint8_t **ret, size_
                            sl_error_t *err);
 
 /* Parses the 32-byte prelude. Returns 0 and the header and payload lengths, -EINVAL (bad magic,
- * reserved bits), -EPROTONOSUPPORT (other version) or -EFBIG (header over the cap). */
+ * reserved bits), -EPROTONOSUPPORT (other version) or -EFBIG (header over the cap).
+ * sl_delta_prelude_parse accepts version 1 only; sl_delta_prelude_parse_v accepts 1 and 2 and
+ * returns the version in *ret_version. */
 int sl_delta_prelude_parse(const void *p, size_t len, uint64_t *ret_header_len,
                            uint64_t *ret_payload_len, sl_error_t *err);
+int sl_delta_prelude_parse_v(const void *p, size_t len, uint64_t *ret_header_len,
+                             uint64_t *ret_payload_len, uint32_t *ret_version, sl_error_t *err);
 
 /* Decodes and validates header JSON (`len` bytes, the H bytes after the prelude). On success
  * *ret is a new header (caller frees with sl_delta_header_free). -EINVAL on anything
@@ -135,8 +151,14 @@ int sl_delta_prelude_parse(const void *p, size_t len, uint64_t *ret_header_len,
 int sl_delta_header_decode(const char *json, size_t len, struct sl_delta_header **ret,
                            sl_error_t *err);
 
-/* Decodes a whole head (prelude + header); *ret_head_len is 32 + H. The payload length from
- * the prelude must equal the header's. */
+/* Decodes the H header bytes of a delta of format `version` (from the prelude): 1 as above; 2
+ * inflates one gzip member (at most SL_DELTA_MAX_HEADER bytes, nothing after it) and decodes
+ * the JSON, whose "version" must be 2 and whose layers carry no "files". */
+int sl_delta_header_decode_v(const void *data, size_t len, uint32_t version,
+                             struct sl_delta_header **ret, sl_error_t *err);
+
+/* Decodes a whole head (prelude + header) of version 1 or 2; *ret_head_len is 32 + H. The
+ * payload length from the prelude must equal the header's. */
 int sl_delta_head_decode(const void *p, size_t len, struct sl_delta_header **ret,
                          size_t *ret_head_len, sl_error_t *err);
 

@@ -50,6 +50,7 @@ struct rx {
     uint8_t prelude[SL_DELTA_PRELUDE_SIZE];
     size_t prelude_len;
     uint64_t header_len, payload_len;
+    uint32_t version; /* of the delta format, from the prelude */
     struct sl_buf header;
     struct sl_delta_header *h;
     struct sl_toc **tocs; /* per target layer: the tree of new layers, NULL for held ones */
@@ -179,6 +180,42 @@ static bool chunk_eq(const struct sl_delta_chunk *d, const struct sl_toc_chunk *
 
 /* Checks a new layer's file list against its TOC; records which TOC entry carries each content
  * of this layer in content_entry. */
+static int cmp_content_digest(const void *a, const void *b, void *ud)
+{
+    const struct sl_delta_content *c = ud;
+    return strcmp(c[*(const uint32_t *)a].digest, c[*(const uint32_t *)b].digest);
+}
+
+/* Version 2 lists no files: each regular file of the layer's TOC comes from the payload when a
+ * content of this layer has its digest (docs/protocol.md §3); the first such file carries the
+ * content. by_digest: content indexes sorted by digest. */
+static void derive_files(struct rx *x, uint32_t li, const struct sl_toc *toc,
+                         const uint32_t *by_digest, const struct sl_toc_entry **content_entry)
+{
+    const struct sl_delta_content *c = x->h->contents;
+    size_t n = x->h->n_contents;
+    for (size_t i = 0, ne = sl_toc_count(toc); i < ne && n; i++) {
+        const struct sl_toc_entry *e = sl_toc_entry_at(toc, i);
+        if (e->type != SL_TOC_REG || e->size == 0 || !e->has_digest)
+            continue; /* empty files need nothing; others come from held contents */
+        size_t lo = 0, hi = n;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            int d = strcmp(c[by_digest[mid]].digest, e->digest);
+            if (d == 0) {
+                uint32_t k = by_digest[mid];
+                if (c[k].layer == li && !content_entry[k])
+                    content_entry[k] = e;
+                break;
+            }
+            if (d < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+    }
+}
+
 static int check_files(struct rx *x, uint32_t li, const struct sl_toc *toc,
                        const struct sl_toc_entry **content_entry)
 {
@@ -459,7 +496,7 @@ static int on_header(struct rx *x)
 {
     int64_t t_in = now_ns();
     struct sl_delta_header *h = NULL;
-    int r = sl_delta_header_decode(x->header.data, x->header.len, &h, x->err);
+    int r = sl_delta_header_decode_v(x->header.data, x->header.len, x->version, &h, x->err);
     if (r < 0)
         return r;
     x->h = h;
@@ -481,6 +518,13 @@ static int on_header(struct rx *x)
     x->tocs = sl_xcalloc(h->n_layers ? h->n_layers : 1, sizeof(*x->tocs));
     _cleanup_free_ const struct sl_toc_entry **content_entry =
         sl_xcalloc(h->n_contents ? h->n_contents : 1, sizeof(*content_entry));
+    _cleanup_free_ uint32_t *by_digest = NULL;
+    if (h->version == SL_DELTA_VERSION_2) {
+        by_digest = sl_xcalloc(h->n_contents + 1, sizeof(*by_digest));
+        for (size_t i = 0; i < h->n_contents; i++)
+            by_digest[i] = (uint32_t)i;
+        qsort_r(by_digest, h->n_contents, sizeof(*by_digest), cmp_content_digest, h->contents);
+    }
     for (uint32_t i = 0; i < h->n_layers; i++) {
         const struct sl_delta_hlayer *l = &h->layers[i];
         if (l->held) {
@@ -490,7 +534,9 @@ static int on_header(struct rx *x)
         r = sl_toc_load(tail_read_at, (void *)l, l->size, l->toc_digest, &x->tocs[i], x->err);
         if (r < 0)
             return sl_error_wrap(x->err, r, "layer %s: TOC", l->digest);
-        if ((r = check_files(x, i, x->tocs[i], content_entry)) < 0)
+        if (by_digest)
+            derive_files(x, i, x->tocs[i], by_digest, content_entry);
+        else if ((r = check_files(x, i, x->tocs[i], content_entry)) < 0)
             return r;
         x->st.layers_new++;
     }
@@ -701,8 +747,8 @@ static int feed(struct rx *x, const uint8_t *p, size_t len)
             len -= n;
             if (x->prelude_len < sizeof(x->prelude))
                 break;
-            r = sl_delta_prelude_parse(x->prelude, sizeof(x->prelude), &x->header_len,
-                                       &x->payload_len, x->err);
+            r = sl_delta_prelude_parse_v(x->prelude, sizeof(x->prelude), &x->header_len,
+                                         &x->payload_len, &x->version, x->err);
             if (r < 0)
                 break;
             x->st.head_bytes = SL_DELTA_PRELUDE_SIZE + x->header_len;
@@ -1071,9 +1117,11 @@ static int attempt(struct rx *x)
     hr.sink = sink;
     hr.on_headers = on_headers;
     hr.sink_userdata = x;
-    const char *hdrs[3] = {NULL, NULL, NULL};
+    /* ask for version 2 (docs/protocol.md §3); a proxy without it answers version 1 */
+    const char *hdrs[4] = {"Accept: " SL_DELTA_MEDIA_TYPE_V2 ", " SL_DELTA_MEDIA_TYPE_V1, NULL,
+                           NULL, NULL};
     _cleanup_free_ char *ifr = NULL;
-    size_t nh = 0;
+    size_t nh = 1;
     if (x->body) {
         hr.method = "POST";
         hr.body = x->body;

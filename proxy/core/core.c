@@ -695,6 +695,12 @@ static int validate_request(const struct sl_delta_request *req, sl_error_t *err)
     return 0;
 }
 
+/* The delta format a request gets: 2 when asked for, else 1. */
+static unsigned delta_version(const struct sl_delta_request *req)
+{
+    return req->version == SL_DELTA_VERSION_2 ? SL_DELTA_VERSION_2 : SL_DELTA_VERSION;
+}
+
 static int plan(struct sl_core *core, const struct sl_delta_request *req, struct sl_delta **ret,
                 sl_error_t *err)
 {
@@ -882,6 +888,7 @@ static int plan(struct sl_core *core, const struct sl_delta_request *req, struct
     };
     memcpy(h.digest, t->digest, sizeof(h.digest));
     memcpy(h.config_digest, t->config_digest, sizeof(h.config_digest));
+    h.version = delta_version(req);
     if ((r = sl_delta_header_encode(&h, &head, &head_len, err)) < 0)
         goto out;
 
@@ -1054,7 +1061,8 @@ static int plan_key(struct sl_core *core, const struct sl_delta_request *req, ch
     _cleanup_free_ int64_t *lids = NULL;
     size_t n_lids = 0;
     if (r == 0) {
-        sl_buf_printf(&key, "%s\n%s\n%s\n%d\n%zu", platform, name, reference, plain, n_from);
+        sl_buf_printf(&key, "v%u\n%s\n%s\n%s\n%d\n%zu", delta_version(req), platform, name,
+                      reference, plain, n_from);
         if ((r = sl_store_find_image(core->store, name, reference, platform, &id, err)) < 0 ||
             (r = sl_store_rank_fingerprint(core->store, id, &ranks, err)) < 0)
             r = r == -EINVAL ? -EIO : r; /* -EINVAL means "plan instead" to the caller */
@@ -1230,21 +1238,24 @@ static void *prewarm_main(void *arg)
         core->prewarm_queued--;
         pthread_mutex_unlock(&core->plan_mu);
 
-        struct sl_delta_request req = {
-            .to = j->to, .platform = j->platform, .insecure = j->insecure};
-        struct sl_delta *d = NULL;
-        bool shared = false;
-        _cleanup_error_ sl_error_t err = NULL;
-        uint64_t t0 = sl_core_now_ns();
-        int r = plan_shared(core, &req, &d, &shared, &err);
-        atomic_fetch_add(&core->prewarm_ns, sl_core_now_ns() - t0);
-        if (r < 0) {
-            atomic_fetch_add(&core->prewarm_errors, 1);
-            log_warn("prewarm %s (%s): %s", j->to, j->platform, sl_error_msg(err, r));
-        } else {
+        /* both delta formats: current workers ask for version 2, older ones for 1 */
+        for (uint32_t v = SL_DELTA_VERSION_2; v >= SL_DELTA_VERSION; v--) {
+            struct sl_delta_request req = {
+                .to = j->to, .platform = j->platform, .insecure = j->insecure, .version = v};
+            struct sl_delta *d = NULL;
+            bool shared = false;
+            _cleanup_error_ sl_error_t err = NULL;
+            uint64_t t0 = sl_core_now_ns();
+            int r = plan_shared(core, &req, &d, &shared, &err);
+            atomic_fetch_add(&core->prewarm_ns, sl_core_now_ns() - t0);
+            if (r < 0) {
+                atomic_fetch_add(&core->prewarm_errors, 1);
+                log_warn("prewarm %s (%s): %s", j->to, j->platform, sl_error_msg(err, r));
+                break;
+            }
             if (!shared)
                 atomic_fetch_add(&core->plans_prewarmed, 1);
-            log_debug("prewarm %s (%s): %s in %.1f ms", j->to, j->platform,
+            log_debug("prewarm %s (%s, v%u): %s in %.1f ms", j->to, j->platform, v,
                       shared ? "plan unchanged" : "planned", (double)(sl_core_now_ns() - t0) / 1e6);
             sl_delta_free(d); /* the cache keeps its own reference */
         }

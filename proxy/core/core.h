@@ -94,7 +94,8 @@ struct sl_delta_request {
     size_t n_held_layers;
     const char *const *held_contents; /* content digests the worker holds verified (POST only) */
     size_t n_held_contents;
-    bool insecure; /* plain HTTP to the registry of `to` */
+    bool insecure;    /* plain HTTP to the registry of `to` */
+    uint32_t version; /* delta format to answer: 0 or 1, or 2 (Accept, docs/protocol.md §3) */
 };
 
 /* Parses a POST body {"to":..., "platform":..., "from":[...], "layers":[...], "contents":[...],

@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static const struct sl_route_info routes[SL_ROUTE_COUNT] = {
     [SL_ROUTE_ROOT] = {"/", "root", SL_METHOD_GET | SL_METHOD_POST | SL_METHOD_HEAD,
@@ -184,6 +185,38 @@ bool sl_request_if_range_ok(const char *if_range, const char *etag)
         n--;
     /* A weak tag (W/"...") never matches strongly; a date never matches (no Last-Modified). */
     return etag && n == strlen(etag) && p[0] == '"' && memcmp(p, etag, n) == 0;
+}
+
+bool sl_request_accepts(const char *accept, const char *type)
+{
+    size_t tl = strlen(type);
+    for (const char *p = accept; p && *p;) {
+        p = skip_ows(p);
+        size_t n = strcspn(p, ",;");
+        size_t m = n;
+        while (m > 0 && (p[m - 1] == ' ' || p[m - 1] == '\t'))
+            m--;
+        bool match = m == tl && strncasecmp(p, type, tl) == 0;
+        p += n;
+        /* parameters: only q=0 (q=0.0, q=0.000) refuses */
+        bool refused = false;
+        while (*p == ';') {
+            p = skip_ows(p + 1);
+            size_t pl = strcspn(p, ",;");
+            if ((p[0] == 'q' || p[0] == 'Q') && p[1] == '=') {
+                const char *v = p + 2;
+                refused = v[0] == '0';
+                for (const char *c = v + 1; refused && c < p + pl; c++)
+                    refused = *c == '.' || *c == '0' || *c == ' ' || *c == '\t';
+            }
+            p += pl;
+        }
+        if (match && !refused)
+            return true;
+        if (*p == ',')
+            p++;
+    }
+    return false;
 }
 
 static const struct {

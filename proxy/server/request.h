@@ -76,6 +76,10 @@ enum sl_range_result sl_request_parse_range(const char *header, uint64_t total, 
 /* If-Range (RFC 9110 §13.1.5): true when the Range may be honoured — no If-Range, or an
  * entity tag strongly equal to `etag`. A date or another tag means "send the whole body". */
 bool sl_request_if_range_ok(const char *if_range, const char *etag);
+/* Accept (RFC 9110 §12.5.1): true when one media range of the list is exactly `type`
+ * (case-insensitive, parameters ignored) with a non-zero q. Wildcards do not count: the delta
+ * format version 2 is answered only to workers that name it (docs/protocol.md §3). */
+bool sl_request_accepts(const char *accept, const char *type);
 
 /* Error class (positive errno) → HTTP status: the one table of the server. */
 int sl_request_status_of_error(int code);

@@ -11,6 +11,7 @@
 #include "auth.h"
 #include "cleanup.h"
 #include "config.h"
+#include "delta.h"
 #include "json.h"
 #include "log.h"
 #include "lws.h"
@@ -33,9 +34,8 @@
  * (copies) the rest of a larger write and sends it 4 KiB per POLLOUT: a 56 MB delta cost
  * ~14,000 send() calls and as many receiver wake-ups. One writeable callback's piece goes out
  * in one send() now; a send the socket takes only partly still leaves lws the remainder. */
-#define TX_PACKET_MAX      (2 * WRITE_MAX)
-#define DELTA_CONTENT_TYPE "application/vnd.starlight.delta.v1" /* docs/protocol.md */
-#define JSON_CONTENT_TYPE  "application/json"
+#define TX_PACKET_MAX     (2 * WRITE_MAX)
+#define JSON_CONTENT_TYPE "application/json"
 
 struct sl_server {
     struct sl_server_config cfg;
@@ -68,7 +68,7 @@ struct req {
     enum sl_route route;
     unsigned method;
     struct sl_request_args args;
-    char *authorization, *range, *if_range;
+    char *authorization, *range, *if_range, *accept;
     char peer[64];
     struct sl_buf body;
     bool body_expected;
@@ -144,6 +144,7 @@ static void req_unref(struct req *q)
     free(q->authorization);
     free(q->range);
     free(q->if_range);
+    free(q->accept);
     sl_buf_free(&q->body);
     sl_buf_free(&q->out);
     free(q);
@@ -397,6 +398,10 @@ static void handle_delta(struct req *q)
         dr.insecure = dr.insecure || insecure;
     }
 
+    /* the format: version 2 only to a worker that names it, else version 1 (its own ETag, so a
+     * Range/If-Range of one version never gets bytes of the other) */
+    dr.version = sl_request_accepts(q->accept, SL_DELTA_MEDIA_TYPE_V2) ? SL_DELTA_VERSION_2
+                                                                       : SL_DELTA_VERSION;
     struct sl_delta *d = NULL;
     r = sl_core_delta_plan(srv->core, &dr, &d, &err);
     if (r < 0)
@@ -438,7 +443,8 @@ static void handle_delta(struct req *q)
     q->stream = s;
     pthread_mutex_unlock(&srv->lock);
     q->status = status;
-    q->content_type = DELTA_CONTENT_TYPE;
+    q->content_type =
+        dr.version == SL_DELTA_VERSION_2 ? SL_DELTA_MEDIA_TYPE_V2 : SL_DELTA_MEDIA_TYPE_V1;
     q->content_length = end - start;
 }
 
@@ -576,6 +582,7 @@ static int on_http(struct sl_server *srv, struct lws *wsi, struct pss *pss, cons
     q->authorization = hdr_dup(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
     q->range = hdr_dup(wsi, WSI_TOKEN_HTTP_RANGE);
     q->if_range = hdr_dup(wsi, WSI_TOKEN_HTTP_IF_RANGE);
+    q->accept = hdr_dup(wsi, WSI_TOKEN_HTTP_ACCEPT);
 
     _cleanup_free_ char *cl = hdr_dup(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
     _cleanup_free_ char *te = hdr_dup(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING);
@@ -696,7 +703,8 @@ static int write_headers(struct sl_server *srv, struct lws *wsi, struct req *q)
     }
     if (q->allow)
         ADD("allow:", sl_request_route_info(q->route)->allow);
-    if (q->content_type && strcmp(q->content_type, DELTA_CONTENT_TYPE) != 0)
+    if (q->content_type && strcmp(q->content_type, SL_DELTA_MEDIA_TYPE_V1) != 0 &&
+        strcmp(q->content_type, SL_DELTA_MEDIA_TYPE_V2) != 0)
         ADD("cache-control:", "no-store");
     if (q->status == 503)
         ADD("retry-after:", "5");

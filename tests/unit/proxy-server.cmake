@@ -9,6 +9,6 @@ if(SL_PROXY_SERVER_LIB_SRC)
     LIBS sl_json sl_http sl_lws sl_base PkgConfig::LIBCRYPT PkgConfig::CURL
       Threads::Threads)
   target_include_directories(test-proxy-server PRIVATE ${CMAKE_SOURCE_DIR}/proxy/server
-    ${CMAKE_SOURCE_DIR}/proxy/core)
+    ${CMAKE_SOURCE_DIR}/proxy/core ${CMAKE_SOURCE_DIR}/common/delta)
   set_tests_properties(test-proxy-server PROPERTIES TIMEOUT 300)
 endif()

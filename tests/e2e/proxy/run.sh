@@ -152,6 +152,52 @@ etag=$(grep -i '^etag:' "$W/busybox.delta.h" | cut -d' ' -f2- | tr -d '\r')
 grep -qi '^content-type: application/vnd.starlight.delta.v1' "$W/busybox.delta.h" ||
     e2e_fail "delta content type"
 
+# format version 2 (docs/protocol.md §3), asked for with Accept: the same plan, its header gzip'd
+# without layers[].files, "version": 2, its own ETag; the payload is byte for byte the v1's
+V2=application/vnd.starlight.delta.v2
+v2_images=(busybox)
+[[ " ${images[*]} " == *" redis7 "* ]] && v2_images+=(redis7)
+for img in "${v2_images[@]}"; do
+    [ "$(get "$(q_delta "$img")" "$W/$img.v2" -H "Accept: $V2")" = 200 ] || e2e_fail "GET v2 delta $img"
+    grep -qi "^content-type: $V2" "$W/$img.v2.h" || e2e_fail "v2 delta $img: content type"
+    e1=$(grep -i '^etag:' "$W/$img.delta.h" | cut -d' ' -f2- | tr -d '\r')
+    e2=$(grep -i '^etag:' "$W/$img.v2.h" | cut -d' ' -f2- | tr -d '\r')
+    [ -n "$e2" ] && [ "$e1" != "$e2" ] || e2e_fail "v2 delta $img: ETag $e2 (v1: $e1)"
+    python3 - "$W/$img.delta" "$W/$img.v2" <<'PY' || e2e_fail "v2 delta $img is not the v1 header minus files"
+import json, struct, sys, zlib
+a, b = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()
+def split(d):
+    assert d[:8] == b"SLDELTA\n"
+    v, _, h, p = struct.unpack(">IIQQ", d[8:32])
+    assert len(d) == 32 + h + p
+    return v, d[32:32 + h], d[32 + h:], p
+va, ha, pa, pla = split(a)
+vb, hb, pb, plb = split(b)
+assert (va, vb) == (1, 2) and pla == plb and pa == pb, "versions or payloads differ"
+d = zlib.decompressobj(16 + 15)
+jb = json.loads(d.decompress(hb, 256 << 20))
+assert d.eof and not d.unused_data, "not exactly one gzip member"
+ja = json.loads(ha)
+for l in ja["layers"]:
+    del l["files"]
+ja["version"] = 2
+assert ja == jb, "headers differ"
+print(f"{sys.argv[1].rsplit('/', 1)[-1]}: header {len(ha)} -> {len(hb)} bytes", file=sys.stderr)
+PY
+    "$CT" check "$W/$img.v2" >"$W/$img.v2.check.json" || e2e_fail "check v2 delta $img"
+    cmp -s <(jq_ 'd["contents"]' "$W/$img.v2.check.json") <(jq_ 'd["contents"]' "$W/$img.check.json") ||
+        e2e_fail "v2 delta $img: contents differ from v1's"
+done
+# a Range with the other version's ETag in If-Range gets the whole body of the asked version
+code=$(get "$(q_delta busybox)" "$W/bb.mix" -H "Accept: $V2" -H "Range: bytes=40-" -H "If-Range: $etag")
+[ "$code" = 200 ] && cmp -s "$W/bb.mix" "$W/busybox.v2" || e2e_fail "v2 Range with the v1 ETag: HTTP $code"
+e2=$(grep -i '^etag:' "$W/busybox.v2.h" | cut -d' ' -f2- | tr -d '\r')
+code=$(get "$(q_delta busybox)" "$W/bb.mix" -H "Range: bytes=40-" -H "If-Range: $e2")
+[ "$code" = 200 ] && cmp -s "$W/bb.mix" "$W/busybox.delta" || e2e_fail "v1 Range with the v2 ETag: HTTP $code"
+code=$(get "$(q_delta busybox)" "$W/bb.mix" -H "Accept: $V2" -H "Range: bytes=40-" -H "If-Range: $e2")
+[ "$code" = 206 ] && cmp -s "$W/bb.mix" <(tail -c +41 "$W/busybox.v2") || e2e_fail "v2 Range: HTTP $code"
+e2e_log "   version 2 (Accept: $V2): ${v2_images[*]}: v1 header minus files, gzip'd; own ETag; Range/If-Range never mixes versions"
+
 if [[ " ${images[*]} " == *" redis7 "* ]]; then
     start=$(date +%s%N)
     [ "$(get "$(q_delta redis7 redis6)" "$W/upd.delta")" = 200 ] || e2e_fail "delta redis6 -> redis7"

@@ -1,8 +1,9 @@
 /* fuzz-delta-header: the delta head (prelude + header JSON) and bare header JSON.
  *
- * Input: the whole head given to sl_delta_head_decode, and the bytes after the first 32 given
- * to sl_delta_header_decode. A header that decodes must encode again, and the encoding must
- * decode to the same bytes (round trip; abort on violation). */
+ * Input: the whole head given to sl_delta_head_decode (version 1 or 2 by its prelude), and the
+ * bytes after the first 32 given to sl_delta_header_decode (version-1 JSON) and to
+ * sl_delta_header_decode_v as a version-2 header (gzip). A header that decodes must encode again,
+ * and the encoding must decode to the same bytes (round trip; abort on violation). */
 #include "delta.h"
 
 #include <stdlib.h>
@@ -41,6 +42,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size > SL_DELTA_PRELUDE_SIZE &&
         sl_delta_header_decode((const char *)data + SL_DELTA_PRELUDE_SIZE,
                                size - SL_DELTA_PRELUDE_SIZE, &h, &err) == 0) {
+        round_trip(h);
+        sl_delta_header_free(h);
+        h = NULL;
+    }
+    sl_error_free(&err);
+    if (size > SL_DELTA_PRELUDE_SIZE &&
+        sl_delta_header_decode_v(data + SL_DELTA_PRELUDE_SIZE, size - SL_DELTA_PRELUDE_SIZE,
+                                 SL_DELTA_VERSION_2, &h, &err) == 0) {
         round_trip(h);
         sl_delta_header_free(h);
     }

@@ -3,6 +3,7 @@
 
 #include "cleanup.h"
 #include "delta.h"
+#include "gzip.h"
 
 #include <dirent.h>
 #include <jansson.h>
@@ -279,8 +280,11 @@ static void test_prelude(void **state)
     a[0] ^= 1;
     assert_int_equal(sl_delta_head_decode(a, al, &d, &hl, NULL), -EINVAL);
     a[0] ^= 1;
-    a[11] = 2; /* version 2 */
+    a[11] = 3; /* version 3 */
     assert_int_equal(sl_delta_head_decode(a, al, &d, &hl, NULL), -EPROTONOSUPPORT);
+    a[11] = 2; /* version 2: the header must be gzip, this one is plain JSON */
+    assert_int_equal(sl_delta_head_decode(a, al, &d, &hl, NULL), -EBADMSG);
+    assert_int_equal(sl_delta_prelude_parse(a, al, &x, &y, NULL), -EPROTONOSUPPORT);
     a[11] = 1;
     a[15] = 1; /* reserved */
     assert_int_equal(sl_delta_head_decode(a, al, &d, &hl, NULL), -EINVAL);
@@ -346,12 +350,192 @@ static void test_hostile_corpus(void **state)
     assert_true(seen >= 10);
 }
 
+/* Head of version `v` with header bytes `hdr` (prelude payload length from the fixture). */
+static uint8_t *make_head(uint32_t v, const void *hdr, size_t n, size_t *ret_len)
+{
+    uint8_t *a = sl_xcalloc(1, SL_DELTA_PRELUDE_SIZE + n);
+    memcpy(a, SL_DELTA_MAGIC, 8);
+    a[11] = (uint8_t)v;
+    for (int i = 0; i < 8; i++) {
+        a[16 + i] = (uint8_t)((uint64_t)n >> (56 - 8 * i));
+        a[24 + i] = (uint8_t)((uint64_t)150 >> (56 - 8 * i));
+    }
+    memcpy(a + SL_DELTA_PRELUDE_SIZE, hdr, n);
+    *ret_len = SL_DELTA_PRELUDE_SIZE + n;
+    return a;
+}
+
+static json_t *parse(const void *p, size_t n)
+{
+    json_t *j = json_loadb(p, n, 0, NULL);
+    assert_non_null(j);
+    return j;
+}
+
+/* Version 2: prelude says 2, the header inflates to the version-1 JSON with "version": 2 and
+ * without layers[].files; it decodes to the same plan (contents, layers, TOC tails) without
+ * files, and encodes again to the same bytes. */
+static void test_v2_round_trip(void **state)
+{
+    (void)state;
+    _cleanup_delta_header_ struct sl_delta_header *h = fixture();
+    _cleanup_free_ uint8_t *a1 = NULL, *a2 = NULL, *b = NULL, *json2 = NULL;
+    size_t l1 = 0, l2 = 0, bl = 0, jl = 0, hl = 0;
+    encode(h, &a1, &l1);
+    h->version = SL_DELTA_VERSION_2;
+    encode(h, &a2, &l2);
+    assert_memory_equal(a2, SL_DELTA_MAGIC, 8);
+    assert_int_equal(a2[11], 2);
+    sl_error_t err = NULL;
+    assert_int_equal(sl_gzip_inflate_one(a2 + 32, l2 - 32, SL_DELTA_MAX_HEADER, &json2, &jl, &err),
+                     0);
+    json_auto_t *j1 = parse(a1 + 32, l1 - 32), *j2 = parse(json2, jl);
+    json_object_set_new(j1, "version", json_integer(2));
+    json_t *layers = json_object_get(j1, "layers");
+    for (size_t i = 0; i < json_array_size(layers); i++)
+        json_object_del(json_array_get(layers, i), "files");
+    assert_true(json_equal(j1, j2));
+
+    _cleanup_delta_header_ struct sl_delta_header *d1 = NULL, *d2 = NULL;
+    assert_int_equal(sl_delta_head_decode(a1, l1, &d1, &hl, &err), 0);
+    assert_int_equal(d1->version, 1);
+    int r = sl_delta_head_decode(a2, l2, &d2, &hl, &err);
+    if (r < 0)
+        fail_msg("decode v2: %s", sl_error_msg(err, r));
+    assert_int_equal(hl, l2);
+    assert_int_equal(d2->version, 2);
+    assert_int_equal(d2->layers[1].n_files, 0);
+    assert_int_equal(d1->layers[1].n_files, 3);
+    /* the same plan: both re-encode as version 1 after the files are restored */
+    assert_string_equal(d2->digest, d1->digest);
+    assert_int_equal(d2->n_contents, d1->n_contents);
+    assert_memory_equal(d2->contents[0].chunks, d1->contents[0].chunks,
+                        sizeof(struct sl_delta_chunk) * d1->contents[0].n_chunks);
+    assert_memory_equal(d2->layers[1].toc_tail, d1->layers[1].toc_tail, 100);
+    assert_int_equal(d2->payload_length, d1->payload_length);
+    encode(d2, &b, &bl); /* a decoded version-2 header encodes again as version 2 */
+    assert_int_equal(bl, l2);
+    assert_memory_equal(b, a2, l2);
+    /* a version-2 header without files cannot be written as version 1 */
+    d2->version = 1;
+    uint8_t *out = NULL;
+    size_t ol = 0;
+    assert_int_equal(sl_delta_header_encode(d2, &out, &ol, NULL), -EINVAL);
+    sl_error_free(&err);
+    if (getenv("SL_DELTA_SEED2")) { /* writes the v2 seed of the fuzz corpus */
+        FILE *f = fopen(getenv("SL_DELTA_SEED2"), "we");
+        if (f) {
+            fwrite(a2, 1, l2, f);
+            fclose(f);
+        }
+    }
+}
+
+static void expect_head_fails(const uint8_t *a, size_t n, int want, const char *what)
+{
+    struct sl_delta_header *d = NULL;
+    size_t hl = 0;
+    sl_error_t err = NULL;
+    int r = sl_delta_head_decode(a, n, &d, &hl, &err);
+    if (r != want)
+        fail_msg("%s: got %d (%s), want %d", what, r, r < 0 ? sl_error_msg(err, r) : "ok", want);
+    print_message("  %s: %s\n", what, sl_error_msg(err, r));
+    sl_error_free(&err);
+    assert_null(d);
+}
+
+/* Hostile version-2 heads: not gzip, bytes after the member, truncated member, a member that
+ * inflates past the cap, versions that disagree between prelude and JSON, files in version 2. */
+static void test_v2_hostile(void **state)
+{
+    (void)state;
+    _cleanup_delta_header_ struct sl_delta_header *h = fixture();
+    _cleanup_free_ uint8_t *a1 = NULL, *a2 = NULL, *json2 = NULL;
+    size_t l1 = 0, l2 = 0, jl = 0, n = 0;
+    encode(h, &a1, &l1);
+    h->version = SL_DELTA_VERSION_2;
+    encode(h, &a2, &l2);
+    assert_int_equal(sl_gzip_inflate_one(a2 + 32, l2 - 32, SL_DELTA_MAX_HEADER, &json2, &jl, NULL),
+                     0);
+    uint8_t *t;
+
+    /* trailing garbage after the one member (also a second gzip member) */
+    _cleanup_free_ uint8_t *g = sl_xmalloc(2 * (l2 - 32));
+    memcpy(g, a2 + 32, l2 - 32);
+    g[l2 - 32] = 'x';
+    t = make_head(2, g, l2 - 32 + 1, &n);
+    expect_head_fails(t, n, -EBADMSG, "v2 trailing byte");
+    free(t);
+    memcpy(g + (l2 - 32), a2 + 32, l2 - 32);
+    t = make_head(2, g, 2 * (l2 - 32), &n);
+    expect_head_fails(t, n, -EBADMSG, "v2 two members");
+    free(t);
+    /* truncated and corrupt members */
+    t = make_head(2, a2 + 32, l2 - 32 - 5, &n);
+    expect_head_fails(t, n, -EBADMSG, "v2 truncated member");
+    free(t);
+    memcpy(g, a2 + 32, l2 - 32);
+    g[20] ^= 0x55;
+    g[21] ^= 0xaa;
+    t = make_head(2, g, l2 - 32, &n);
+    expect_head_fails(t, n, -EBADMSG, "v2 corrupt deflate data");
+    free(t);
+    memcpy(g, a2 + 32, l2 - 32);
+    g[l2 - 32 - 6] ^= 1; /* CRC-32 */
+    t = make_head(2, g, l2 - 32, &n);
+    expect_head_fails(t, n, -EBADMSG, "v2 bad CRC");
+    free(t);
+
+    /* prelude 2 with the JSON of version 1 (plain and gzip'd), prelude 1 with version-2 JSON */
+    t = make_head(2, a1 + 32, l1 - 32, &n);
+    expect_head_fails(t, n, -EBADMSG, "v2 prelude, plain JSON");
+    free(t);
+    _cleanup_free_ uint8_t *gz1 = NULL;
+    size_t gl1 = 0;
+    assert_int_equal(sl_gzip_compress(a1 + 32, l1 - 32, 6, &gz1, &gl1, NULL), 0);
+    t = make_head(2, gz1, gl1, &n);
+    expect_head_fails(t, n, -EPROTONOSUPPORT, "v2 prelude, version-1 JSON");
+    free(t);
+    t = make_head(1, json2, jl, &n);
+    expect_head_fails(t, n, -EPROTONOSUPPORT, "v1 prelude, version-2 JSON");
+    free(t);
+    /* version-2 JSON with files (keys of version 1) */
+    json_auto_t *j = parse(a1 + 32, l1 - 32);
+    json_object_set_new(j, "version", json_integer(2));
+    _cleanup_free_ char *js = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    _cleanup_free_ uint8_t *gzf = NULL;
+    size_t gfl = 0;
+    assert_int_equal(sl_gzip_compress(js, strlen(js), 6, &gzf, &gfl, NULL), 0);
+    t = make_head(2, gzf, gfl, &n);
+    expect_head_fails(t, n, -EINVAL, "v2 with files");
+    free(t);
+
+    /* decompression bomb: the inflater stops at the cap (checked with a small cap here; the
+     * decoder passes SL_DELTA_MAX_HEADER, the version-1 header cap) */
+    size_t big = 1 << 20;
+    _cleanup_free_ uint8_t *zeros = sl_xcalloc(1, big), *bomb = NULL, *out = NULL;
+    size_t bl = 0, ol = 0;
+    assert_int_equal(sl_gzip_compress(zeros, big, 9, &bomb, &bl, NULL), 0);
+    assert_true(bl < 4096);
+    assert_int_equal(sl_gzip_inflate_one(bomb, bl, big - 1, &out, &ol, NULL), -EFBIG);
+    assert_null(out);
+    assert_int_equal(sl_gzip_inflate_one(bomb, bl, big, &out, &ol, NULL), 0);
+    assert_int_equal(ol, big);
+    t = make_head(2, bomb, bl, &n); /* inflates fine but is not JSON */
+    expect_head_fails(t, n, -EINVAL, "v2 megabyte of zeros");
+    free(t);
+    /* a header whose compressed length claims more than the cap */
+    assert_int_equal(sl_delta_header_decode_v(bomb, (size_t)SL_DELTA_MAX_HEADER + 1, 2, &h, NULL),
+                     -EFBIG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),     cmocka_unit_test(test_hostile_json),
         cmocka_unit_test(test_prelude),        cmocka_unit_test(test_encode_refuses_bad_struct),
-        cmocka_unit_test(test_hostile_corpus),
+        cmocka_unit_test(test_hostile_corpus), cmocka_unit_test(test_v2_round_trip),
+        cmocka_unit_test(test_v2_hostile),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -250,6 +250,19 @@ static void test_request_helpers(void **state)
     assert_false(sl_request_if_range_ok("\"b\"", "\"a\""));
     assert_false(sl_request_if_range_ok("W/\"a\"", "\"a\""));
     assert_false(sl_request_if_range_ok("Wed, 21 Oct 2015 07:28:00 GMT", "\"a\""));
+#define V2 "application/vnd.starlight.delta.v2"
+    assert_true(sl_request_accepts(V2, V2));
+    assert_true(sl_request_accepts("application/json, " V2 " ;q=0.5", V2));
+    assert_true(sl_request_accepts("Application/VND.starlight.delta.V2", V2));
+    assert_false(sl_request_accepts(NULL, V2));
+    assert_false(sl_request_accepts("", V2));
+    assert_false(sl_request_accepts("*/*", V2));
+    assert_false(sl_request_accepts("application/*", V2));
+    assert_false(sl_request_accepts(V2 ";q=0", V2));
+    assert_false(sl_request_accepts(V2 "; q=0.000", V2));
+    assert_false(sl_request_accepts(V2 "x", V2));
+    assert_false(sl_request_accepts("application/vnd.starlight.delta.v1", V2));
+#undef V2
 
     assert_int_equal(sl_request_status_of_error(-EINVAL), 400);
     assert_int_equal(sl_request_status_of_error(-EACCES), 403);
