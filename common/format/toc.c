@@ -642,6 +642,11 @@ static int parse_entry(struct builder *b, const json_t *o, size_t idx, sl_error_
                                  e->name, link);
         if (target->link)
             target = (struct sl_toc_entry *)target->link;
+        if (target->type != SL_TOC_REG) /* the fs serves links to regular files only */
+            return sl_error_make(err, EINVAL,
+                                 "%s.linkName: hardlink `%s` to `%s`, which is not a regular "
+                                 "file (only regular files can be hardlinked)",
+                                 path, e->name, link);
         e->link = target;
         e->link_name = target->name;
         target->num_link++;

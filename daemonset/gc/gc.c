@@ -148,7 +148,8 @@ int sl_gc_run(struct sl_gc *gc, int64_t grace_s, struct sl_gc_report *rep, sl_er
         for (size_t i = 0; r >= 0 && i < n_infos; i++) {
             const char *d = infos[i].digest;
             bool keep = in_set(refs, n_refs, d) || strstr(mounts, d + 7) != NULL ||
-                        infos[i].recorded > now - grace_s;
+                        infos[i].recorded > now - grace_s ||
+                        sl_store_layer_pinned(gc->o.store, d); /* an in-flight pull's */
             if (keep) {
                 rep->layers_kept++;
                 continue;

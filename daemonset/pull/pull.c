@@ -44,6 +44,10 @@ struct rx {
     const struct sl_pull_request *req;
     struct sl_pull_stats st;
     sl_error_t *err;
+    /* layers of this pull's plans, pinned in the store (the collector keeps them) until the
+     * pull ends */
+    char (*pins)[SL_DIGEST_STR_LEN];
+    size_t n_pins;
     int64_t t0, last_progress;
 
     enum rx_state state;
@@ -375,8 +379,8 @@ static int publish(struct sl_fs *fs, const struct sl_store_layer *rec, struct sl
         r = sl_store_layer_load_toc(rec, &toc, err);
         if (r >= 0)
             r = sl_fs_add_layer(fs, rec->digest, toc, 0, err);
-        if (r == -EEXIST) {
-            sl_error_free(err);
+        if (r == -EEXIST && sl_fs_layer_dir(fs, rec->digest, &dir, NULL) >= 0) {
+            sl_error_free(err); /* a racing pull published it */
             r = 0;
         }
     }
@@ -419,7 +423,7 @@ static int check_toc_vouched(struct rx *x)
 struct recorder {
     struct rx *x;
     pthread_t thread;
-    bool joined, gate_failed;
+    bool joined;
     int r;
     sl_error_t err;
     int64_t *ids; /* per target layer: the store's record id (new layers) */
@@ -481,14 +485,48 @@ static int recorder_join(struct recorder *rc, sl_error_t *err)
     return rc->r;
 }
 
-/* The registration's gate (sl_pull_register_fn): the layers are recorded. */
-static int recorder_gate(void *ud, sl_error_t *err)
+/* The registration's gate (sl_pull_register_fn), run once: waits for the store's records, then
+ * publishes the new layers on the fs, so a registered image never names a layer the fs does not
+ * serve (a failure stops the pull before the image record). */
+struct gate {
+    struct recorder rc;
+    struct sl_toc **fs_tocs; /* per target layer: the tree to publish (NULL: load it) */
+    bool ran;
+    int r;
+    double ms_publish;
+};
+
+static int gate_run(struct gate *g, sl_error_t *err)
 {
-    struct recorder *rc = ud;
-    int r = recorder_join(rc, err);
-    if (r < 0)
-        rc->gate_failed = true;
-    return r;
+    if (g->ran)
+        return g->r;
+    g->ran = true;
+    struct rx *x = g->rc.x;
+    const struct sl_delta_header *h = x->h;
+    int r = recorder_join(&g->rc, err);
+    int64_t t0 = now_ns();
+    for (uint32_t i = 0; r >= 0 && i < h->n_layers; i++) {
+        const struct sl_delta_hlayer *l = &h->layers[i];
+        if (l->held)
+            continue; /* published by the recorder */
+        struct sl_store_layer rec = {.id = g->rc.ids[i]};
+        snprintf(rec.digest, sizeof(rec.digest), "%s", l->digest);
+        snprintf(rec.toc_digest, sizeof(rec.toc_digest), "%s", l->toc_digest);
+        rec.blob_size = l->size;
+        rec.toc_offset = l->toc_offset;
+        rec.tail = l->toc_tail; /* borrowed: not cleared */
+        rec.tail_len = l->toc_tail_len;
+        r = publish(x->fs, &rec, TAKE_PTR(g->fs_tocs[i]), err);
+        if (r < 0)
+            r = sl_error_wrap(err, r, "layer %s: publish", l->digest);
+    }
+    g->ms_publish = (double)(now_ns() - t0) / 1e6;
+    return g->r = r;
+}
+
+static int register_gate(void *ud, sl_error_t *err)
+{
+    return gate_run(ud, err);
 }
 
 /* The header arrived: check it, record and publish the new layers, register, report READY. */
@@ -511,6 +549,13 @@ static int on_header(struct rx *x)
     x->st.ms_header = ms_since(x);
     for (size_t i = 0; i < h->n_layers; i++)
         x->st.image_bytes += h->layers[i].size;
+
+    /* before anything is recorded: a collection (even --grace 0) keeps them from now on */
+    x->pins = sl_xrealloc(x->pins, (x->n_pins + h->n_layers) * sizeof *x->pins);
+    for (size_t i = 0; i < h->n_layers; i++) {
+        sl_store_layer_pin(x->store, h->layers[i].digest);
+        snprintf(x->pins[x->n_pins++], sizeof *x->pins, "%s", h->layers[i].digest);
+    }
 
     int64_t t_decoded = now_ns();
     if ((r = check_toc_vouched(x)) < 0)
@@ -547,16 +592,16 @@ static int on_header(struct rx *x)
         return r;
 
     /* The store records the layers on a thread of its own while this one prepares the fs
-     * trees and registers the image; the registration waits for the records (the gate) before
-     * the image record, the layers are published once both are done. */
-    struct recorder rc = {.x = x,
-                          .ids = sl_xcalloc(h->n_layers ? h->n_layers : 1, sizeof(int64_t))};
-    if (pthread_create(&rc.thread, NULL, record_layers, &rc) != 0) {
-        record_layers(&rc); /* no thread: record here, then go on */
-        rc.joined = true;
+     * trees and calls the registration; its gate (before the image record) waits for the
+     * records and publishes the layers. */
+    struct gate g = {
+        .rc = {.x = x, .ids = sl_xcalloc(h->n_layers ? h->n_layers : 1, sizeof(int64_t))},
+        .fs_tocs = sl_xcalloc(h->n_layers ? h->n_layers : 1, sizeof(*g.fs_tocs))};
+    struct recorder *rc = &g.rc;
+    if (pthread_create(&rc->thread, NULL, record_layers, rc) != 0) {
+        record_layers(rc); /* no thread: record here, then go on */
+        rc->joined = true;
     }
-    _cleanup_free_ struct sl_toc **fs_tocs =
-        sl_xcalloc(h->n_layers ? h->n_layers : 1, sizeof(*fs_tocs));
     for (uint32_t i = 0; x->fs && i < h->n_layers; i++) {
         const struct sl_delta_hlayer *l = &h->layers[i];
         char *dir = NULL;
@@ -564,47 +609,32 @@ static int on_header(struct rx *x)
         free(dir);
         if (l->held || published)
             continue; /* published by an earlier pull */
-        if (sl_toc_load(tail_read_at, (void *)l, l->size, l->toc_digest, &fs_tocs[i], NULL) < 0)
-            fs_tocs[i] = NULL; /* checked above: cannot fail; publish() loads it again */
+        if (sl_toc_load(tail_read_at, (void *)l, l->size, l->toc_digest, &g.fs_tocs[i], NULL) < 0)
+            g.fs_tocs[i] = NULL; /* checked above: cannot fail; publish() loads it again */
     }
     int64_t t_trees = now_ns();
     r = 0;
     if (x->req->on_register) {
         r = x->req->on_register(x->req->register_ud, h, x->req->ns ? x->req->ns : "default",
-                                recorder_gate, &rc, x->err);
-        if (r < 0 && !rc.gate_failed)
+                                register_gate, &g, x->err);
+        if (r < 0 && !(g.ran && g.r < 0))
             r = sl_error_wrap(x->err, r, "register %s", h->reference);
     }
     int64_t t_registered = now_ns();
-    int rr = recorder_join(&rc, r < 0 ? NULL : x->err);
     if (r >= 0)
-        r = rr;
-    int64_t t_stored = now_ns();
-    for (uint32_t i = 0; r >= 0 && i < h->n_layers; i++) {
-        const struct sl_delta_hlayer *l = &h->layers[i];
-        struct sl_store_layer rec = {.id = rc.ids[i]};
-        snprintf(rec.digest, sizeof(rec.digest), "%s", l->digest);
-        snprintf(rec.toc_digest, sizeof(rec.toc_digest), "%s", l->toc_digest);
-        rec.blob_size = l->size;
-        rec.toc_offset = l->toc_offset;
-        rec.tail = l->toc_tail; /* borrowed: not cleared */
-        rec.tail_len = l->toc_tail_len;
-        if (l->held)
-            continue; /* published by the recorder */
-        r = publish(x->fs, &rec, TAKE_PTR(fs_tocs[i]), x->err);
-        if (r < 0)
-            r = sl_error_wrap(x->err, r, "layer %s", l->digest);
-    }
+        r = gate_run(&g, x->err); /* no hook: record and publish now (done when it ran) */
+    else
+        recorder_join(rc, NULL);
     for (uint32_t i = 0; i < h->n_layers; i++)
-        sl_toc_free(fs_tocs[i]);
-    free(rc.ids);
+        sl_toc_free(g.fs_tocs[i]);
+    free(g.fs_tocs);
+    free(rc->ids);
     if (r < 0)
         return r;
     log_info("pull %s: header %" PRIu64 " bytes: decode %.0f ms, TOCs %.0f ms; then trees %.0f ms, "
-             "register %.0f ms (store %.0f ms meanwhile), publish %.0f ms",
+             "register %.0f ms (store %.0f ms meanwhile, publish %.0f ms in it)",
              x->req->ref, x->header_len, (t_decoded - t_in) / 1e6, (t_checked - t_decoded) / 1e6,
-             (t_trees - t_checked) / 1e6, (t_registered - t_trees) / 1e6, rc.ms,
-             (now_ns() - t_stored) / 1e6);
+             (t_trees - t_checked) / 1e6, (t_registered - t_trees) / 1e6, rc->ms, g.ms_publish);
     x->st.ms_ready = ms_since(x);
     if ((r = emit(x, SL_PULL_READY)) < 0)
         return r;
@@ -908,6 +938,9 @@ static void rx_clear_plan(struct rx *x)
 static void rx_clear(struct rx *x)
 {
     rx_clear_plan(x);
+    for (size_t i = 0; i < x->n_pins; i++)
+        sl_store_layer_unpin(x->store, x->pins[i]);
+    free(x->pins);
     free(x->key);
     free(x->url);
     free(x->body);

@@ -11,8 +11,9 @@
  *   3. records the new layers in the store (one transaction per layer: record, references,
  *      every content expected) on a thread of its own while the pulling thread builds the fs
  *      trees and calls the registration hook (containerd), whose gate waits for those records
- *      before the image record; then publishes the layers on the fs and reports READY: the
- *      image is usable now, reads of missing chunks park in the fs;
+ *      and publishes the layers on the fs before the image record; then reports READY: the
+ *      image is usable now, reads of missing chunks park in the fs. The plan's layers stay
+ *      pinned in the store (the collector keeps them) until the pull ends;
  *   4. streams the payload: each chunk's raw gzip member goes from the HTTP sink straight into
  *      sl_store_put_chunk (verified there; copied only when it straddles two network reads),
  *      waking parked reads; a chunk that fails verification aborts the pull (-EBADMSG);
@@ -84,8 +85,9 @@ typedef int (*sl_pull_event_fn)(void *ud, enum sl_pull_phase phase, const struct
 /* Registration of the pulled image (containerd): called on the header's worker once the header is
  * checked, while another thread records the new layers in the store, before READY. The hook
  * must call gate(gate_ud, err) before it makes the image visible (containerd's image record)
- * and give up when that fails: the gate waits until the layers are recorded (and committed), so
- * a registered image never names layers the store could lose in a crash. Returns 0 or a
+ * and give up when that fails: the gate waits until the layers are recorded (committed and
+ * synced) and publishes them on the fs, so a registered image never names layers the store
+ * could lose in a crash (power loss included) nor layers the fs does not serve. Returns 0 or a
  * negative errno (the pull fails). */
 typedef int (*sl_pull_register_fn)(void *ud, const struct sl_delta_header *h, const char *ns,
                                    int (*gate)(void *gate_ud, sl_error_t *err), void *gate_ud,

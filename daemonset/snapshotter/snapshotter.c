@@ -493,8 +493,9 @@ static void mount_add(struct sl_snap_mounts *m, const char *type, const char *so
     m->v[m->n++] = (struct sl_snap_mount){sl_xstrdup(type), sl_xstrdup(source), options, n};
 }
 
-/* The directory a committed ancestor contributes: the hook's for a Starlight layer, else its
- * own fs directory. */
+/* The directory a committed ancestor contributes: the hook's for a Starlight layer (whose own
+ * directory is empty: a layer the hook does not serve fails the call), else its own fs
+ * directory. */
 static int parent_dir(struct sl_snap *s, const struct chain_elem *c, char **ret, sl_error_t *err)
 {
     if (c->layer && s->hooks.lowerdir) {
@@ -505,9 +506,14 @@ static int parent_dir(struct sl_snap *s, const struct chain_elem *c, char **ret,
             return 0;
         }
         free(path);
-        if (r < 0 && r != -ENOENT)
-            return sl_error_wrap(err, r, "lower directory of layer %s", c->layer);
-        sl_error_free(err);
+        if (r >= 0 || r == -ENOENT) { /* its own directory is empty: never mount that */
+            sl_error_free(err);
+            return sl_error_make(err, EIO,
+                                 "Starlight layer %s is not served on this node (its pull did "
+                                 "not publish it): pull the image again",
+                                 c->layer);
+        }
+        return sl_error_wrap(err, r, "lower directory of layer %s", c->layer);
     }
     *ret = sl_xasprintf("%s/%" PRId64 "/fs", s->snapdir, c->id);
     return 0;

@@ -11,8 +11,9 @@
  *   - otherwise overlay with lowerdir = parents, TOP-MOST FIRST (immediate parent leftmost),
  *     and for Active upperdir=<id>/fs, workdir=<id>/work.
  * A committed parent labelled SL_SNAP_LABEL_STARLIGHT_LAYER=<blob digest> takes its directory
- * from hooks.lowerdir (the FUSE subtree of that layer) when the hook is set and does not
- * return -ENOENT; otherwise its own <id>/fs is used.
+ * from hooks.lowerdir (the FUSE subtree of that layer) when the hook is set (its own <id>/fs
+ * only without a hook); a layer the hook does not serve (-ENOENT) fails the call with -EIO,
+ * never an empty lowerdir.
  *
  * Errors (negative errno + sl_error_t, like containerd's errdefs):
  *   -ENOENT     key or parent not found           (NOT_FOUND)
@@ -93,8 +94,8 @@ struct sl_snap_hooks {
     void *ud;
     /* The directory serving the layer with blob digest `layer_digest` (e.g. its FUSE subtree),
      * in *ret_path (malloc'd, caller frees). Return 0, -ENOENT when this layer is not served
-     * (the snapshot's own directory is used then), or another negative errno (the mount
-     * request fails with that error). */
+     * (the mount request fails with -EIO), or another negative errno (the mount request fails
+     * with that error). */
     int (*lowerdir)(void *ud, const char *layer_digest, char **ret_path, sl_error_t *err);
     /* Remote snapshots (docs/architecture.md "The remote-snapshot path"): called by
      * sl_snap_prepare (not View) when the labels carry SL_SNAP_LABEL_REF, before anything is

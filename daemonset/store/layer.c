@@ -65,7 +65,12 @@ static int layer_put(struct sl_store *s, struct sl_store_layer *l, const struct 
         return sl_error_wrap(err, r, "layer %s", l->digest);
     sqlite3 *db = sl_store_db_lock(s);
     sqlite3_stmt *ref = NULL;
-    r = sl_store_db_exec(s, err, "BEGIN", NULL);
+    /* The record is durable when this returns, power loss included (the WAL is synced at the
+     * commit): the pull registers the image in containerd (fsynced) right after it. */
+    bool full = sl_store_synced(s);
+    r = full ? sl_store_db_exec(s, err, "PRAGMA synchronous=FULL", NULL) : 0;
+    if (r >= 0)
+        r = sl_store_db_exec(s, err, "BEGIN", NULL);
     if (r >= 0)
         r = sl_store_expect_rows(s, w, n, err);
     if (r >= 0)
@@ -98,6 +103,8 @@ static int layer_put(struct sl_store *s, struct sl_store_layer *l, const struct 
         r = sl_store_db_exec(s, err, "COMMIT", NULL);
     else if (!sqlite3_get_autocommit(db))
         sl_store_db_exec(s, NULL, "ROLLBACK", NULL);
+    if (full)
+        sl_store_db_exec(s, NULL, "PRAGMA synchronous=NORMAL", NULL);
     if (r >= 0) {
         sqlite3_stmt *st = NULL;
         if (sqlite3_prepare_v2(db, "SELECT id FROM layer WHERE digest = ?", -1, &st, NULL) ==

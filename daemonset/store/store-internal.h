@@ -15,6 +15,8 @@ struct sl_store;
 /* Takes the database lock and returns the connection. */
 sqlite3 *sl_store_db_lock(struct sl_store *s);
 void sl_store_db_unlock(struct sl_store *s);
+/* Whether the store syncs its writes (not --no-sync / o->no_sync). */
+bool sl_store_synced(const struct sl_store *s);
 /* Runs one statement; parameters by `types`: 't' text, 'i' int64, 'b' blob (pointer, size_t).
  * The caller holds the database lock. */
 int sl_store_db_exec(struct sl_store *s, sl_error_t *err, const char *sql, const char *types, ...);

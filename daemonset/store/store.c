@@ -64,6 +64,8 @@ struct sl_store {
     /* Garbage collection (store-gc.h): held shared while contents are loaded or expected and
      * while a layer is recorded, exclusively while the collector removes contents. */
     pthread_rwlock_t gc_lock;
+    char (*pins)[SL_DIGEST_STR_LEN]; /* pinned layers, one entry per pin; under lock */
+    size_t n_pins;
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -202,6 +204,40 @@ int sl_store_db_exec(struct sl_store *s, sl_error_t *err, const char *sql, const
     int r = rc == SQLITE_DONE ? 0 : db_err(s, err, rc, sql);
     sqlite3_finalize(st);
     return r;
+}
+
+void sl_store_layer_pin(struct sl_store *s, const char *digest)
+{
+    pthread_mutex_lock(&s->lock);
+    s->pins = sl_xrealloc(s->pins, (s->n_pins + 1) * sizeof *s->pins);
+    snprintf(s->pins[s->n_pins++], sizeof *s->pins, "%s", digest);
+    pthread_mutex_unlock(&s->lock);
+}
+
+void sl_store_layer_unpin(struct sl_store *s, const char *digest)
+{
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < s->n_pins; i++)
+        if (strcmp(s->pins[i], digest) == 0) {
+            memcpy(s->pins[i], s->pins[--s->n_pins], sizeof *s->pins);
+            break;
+        }
+    pthread_mutex_unlock(&s->lock);
+}
+
+bool sl_store_layer_pinned(struct sl_store *s, const char *digest)
+{
+    bool pinned = false;
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; !pinned && i < s->n_pins; i++)
+        pinned = strcmp(s->pins[i], digest) == 0;
+    pthread_mutex_unlock(&s->lock);
+    return pinned;
+}
+
+bool sl_store_synced(const struct sl_store *s)
+{
+    return s->sync;
 }
 
 sqlite3 *sl_store_db_lock(struct sl_store *s)
@@ -828,6 +864,7 @@ void sl_store_free(struct sl_store *s)
     pthread_mutex_destroy(&s->flush_lock);
     pthread_rwlock_destroy(&s->gc_lock);
     free(s->undurable);
+    free(s->pins);
     free(s->root);
     free(s);
 }

@@ -168,6 +168,11 @@ void sl_store_layer_clear(struct sl_store_layer *l);
  * and l->state. */
 int sl_store_layer_put(struct sl_store *s, struct sl_store_layer *l, const struct sl_toc *toc,
                        sl_error_t *err);
+/* Pins a layer digest (counted; in memory only): the collector keeps a pinned layer whatever
+ * its age, e.g. while a pull that records, publishes or registers it runs. */
+void sl_store_layer_pin(struct sl_store *s, const char *digest);
+void sl_store_layer_unpin(struct sl_store *s, const char *digest);
+bool sl_store_layer_pinned(struct sl_store *s, const char *digest);
 /* Reads a record (caller clears it). -ENOENT when unknown. */
 int sl_store_layer_get(struct sl_store *s, const char *digest, struct sl_store_layer *ret,
                        sl_error_t *err);

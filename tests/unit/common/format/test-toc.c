@@ -246,6 +246,13 @@ static void test_hostile_toc(void **state)
     parse_bad(E("{\"name\":\"d\",\"type\":\"dir\"},"
                 "{\"name\":\"h\",\"type\":\"hardlink\",\"linkName\":\"d\"}"),
               EINVAL, "to directory");
+    /* the fs serves hardlinks to regular files only: the TOC refuses the others */
+    parse_bad(E("{\"name\":\"s\",\"type\":\"symlink\",\"linkName\":\"x\"},"
+                "{\"name\":\"h\",\"type\":\"hardlink\",\"linkName\":\"s\"}"),
+              EINVAL, "not a regular file");
+    parse_bad(E("{\"name\":\"c\",\"type\":\"char\",\"devMajor\":1,\"devMinor\":3},"
+                "{\"name\":\"h\",\"type\":\"hardlink\",\"linkName\":\"c\"}"),
+              EINVAL, "not a regular file");
     parse_bad(E("{\"name\":\"a\",\"type\":\"reg\",\"digest\":\"sha256:abc\"}"), EINVAL,
               "not a sha256 digest");
     parse_bad(E("{\"name\":\"a\",\"type\":\"reg\",\"size\":5,\"offset\":10}"), EINVAL,

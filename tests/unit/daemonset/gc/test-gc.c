@@ -453,6 +453,21 @@ static void test_collect(void **state)
     assert_int_equal(sl_store_content_state(w.store, e->digest), SL_STORE_ABSENT);
     sl_gc_report_clear(&rep);
 
+    /* B pinned (an in-flight pull's layer): even grace 0 keeps it */
+    sl_store_layer_pin(w.store, w.b);
+    sl_store_layer_pin(w.store, w.b);
+    sl_store_layer_unpin(w.store, w.b); /* counted: still pinned once */
+    assert_true(sl_store_layer_pinned(w.store, w.b));
+    gc_run(gc, 0, &rep);
+    assert_int_equal(rep.n_removed, 0);
+    assert_int_equal(rep.layers_kept, 1);
+    assert_true(access(only_b, F_OK) == 0);
+    assert_int_equal(sl_store_layer_get(w.store, w.b, &l, NULL), 0);
+    sl_store_layer_clear(&l);
+    sl_gc_report_clear(&rep);
+    sl_store_layer_unpin(w.store, w.b);
+    assert_false(sl_store_layer_pinned(w.store, w.b));
+
     /* grace 0 takes B too; everything goes, B's tree included */
     gc_run(gc, 0, &rep);
     assert_int_equal(rep.n_removed, 1);

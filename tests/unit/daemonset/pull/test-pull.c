@@ -14,6 +14,7 @@
 #include "buf.h"
 #include "delta.h"
 #include "format.h"
+#include "fs.h"
 #include "manifest.h"
 #include "pull-register.h"
 #include "pull.h"
@@ -64,6 +65,13 @@ struct fixture {
     int saw_contents;   /* a POST body named held contents */
     bool cancel_on_resume;
     struct sl_store *store; /* of the running pull */
+    /* the READY gate's tests */
+    bool with_fs;       /* pull with an fs (not mounted): the gate publishes on it */
+    struct sl_fs *fs;   /* of the running pull */
+    bool fill_fs;       /* every fs slot taken before the pull: publishing fails */
+    bool bad_expect;    /* small.txt expected with another size: recording fails */
+    int register_calls; /* the hook was called */
+    int gate_result;    /* what the gate returned to the hook */
 };
 
 /* "Name: value" of request head `h` (case as curl sends it), copied into out. */
@@ -350,7 +358,8 @@ static int on_register(void *ud, const struct sl_delta_header *h, const char *ns
     assert_string_equal(img.manifest_digest, h->digest);
     /* the gate: once it let the registration go on, the new layer is recorded in the store */
     assert_non_null(gate);
-    r = gate(gate_ud, err);
+    fx->register_calls++;
+    r = fx->gate_result = gate(gate_ud, err);
     if (r < 0) {
         sl_manifest_free(m);
         return r;
@@ -358,6 +367,11 @@ static int on_register(void *ud, const struct sl_delta_header *h, const char *ns
     struct sl_store_layer rec = {0};
     assert_int_equal(sl_store_layer_get(fx->store, h->layers[0].digest, &rec, NULL), 0);
     sl_store_layer_clear(&rec);
+    if (fx->fs) {         /* ... and served by the fs, before the image record */
+        char *dir = NULL; /* not mounted here: a served layer answers -ENOTCONN */
+        assert_int_equal(sl_fs_layer_dir(fx->fs, h->layers[0].digest, &dir, NULL), -ENOTCONN);
+        free(dir);
+    }
     assert_int_equal(gate(gate_ud, err), 0); /* idempotent */
     snprintf(fx->media_type, sizeof fx->media_type, "%s", layers[0].media_type);
     sl_manifest_free(m);
@@ -387,6 +401,17 @@ static int on_event(void *ud, enum sl_pull_phase phase, const struct sl_pull_sta
 static int run_stats(struct fixture *fx, const char *sub, struct sl_pull_stats *st,
                      sl_error_t *err);
 
+/* Takes fs slot `slot` with a one-file layer (digest derived from the slot). */
+static void fill_slot(struct sl_fs *fs, uint32_t slot)
+{
+    static const char json[] = "{\"version\":1,\"entries\":[{\"name\":\"f\",\"type\":\"reg\"}]}";
+    struct sl_toc *toc = NULL;
+    assert_int_equal(sl_toc_parse_json(json, sizeof json - 1, 0, &toc, NULL), 0);
+    char dig[SL_DIGEST_STR_LEN];
+    sl_sha256_str(&slot, sizeof slot, dig);
+    assert_int_equal(sl_fs_add_layer(fs, dig, toc, slot, NULL), 0);
+}
+
 static int run(struct fixture *fx, const char *sub, sl_error_t *err)
 {
     struct sl_pull_stats st;
@@ -415,7 +440,19 @@ static int run_stats(struct fixture *fx, const char *sub, struct sl_pull_stats *
         .low_speed_time_s = 5,
     };
     fx->store = store;
-    r = sl_pull_run(store, NULL, &rq, st, err);
+    if (fx->with_fs) {
+        assert_int_equal(sl_fs_new(store, NULL, &fx->fs, NULL), 0);
+        for (uint32_t slot = 1; fx->fill_fs && slot <= SL_FS_MAX_SLOT; slot++)
+            fill_slot(fx->fs, slot);
+    }
+    if (fx->bad_expect) {
+        char dig[SL_DIGEST_STR_LEN];
+        sl_sha256_str("hello\n", 6, dig);
+        assert_int_equal(sl_store_expect(store, dig, 7, NULL), 0);
+    }
+    r = sl_pull_run(store, fx->fs, &rq, st, err);
+    sl_fs_free(fx->fs);
+    fx->fs = NULL;
     fx->store = NULL;
     sl_store_free(store);
     return r;
@@ -437,6 +474,52 @@ static void test_valid(void **state)
 }
 
 static uint8_t *modified(struct fixture *fx, const char *mode, size_t *ret_len);
+
+/* With an fs: the gate publishes the layer before the hook writes the image record. */
+static void test_gate_publishes(void **state)
+{
+    struct fixture *fx = *state;
+    fx->with_fs = true;
+    sl_error_t err = NULL;
+    int r = run(fx, "gate-fs", &err);
+    fx->with_fs = false;
+    if (r < 0)
+        fail_msg("pull with an fs: %s", sl_error_msg(err, r));
+    assert_int_equal(fx->registered, 1);
+}
+
+/* The store cannot record the layer: the gate fails, the hook registers nothing. */
+static void test_gate_recorder_fails(void **state)
+{
+    struct fixture *fx = *state;
+    fx->bad_expect = true;
+    sl_error_t err = NULL;
+    int r = run(fx, "gate-store", &err);
+    fx->bad_expect = false;
+    assert_true(r < 0);
+    assert_int_equal(fx->register_calls, 1);
+    assert_true(fx->gate_result < 0);
+    assert_int_equal(fx->registered, 0);
+    assert_null(strstr(fx->phases, "ready"));
+    sl_error_free(&err);
+}
+
+/* The fs cannot serve the layer (no free slot): the gate fails before the image record. */
+static void test_gate_publish_fails(void **state)
+{
+    struct fixture *fx = *state;
+    fx->with_fs = fx->fill_fs = true;
+    sl_error_t err = NULL;
+    int r = run(fx, "gate-publish", &err);
+    fx->with_fs = fx->fill_fs = false;
+    assert_true(r < 0);
+    assert_non_null(strstr(sl_error_msg(err, r), "publish"));
+    assert_int_equal(fx->register_calls, 1);
+    assert_true(fx->gate_result < 0);
+    assert_int_equal(fx->registered, 0);
+    assert_null(strstr(fx->phases, "ready"));
+    sl_error_free(&err);
+}
 
 /* A plan whose first content (big.bin, 3 chunks) is traced: STARTUP once it is stored, before
  * small.txt arrives and before COMPLETE. */
@@ -765,6 +848,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_valid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_startup_traced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gate_publishes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gate_recorder_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gate_publish_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_traversal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_absolute, setup, teardown),
         cmocka_unit_test_setup_teardown(test_size, setup, teardown),
