@@ -496,7 +496,8 @@ static void mount_add(struct sl_snap_mounts *m, const char *type, const char *so
 /* The directory a committed ancestor contributes: the hook's for a Starlight layer (whose own
  * directory is empty: a layer the hook does not serve fails the call), else its own fs
  * directory. */
-static int parent_dir(struct sl_snap *s, const struct chain_elem *c, char **ret, sl_error_t *err)
+static int parent_dir(struct sl_snap *s, const struct chain_elem *c, bool placeholder, char **ret,
+                      sl_error_t *err)
 {
     if (c->layer && s->hooks.lowerdir) {
         char *path = NULL;
@@ -506,6 +507,11 @@ static int parent_dir(struct sl_snap *s, const struct chain_elem *c, char **ret,
             return 0;
         }
         free(path);
+        if (placeholder && r == -ENOENT) {
+            sl_error_free(err);
+            *ret = sl_xasprintf("%s/%" PRId64 "/fs", s->snapdir, c->id);
+            return 0;
+        }
         if (r >= 0 || r == -ENOENT) { /* its own directory is empty: never mount that */
             sl_error_free(err);
             return sl_error_make(err, EIO,
@@ -519,9 +525,12 @@ static int parent_dir(struct sl_snap *s, const struct chain_elem *c, char **ret,
     return 0;
 }
 
+/* `placeholder`: the snapshot is a Starlight layer's own (the daemon's registration prepares it
+ * only to commit it; its mounts are never used), so a parent not served yet gives its own
+ * directory instead of failing. */
 static int build_mounts(struct sl_snap *s, enum sl_snap_kind kind, int64_t id,
-                        const struct chain_elem *chain, size_t n, struct sl_snap_mounts *ret,
-                        sl_error_t *err)
+                        const struct chain_elem *chain, size_t n, bool placeholder,
+                        struct sl_snap_mounts *ret, sl_error_t *err)
 {
     struct sl_snap_mounts m = {0};
     if (n == 0) {
@@ -535,7 +544,7 @@ static int build_mounts(struct sl_snap *s, enum sl_snap_kind kind, int64_t id,
     }
     if (kind != SL_SNAP_KIND_ACTIVE && n == 1) {
         _cleanup_free_ char *src = NULL;
-        int r = parent_dir(s, &chain[0], &src, err);
+        int r = parent_dir(s, &chain[0], placeholder, &src, err);
         if (r < 0)
             return r;
         char **o = sl_xcalloc(2, sizeof(char *));
@@ -552,7 +561,7 @@ static int build_mounts(struct sl_snap *s, enum sl_snap_kind kind, int64_t id,
     len = 9;
     for (size_t i = 0; i < n; i++) {
         _cleanup_free_ char *dir = NULL;
-        int r = parent_dir(s, &chain[i], &dir, err);
+        int r = parent_dir(s, &chain[i], placeholder, &dir, err);
         if (r < 0)
             return r;
         size_t dl = strlen(dir);
@@ -694,7 +703,10 @@ static int create_snapshot(struct sl_snap *s, enum sl_snap_kind kind, const char
             return r;
         }
     }
-    r = build_mounts(s, kind, id, chain, nchain, ret, err);
+    bool placeholder = false;
+    for (size_t i = 0; kind == SL_SNAP_KIND_ACTIVE && i < nlabels; i++)
+        placeholder |= labels[i].key && strcmp(labels[i].key, SL_SNAP_LABEL_STARLIGHT_LAYER) == 0;
+    r = build_mounts(s, kind, id, chain, nchain, placeholder, ret, err);
     chain_free(chain, nchain);
     return r;
 }
@@ -742,7 +754,7 @@ int sl_snap_mounts(struct sl_snap *s, const char *key, struct sl_snap_mounts *re
         if (r < 0)
             return r;
     }
-    int r = build_mounts(s, row.kind, row.id, chain, nchain, ret, err);
+    int r = build_mounts(s, row.kind, row.id, chain, nchain, false, ret, err);
     chain_free(chain, nchain);
     return r;
 }

@@ -13,7 +13,9 @@
  * A committed parent labelled SL_SNAP_LABEL_STARLIGHT_LAYER=<blob digest> takes its directory
  * from hooks.lowerdir (the FUSE subtree of that layer) when the hook is set (its own <id>/fs
  * only without a hook); a layer the hook does not serve (-ENOENT) fails the call with -EIO,
- * never an empty lowerdir.
+ * never an empty lowerdir. Except in the Prepare of a snapshot itself labelled with a Starlight
+ * layer (the daemon's registration, which commits it at once and never mounts it): there an
+ * unserved parent gives its own directory.
  *
  * Errors (negative errno + sl_error_t, like containerd's errdefs):
  *   -ENOENT     key or parent not found           (NOT_FOUND)

@@ -68,7 +68,6 @@ struct fixture {
     /* the READY gate's tests */
     bool with_fs;       /* pull with an fs (not mounted): the gate publishes on it */
     struct sl_fs *fs;   /* of the running pull */
-    bool fill_fs;       /* every fs slot taken before the pull: publishing fails */
     bool bad_expect;    /* small.txt expected with another size: recording fails */
     int register_calls; /* the hook was called */
     int gate_result;    /* what the gate returned to the hook */
@@ -401,17 +400,6 @@ static int on_event(void *ud, enum sl_pull_phase phase, const struct sl_pull_sta
 static int run_stats(struct fixture *fx, const char *sub, struct sl_pull_stats *st,
                      sl_error_t *err);
 
-/* Takes fs slot `slot` with a one-file layer (digest derived from the slot). */
-static void fill_slot(struct sl_fs *fs, uint32_t slot)
-{
-    static const char json[] = "{\"version\":1,\"entries\":[{\"name\":\"f\",\"type\":\"reg\"}]}";
-    struct sl_toc *toc = NULL;
-    assert_int_equal(sl_toc_parse_json(json, sizeof json - 1, 0, &toc, NULL), 0);
-    char dig[SL_DIGEST_STR_LEN];
-    sl_sha256_str(&slot, sizeof slot, dig);
-    assert_int_equal(sl_fs_add_layer(fs, dig, toc, slot, NULL), 0);
-}
-
 static int run(struct fixture *fx, const char *sub, sl_error_t *err)
 {
     struct sl_pull_stats st;
@@ -442,8 +430,6 @@ static int run_stats(struct fixture *fx, const char *sub, struct sl_pull_stats *
     fx->store = store;
     if (fx->with_fs) {
         assert_int_equal(sl_fs_new(store, NULL, &fx->fs, NULL), 0);
-        for (uint32_t slot = 1; fx->fill_fs && slot <= SL_FS_MAX_SLOT; slot++)
-            fill_slot(fx->fs, slot);
     }
     if (fx->bad_expect) {
         char dig[SL_DIGEST_STR_LEN];
@@ -497,23 +483,6 @@ static void test_gate_recorder_fails(void **state)
     int r = run(fx, "gate-store", &err);
     fx->bad_expect = false;
     assert_true(r < 0);
-    assert_int_equal(fx->register_calls, 1);
-    assert_true(fx->gate_result < 0);
-    assert_int_equal(fx->registered, 0);
-    assert_null(strstr(fx->phases, "ready"));
-    sl_error_free(&err);
-}
-
-/* The fs cannot serve the layer (no free slot): the gate fails before the image record. */
-static void test_gate_publish_fails(void **state)
-{
-    struct fixture *fx = *state;
-    fx->with_fs = fx->fill_fs = true;
-    sl_error_t err = NULL;
-    int r = run(fx, "gate-publish", &err);
-    fx->with_fs = fx->fill_fs = false;
-    assert_true(r < 0);
-    assert_non_null(strstr(sl_error_msg(err, r), "publish"));
     assert_int_equal(fx->register_calls, 1);
     assert_true(fx->gate_result < 0);
     assert_int_equal(fx->registered, 0);
@@ -850,7 +819,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_startup_traced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gate_publishes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gate_recorder_fails, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_gate_publish_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_traversal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_absolute, setup, teardown),
         cmocka_unit_test_setup_teardown(test_size, setup, teardown),

@@ -321,6 +321,10 @@ static void test_starlight_hook(void **state)
     assert_int_equal(m.n, 0);
     sl_error_free(&err);
     assert_int_equal(sl_snap_view(s, "v2", "l1", NULL, 0, &m, NULL), -EIO);
+    /* ... except the Prepare of a Starlight layer's own snapshot (the registration's) */
+    struct sl_snap_label sl3 = {SL_SNAP_LABEL_STARLIGHT_LAYER, "sha256:l3"};
+    assert_int_equal(sl_snap_prepare(s, "l3-prep", "l1", &sl3, 1, &m, NULL), 0);
+    sl_snap_mounts_clear(&m);
     _cleanup_free_ char *plain = sl_xasprintf("%s/snapshots/2/fs:%s/snapshots/1/fs", root, root);
     /* another error fails the call */
     h.result = -EIO;
