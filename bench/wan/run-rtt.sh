@@ -209,11 +209,11 @@ sl_pull() { # sl_pull IMG OUT: returns once IMG:sl is ready
     "${WAN_EDGE[@]}" "$CS" pull --daemon "$PULL_EDGE_CTL" --insecure "$R/$1:sl" >"$2" 2>"$2.err" &
     BG_PULL=$! BG_OUT=$2
     local end=$(($(date +%s) + 120))
-    until grep -q 'ready after' "$2.err" || ! kill -0 "$BG_PULL" 2>/dev/null; do
+    until grep -qs 'ready after' "$2.err" || ! kill -0 "$BG_PULL" 2>/dev/null; do
         [ "$(date +%s)" -lt "$end" ] || e2e_fail "$1 not ready after 120 s"
         sleep 0.02
     done
-    grep -q 'ready after' "$2.err" || sl_pull_wait
+    grep -qs 'ready after' "$2.err" || sl_pull_wait
 }
 sl_pull_wait() {
     wait "$BG_PULL" || { BG_PULL=''; cat "$BG_OUT.err" >&2; e2e_fail "ctr-starlight pull failed"; }
@@ -336,7 +336,9 @@ bound_prepare() { # APP: the traced prefixes, served from the cloud namespace
     local app=$1 old new phase n
     read -r old new <<<"$(app_images "$app")"
     for phase in deploy update; do
-        wan_cloud curl -fsS -o "$W/delta" "$(delta_url "$old" "$new" "$phase")" ||
+        # the format the daemon asks for (docs/protocol.md §3: version 2 when accepted)
+        wan_cloud curl -fsS -H "Accept: application/vnd.starlight.delta.v2" -o "$W/delta" \
+            "$(delta_url "$old" "$new" "$phase")" ||
             e2e_fail "GET /starlight/delta ($app $phase)"
         n=$(python3 "$here/tools.py" traced-prefix "$W/delta") || e2e_fail "traced prefix ($app $phase)"
         head -c "$n" "$W/delta" >"$W/www/$app-$phase.bin"

@@ -15,6 +15,7 @@
                                     against RTT per system, the median over apps).
 """
 import csv
+import gzip
 import json
 import os
 import statistics
@@ -37,8 +38,11 @@ def traced_prefix(path):
         prelude = f.read(32)
         if len(prelude) < 32 or prelude[:8] != b"SLDELTA\n":
             sys.exit("traced-prefix: %s is not a delta body" % path)
+        version = struct.unpack(">I", prelude[8:12])[0]
         hl = struct.unpack(">Q", prelude[16:24])[0]
-        h = json.loads(f.read(hl))
+        raw = f.read(hl)
+        # version 2: the header is one gzip member (docs/protocol.md §3)
+        h = json.loads(gzip.decompress(raw) if version == 2 else raw)
     traced = [c for c in h["contents"] if c["traced"]]
     if not traced:
         sys.exit("traced-prefix: no traced contents")
