@@ -356,6 +356,17 @@ static int held_layers(struct sl_store *s, char ***ret, size_t *ret_n, sl_error_
 }
 
 /* Publishes a recorded layer on the fs with `toc` (taken; NULL: loaded from the record). */
+/* Fills REC's identity and TOC tail from header layer L (the tail is borrowed, not cleared). */
+static void layer_record_from(struct sl_store_layer *rec, const struct sl_delta_hlayer *l)
+{
+    snprintf(rec->digest, sizeof(rec->digest), "%s", l->digest);
+    snprintf(rec->toc_digest, sizeof(rec->toc_digest), "%s", l->toc_digest);
+    rec->blob_size = l->size;
+    rec->toc_offset = l->toc_offset;
+    rec->tail = l->toc_tail;
+    rec->tail_len = l->toc_tail_len;
+}
+
 static int publish(struct sl_fs *fs, const struct sl_store_layer *rec, struct sl_toc *toc,
                    sl_error_t *err)
 {
@@ -449,12 +460,7 @@ static void *record_layers(void *ud)
                 r = sl_error_wrap(&rc->err, r, "held layer %s", l->digest);
             continue;
         }
-        snprintf(rec.digest, sizeof(rec.digest), "%s", l->digest);
-        snprintf(rec.toc_digest, sizeof(rec.toc_digest), "%s", l->toc_digest);
-        rec.blob_size = l->size;
-        rec.toc_offset = l->toc_offset;
-        rec.tail = l->toc_tail; /* borrowed: not cleared */
-        rec.tail_len = l->toc_tail_len;
+        layer_record_from(&rec, l);
         r = sl_store_layer_put(x->store, &rec, x->tocs[i], &rc->err);
         if (r < 0)
             r = sl_error_wrap(&rc->err, r, "layer %s", l->digest);
@@ -510,12 +516,7 @@ static int gate_run(struct gate *g, sl_error_t *err)
         if (l->held)
             continue; /* published by the recorder */
         struct sl_store_layer rec = {.id = g->rc.ids[i]};
-        snprintf(rec.digest, sizeof(rec.digest), "%s", l->digest);
-        snprintf(rec.toc_digest, sizeof(rec.toc_digest), "%s", l->toc_digest);
-        rec.blob_size = l->size;
-        rec.toc_offset = l->toc_offset;
-        rec.tail = l->toc_tail; /* borrowed: not cleared */
-        rec.tail_len = l->toc_tail_len;
+        layer_record_from(&rec, l);
         r = publish(x->fs, &rec, TAKE_PTR(g->fs_tocs[i]), err);
         if (r < 0)
             r = sl_error_wrap(err, r, "layer %s: publish", l->digest);
