@@ -340,11 +340,12 @@ static int check_reference(const char *reference, const char *what, sl_error_t *
     return 0;
 }
 
-int sl_registry_get_manifest(struct sl_registry *reg, const char *repo, const char *reference,
-                             struct sl_registry_manifest *ret, sl_error_t *err)
+/* Checks REPO and REFERENCE, then performs REQ (method and body set by the caller) on the
+ * manifest URL with the manifest Accept header and a pull scope. */
+static int manifest_perform(struct sl_registry *reg, const char *repo, const char *reference,
+                            const char *what, struct sl_http_request *req,
+                            struct sl_http_response *resp, sl_error_t *err)
 {
-    *ret = (struct sl_registry_manifest){0};
-    _cleanup_free_ char *what = what_str(reg, "GET manifest", repo, reference);
     int r;
     if ((r = check_repo(repo, what, err)) < 0 || (r = check_reference(reference, what, err)) < 0)
         return r;
@@ -352,16 +353,26 @@ int sl_registry_get_manifest(struct sl_registry *reg, const char *repo, const ch
         sl_xasprintf("%s/v2/%s/manifests/%s", reg->base_url, repo, reference);
     _cleanup_free_ char *scope = pull_scope(repo);
     const char *scopes[] = {scope};
-    const char *headers[] = {"Accept: " SL_MANIFEST_ACCEPT, NULL};
+    static const char *const headers[] = {"Accept: " SL_MANIFEST_ACCEPT, NULL};
+    req->url = url;
+    req->headers = headers;
+    r = reg_perform(reg, scopes, 1, req, resp, what, err);
+    req->url = NULL;
+    return r;
+}
+
+int sl_registry_get_manifest(struct sl_registry *reg, const char *repo, const char *reference,
+                             struct sl_registry_manifest *ret, sl_error_t *err)
+{
+    *ret = (struct sl_registry_manifest){0};
+    _cleanup_free_ char *what = what_str(reg, "GET manifest", repo, reference);
     _cleanup_buf_ struct sl_buf body;
     sl_buf_init(&body, SL_MANIFEST_MAX_BYTES);
     struct sl_http_request req;
     sl_http_request_init(&req);
-    req.url = url;
-    req.headers = headers;
     req.body_buf = &body;
     struct sl_http_response resp = {0};
-    r = reg_perform(reg, scopes, 1, &req, &resp, what, err);
+    int r = manifest_perform(reg, repo, reference, what, &req, &resp, err);
     if (r == -EFBIG)
         r = sl_error_make(err, EFBIG, "%s: manifest larger than %d bytes", what,
                           SL_MANIFEST_MAX_BYTES);
@@ -451,21 +462,11 @@ int sl_registry_head_manifest(struct sl_registry *reg, const char *repo, const c
                               sl_error_t *err)
 {
     _cleanup_free_ char *what = what_str(reg, "HEAD manifest", repo, reference);
-    int r;
-    if ((r = check_repo(repo, what, err)) < 0 || (r = check_reference(reference, what, err)) < 0)
-        return r;
-    _cleanup_free_ char *url =
-        sl_xasprintf("%s/v2/%s/manifests/%s", reg->base_url, repo, reference);
-    _cleanup_free_ char *scope = pull_scope(repo);
-    const char *scopes[] = {scope};
-    const char *headers[] = {"Accept: " SL_MANIFEST_ACCEPT, NULL};
     struct sl_http_request req;
     sl_http_request_init(&req);
     req.method = "HEAD";
-    req.url = url;
-    req.headers = headers;
     struct sl_http_response resp = {0};
-    r = reg_perform(reg, scopes, 1, &req, &resp, what, err);
+    int r = manifest_perform(reg, repo, reference, what, &req, &resp, err);
     if (r >= 0) {
         if (resp.status == 200)
             r = 1;
